@@ -1,0 +1,221 @@
+/* The synchronous Socket: blocking-style calls with timeouts.
+ *
+ * An sk_socket wraps one descriptor. Internally the descriptor is always
+ * non-blocking and close-on-exec; every call that may wait takes a timeout in
+ * milliseconds (-1 waits forever, 0 does not wait at all) and waits with
+ * poll(), so a call never blocks longer than asked and never spins. EINTR is
+ * retried. A timeout returns -ETIMEDOUT.
+ *
+ * The same descriptor can later be handed to an event loop
+ * (sk_stream_open()), and the option calls below work on the sk_socket that
+ * every async handle embeds.
+ */
+#ifndef SOCKIT_SOCKET_H
+#define SOCKIT_SOCKET_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "endpoint.h"
+#include "version.h"
+
+typedef struct sk_socket {
+  int fd;     /* -1 when closed */
+  int family; /* AF_INET, AF_INET6, AF_UNIX */
+  int type;   /* SOCK_STREAM or SOCK_DGRAM */
+} sk_socket;
+
+#define SK_SOCKET_INIT {-1, 0, 0}
+
+/* Flags for sk_socket_open(). */
+enum {
+  /* AF_INET6 only: also accept IPv4 (clears IPV6_V6ONLY). */
+  SK_SOCK_DUALSTACK = 1u << 0,
+  /* AF_INET6 only: IPv6 traffic only (sets IPV6_V6ONLY). */
+  SK_SOCK_V6ONLY = 1u << 1,
+};
+
+/* Creates a socket. family: AF_INET, AF_INET6 or AF_UNIX; type: SOCK_STREAM
+ * or SOCK_DGRAM. Returns 0 or a negative errno. */
+SK_EXTERN int sk_socket_open(sk_socket *s, int family, int type,
+                             unsigned flags);
+
+/* Takes ownership of an existing descriptor (makes it non-blocking and
+ * close-on-exec, reads its family and type). */
+SK_EXTERN int sk_socket_adopt(sk_socket *s, int fd);
+
+SK_EXTERN int sk_socket_bind(sk_socket *s, const sk_endpoint *ep);
+
+/* backlog <= 0 selects SOMAXCONN. */
+SK_EXTERN int sk_socket_listen(sk_socket *s, int backlog);
+
+/* Waits up to timeout_ms for a connection. client receives the new socket;
+ * peer (may be NULL) its normalised address. Returns 0 or a negative errno
+ * (-ETIMEDOUT, -EMFILE, ...). Transient errors (ECONNABORTED, EINTR) are
+ * retried within the timeout. */
+SK_EXTERN int sk_socket_accept(sk_socket *s, sk_socket *client,
+                               sk_endpoint *peer, int timeout_ms);
+
+/* Connects an open socket to ep, waiting up to timeout_ms. For datagram
+ * sockets this only sets the default peer. */
+SK_EXTERN int sk_socket_connect(sk_socket *s, const sk_endpoint *ep,
+                                int timeout_ms);
+
+/* Sends all len bytes or fails: returns 0 when every byte was handed to the
+ * kernel, -ETIMEDOUT if the timeout (for the whole call) expired first, or a
+ * negative errno (-EPIPE, -ECONNRESET, ...). Never raises SIGPIPE. */
+SK_EXTERN int sk_socket_send(sk_socket *s, const void *buf, size_t len,
+                             int timeout_ms);
+
+/* Receives what is there, up to len bytes, waiting up to timeout_ms for
+ * something to arrive. Returns the count (> 0), 0 when the peer closed its
+ * side (stream sockets), or a negative errno. */
+SK_EXTERN ssize_t sk_socket_recv(sk_socket *s, void *buf, size_t len,
+                                 int timeout_ms);
+
+/* Receives exactly len bytes. Returns len, SK_EOF if the peer closed first
+ * (the bytes read so far stay in buf and are counted in *got when got is not
+ * NULL), or a negative errno. */
+SK_EXTERN ssize_t sk_socket_recv_all(sk_socket *s, void *buf, size_t len,
+                                     size_t *got, int timeout_ms);
+
+/* Datagrams. sendto returns the count sent (the whole datagram) or a
+ * negative errno; dst may be NULL on a connected socket. */
+SK_EXTERN ssize_t sk_socket_sendto(sk_socket *s, const void *buf, size_t len,
+                                   const sk_endpoint *dst, int timeout_ms);
+
+/* Receives one datagram. Returns its length, or -EMSGSIZE when it was longer
+ * than len: then buf holds the first len bytes and the rest is lost (never
+ * silent). A zero-length datagram returns 0. from may be NULL. */
+SK_EXTERN ssize_t sk_socket_recvfrom(sk_socket *s, void *buf, size_t len,
+                                     sk_endpoint *from, int timeout_ms);
+
+/* Everything known about one received datagram. */
+typedef struct sk_dgram_info {
+  sk_endpoint from;  /* sender, normalised */
+  sk_endpoint to;    /* local destination address (needs sk_opt_set_pktinfo);
+                        len == 0 when unknown; the port is the local port */
+  unsigned ifindex;  /* interface it arrived on, 0 if unknown */
+  size_t full_len;   /* the datagram's real length */
+  int truncated;     /* 1 if full_len > the buffer given */
+} sk_dgram_info;
+
+/* Like sk_socket_recvfrom() but returns the number of bytes stored (never
+ * an error for truncation) and fills info. */
+SK_EXTERN ssize_t sk_socket_recvmsg(sk_socket *s, void *buf, size_t len,
+                                    sk_dgram_info *info, int timeout_ms);
+
+enum { SK_SHUT_RD = 0, SK_SHUT_WR = 1, SK_SHUT_RDWR = 2 };
+
+/* Half-closes. After SK_SHUT_WR the peer reads end-of-stream while this side
+ * can still receive what the peer sends. */
+SK_EXTERN int sk_socket_shutdown(sk_socket *s, int how);
+
+/* Graceful close of a stream socket: sends FIN (shutdown write), then reads
+ * and discards until the peer closes too or timeout_ms expires, then closes
+ * the descriptor. Draining first is what keeps the kernel from answering
+ * unread data with a reset. Returns 0, -ETIMEDOUT if the peer did not close
+ * in time (the descriptor is closed anyway), or a negative errno. Datagram
+ * sockets are simply closed. Safe on an already closed socket (returns 0). */
+SK_EXTERN int sk_socket_close(sk_socket *s, int timeout_ms);
+
+/* Abortive close: the peer gets a reset (RST) at once and unsent data is
+ * dropped. Use it deliberately; sockit never resets implicitly. */
+SK_EXTERN int sk_socket_abort(sk_socket *s);
+
+SK_EXTERN int sk_socket_local(const sk_socket *s, sk_endpoint *ep);
+SK_EXTERN int sk_socket_remote(const sk_socket *s, sk_endpoint *ep);
+
+/* Bytes that can be read without blocking (FIONREAD), or a negative errno. */
+SK_EXTERN int sk_socket_available(const sk_socket *s);
+
+enum { SK_POLL_READ = 1, SK_POLL_WRITE = 2, SK_POLL_ERROR = 4 };
+
+/* Waits up to timeout_ms until the socket is readable and/or writable (as
+ * asked in events). Returns the ready set (0 on timeout) or a negative errno.
+ * SK_POLL_ERROR is reported on error or hang-up. */
+SK_EXTERN int sk_socket_poll(const sk_socket *s, int events, int timeout_ms);
+
+/* Sends len bytes of the file fd starting at *offset with sendfile(2) (no
+ * copy through user space), advancing *offset. Sends all or fails, like
+ * sk_socket_send(). */
+SK_EXTERN int sk_socket_sendfile(sk_socket *s, int fd, off_t *offset,
+                                 size_t len, int timeout_ms);
+
+/* ---- One-call helpers, like TcpListener / TcpClient / UdpClient ---- */
+
+/* Binds and listens on a text address ("127.0.0.1:0", "[::]:80",
+ * "unix:/path"). SO_REUSEADDR is set for TCP; an existing Unix socket file
+ * is not removed (-EADDRINUSE). backlog <= 0 selects SOMAXCONN. */
+SK_EXTERN int sk_socket_listen_text(sk_socket *s, const char *addr,
+                                    int backlog);
+
+/* Resolves a text address ("localhost:8888", "[::1]:80", "unix:/path") and
+ * connects to each resulting address in turn until one accepts, all within
+ * timeout_ms in total. Returns 0 or the error of the last attempt. */
+SK_EXTERN int sk_socket_connect_text(sk_socket *s, const char *addr,
+                                     int type, int timeout_ms);
+
+/* Opens a datagram socket bound to a text address (port 0 allowed). */
+SK_EXTERN int sk_socket_bind_text(sk_socket *s, const char *addr);
+
+/* ---- Typed socket options ---- *
+ * Each setter returns 0 or a negative errno; each getter stores the current
+ * value and returns 0 or a negative errno. Times are in milliseconds or
+ * seconds as named. */
+
+SK_EXTERN int sk_opt_set_nodelay(sk_socket *s, int on);
+SK_EXTERN int sk_opt_get_nodelay(const sk_socket *s, int *on);
+SK_EXTERN int sk_opt_set_reuseaddr(sk_socket *s, int on);
+SK_EXTERN int sk_opt_get_reuseaddr(const sk_socket *s, int *on);
+SK_EXTERN int sk_opt_set_reuseport(sk_socket *s, int on);
+SK_EXTERN int sk_opt_get_reuseport(const sk_socket *s, int *on);
+/* Keep-alive with its probe timing; idle/interval/count <= 0 leave the
+ * system default for that value. */
+SK_EXTERN int sk_opt_set_keepalive(sk_socket *s, int on, int idle_s,
+                                   int interval_s, int count);
+SK_EXTERN int sk_opt_get_keepalive(const sk_socket *s, int *on, int *idle_s,
+                                   int *interval_s, int *count);
+/* SO_LINGER. on=1 with seconds=0 makes close() send RST: prefer
+ * sk_socket_abort(), which says so. */
+SK_EXTERN int sk_opt_set_linger(sk_socket *s, int on, int seconds);
+SK_EXTERN int sk_opt_get_linger(const sk_socket *s, int *on, int *seconds);
+/* Buffer sizes as the kernel reports them (Linux doubles what you set). */
+SK_EXTERN int sk_opt_set_rcvbuf(sk_socket *s, int bytes);
+SK_EXTERN int sk_opt_get_rcvbuf(const sk_socket *s, int *bytes);
+SK_EXTERN int sk_opt_set_sndbuf(sk_socket *s, int bytes);
+SK_EXTERN int sk_opt_get_sndbuf(const sk_socket *s, int *bytes);
+/* Kernel-level SO_RCVTIMEO / SO_SNDTIMEO (0 = none). sockit's own calls use
+ * their timeout argument instead; these matter to code that uses the
+ * descriptor directly. */
+SK_EXTERN int sk_opt_set_rcvtimeo(sk_socket *s, int ms);
+SK_EXTERN int sk_opt_get_rcvtimeo(const sk_socket *s, int *ms);
+SK_EXTERN int sk_opt_set_sndtimeo(sk_socket *s, int ms);
+SK_EXTERN int sk_opt_get_sndtimeo(const sk_socket *s, int *ms);
+/* Unicast TTL (IPv4) or hop limit (IPv6), by the socket's family. */
+SK_EXTERN int sk_opt_set_ttl(sk_socket *s, int ttl);
+SK_EXTERN int sk_opt_get_ttl(const sk_socket *s, int *ttl);
+SK_EXTERN int sk_opt_set_broadcast(sk_socket *s, int on);
+SK_EXTERN int sk_opt_get_broadcast(const sk_socket *s, int *on);
+SK_EXTERN int sk_opt_set_v6only(sk_socket *s, int on);
+SK_EXTERN int sk_opt_get_v6only(const sk_socket *s, int *on);
+/* Delivers each datagram's destination address (IP_PKTINFO /
+ * IPV6_RECVPKTINFO) to sk_socket_recvmsg() and sk_udp receive callbacks. */
+SK_EXTERN int sk_opt_set_pktinfo(sk_socket *s, int on);
+SK_EXTERN int sk_opt_get_pktinfo(const sk_socket *s, int *on);
+/* Multicast. group is an IPv4 or IPv6 multicast endpoint (port ignored);
+ * ifindex 0 lets the kernel choose the interface. */
+SK_EXTERN int sk_opt_join_group(sk_socket *s, const sk_endpoint *group,
+                                unsigned ifindex);
+SK_EXTERN int sk_opt_leave_group(sk_socket *s, const sk_endpoint *group,
+                                 unsigned ifindex);
+SK_EXTERN int sk_opt_set_multicast_loop(sk_socket *s, int on);
+SK_EXTERN int sk_opt_get_multicast_loop(const sk_socket *s, int *on);
+SK_EXTERN int sk_opt_set_multicast_ttl(sk_socket *s, int ttl);
+SK_EXTERN int sk_opt_get_multicast_ttl(const sk_socket *s, int *ttl);
+/* Interface for outgoing multicast (IPv4: index resolved to the
+ * interface's address via ip_mreqn; IPv6: IPV6_MULTICAST_IF). */
+SK_EXTERN int sk_opt_set_multicast_if(sk_socket *s, unsigned ifindex);
+
+#endif

@@ -1,0 +1,172 @@
+/* Async byte streams: TCP and Unix-domain sockets (and TLS over them) on an
+ * event loop, with completion-based operations.
+ *
+ * A stream is either a listener (sk_stream_listen / sk_stream_accept_start)
+ * or a connection (sk_stream_connect, or sk_stream_open on an accepted
+ * descriptor). Operations:
+ *
+ *  - accept:  continuous; the callback runs once per new connection.
+ *  - connect: one-shot with a timeout; tries each endpoint given in turn.
+ *  - send:    the bytes are written to the kernel at once when possible;
+ *             only what the kernel did not take is copied into the stream's
+ *             write queue and written when the socket becomes writable.
+ *             The callback (optional) runs once every byte of that send was
+ *             written, or with an error. Sends complete in the order started.
+ *  - recv:    continuous; the callback receives data in the loop's shared
+ *             read buffer, valid only during the callback. An idle
+ *             connection owns no user-space buffer.
+ *  - shutdown: half-close (FIN) after everything queued was written; the
+ *             stream keeps receiving.
+ *
+ * Back-pressure: sk_stream_write_queue_size() tells how many bytes wait in
+ * user space; pause reading from the source that feeds a slow writer with
+ * sk_stream_recv_pause() until its queue drains (the drain callback helps).
+ *
+ * If a function that takes a callback returns an error, that callback will
+ * not be called for that operation.
+ */
+#ifndef SOCKIT_STREAM_H
+#define SOCKIT_STREAM_H
+
+#include <stddef.h>
+#include <sys/types.h>
+
+#include "endpoint.h"
+#include "loop.h"
+#include "socket.h"
+#include "version.h"
+
+typedef struct sk_stream sk_stream;
+
+/* A new connection. On success (status 0) you own fd: wrap it with
+ * sk_stream_init() + sk_stream_open(), hand it to another loop, or close
+ * it. peer is its normalised address (valid during the call). A negative
+ * status reports a problem with accepting (fd is -1): -EMFILE/-ENFILE when
+ * the process ran out of descriptors (sockit sheds that connection and keeps
+ * accepting without spinning), or a fatal error, after which accepting has
+ * stopped. -ECANCELED after sk_stream_accept_stop() or sk_close(). */
+typedef void (*sk_accept_cb)(sk_stream *server, int status, int fd,
+                             const sk_endpoint *peer);
+
+/* status 0 = connected; otherwise -ECONNREFUSED, -ETIMEDOUT, -ECANCELED,... */
+typedef void (*sk_connect_cb)(sk_stream *s, int status);
+
+/* Data arrived (nread > 0, buf valid only during the call), or the
+ * operation ended: SK_EOF when the peer closed its side, -ECANCELED after
+ * sk_stream_recv_stop(), or a negative errno. Once ended, receiving is
+ * stopped; call sk_stream_recv_start() again to restart. */
+typedef void (*sk_recv_cb)(sk_stream *s, ssize_t nread, const void *buf);
+
+/* A send (or shutdown) finished: 0 = all written, else a negative errno
+ * (-EPIPE, -ECONNRESET, -ECANCELED when the stream was closed first). */
+typedef void (*sk_send_cb)(sk_stream *s, int status, void *arg);
+
+/* The write queue just became empty. */
+typedef void (*sk_drain_cb)(sk_stream *s);
+
+/* Transport operations (plain socket or TLS). Private. */
+struct sk__transport;
+
+struct sk_stream {
+  sk_handle h;
+  /* read-only */
+  sk_socket sock;
+  /* private */
+  struct sk__io io;
+  unsigned sflags;
+  sk_accept_cb accept_cb;
+  sk_connect_cb connect_cb;
+  sk_recv_cb recv_cb;
+  sk_drain_cb drain_cb;
+  struct sk__wreq *wq_head, *wq_tail;
+  size_t wq_bytes;
+  struct sk__tnode ctimer; /* connect deadline */
+  struct sk__pending cpend;
+  int cstatus;
+  sk_endpoint *ceps; /* endpoints still to try while connecting */
+  size_t nceps, iceps;
+  const struct sk__transport *tp;
+  void *tls;
+  size_t max_read; /* bytes read per readiness event before yielding */
+};
+
+/* Initialises a stream handle with no socket yet. */
+SK_EXTERN int sk_stream_init(sk_loop *loop, sk_stream *s);
+
+/* Adopts a connected or listening descriptor (made non-blocking and
+ * close-on-exec). The stream owns it from now on. */
+SK_EXTERN int sk_stream_open(sk_stream *s, int fd);
+
+/* Flags for sk_stream_listen(). */
+enum {
+  SK_LISTEN_REUSEPORT = 1u << 0, /* SO_REUSEPORT: several listeners share */
+  SK_LISTEN_V6ONLY = 1u << 1,    /* [::] takes IPv6 only */
+  SK_LISTEN_DUALSTACK = 1u << 2, /* [::] takes IPv4 too */
+};
+
+/* Creates a socket, binds it to ep (SO_REUSEADDR on for TCP) and listens.
+ * backlog <= 0 = SOMAXCONN. Accepting starts with sk_stream_accept_start().
+ * The bound address (with the real port) is sk_socket_local(&s->sock). */
+SK_EXTERN int sk_stream_listen(sk_stream *s, const sk_endpoint *ep,
+                               int backlog, unsigned flags);
+
+/* Starts accepting continuously on a listening stream. Up to 64 connections
+ * are accepted per readiness event so others get their turn. */
+SK_EXTERN int sk_stream_accept_start(sk_stream *s, sk_accept_cb cb);
+/* Stops accepting; the accept callback runs once with -ECANCELED. */
+SK_EXTERN int sk_stream_accept_stop(sk_stream *s);
+
+/* Connects to eps[0..n-1] in turn until one succeeds, within timeout_ms in
+ * total (-1 = no timeout). The stream must not be open yet. cb runs once. */
+SK_EXTERN int sk_stream_connect(sk_stream *s, const sk_endpoint *eps,
+                                size_t n, int timeout_ms, sk_connect_cb cb);
+/* Cancels a pending connect: cb runs with -ECANCELED. */
+SK_EXTERN int sk_stream_connect_cancel(sk_stream *s);
+
+/* Sends len bytes (see the top of this file). cb may be NULL. Returns 0, or
+ * a negative errno if the stream cannot send (closed, shut down, or already
+ * failed), in which case nothing was sent. */
+SK_EXTERN int sk_stream_send(sk_stream *s, const void *buf, size_t len,
+                             sk_send_cb cb, void *arg);
+
+/* Gathers several buffers into one ordered send. */
+struct iovec;
+SK_EXTERN int sk_stream_sendv(sk_stream *s, const struct iovec *iov, int iovcnt,
+                              sk_send_cb cb, void *arg);
+
+/* Queues len bytes of file fd from offset, written with sendfile(2) in
+ * order with the other sends. fd must stay open until cb runs. */
+SK_EXTERN int sk_stream_sendfile(sk_stream *s, int fd, off_t offset,
+                                 size_t len, sk_send_cb cb, void *arg);
+
+/* Bytes waiting in the write queue (not yet taken by the kernel). */
+SK_EXTERN size_t sk_stream_write_queue_size(const sk_stream *s);
+
+/* cb runs each time the write queue goes from non-empty to empty. NULL
+ * turns it off. */
+SK_EXTERN void sk_stream_on_drain(sk_stream *s, sk_drain_cb cb);
+
+/* Half-closes the sending side once every queued byte was written. cb (may
+ * be NULL) runs once the FIN was sent, or with an error. */
+SK_EXTERN int sk_stream_shutdown(sk_stream *s, sk_send_cb cb, void *arg);
+
+/* Starts receiving continuously. */
+SK_EXTERN int sk_stream_recv_start(sk_stream *s, sk_recv_cb cb);
+/* Cancels receiving: the recv callback runs once with -ECANCELED. */
+SK_EXTERN int sk_stream_recv_stop(sk_stream *s);
+/* Pauses and resumes delivery without ending the operation (back-pressure:
+ * the kernel buffer fills and TCP flow control slows the peer). */
+SK_EXTERN void sk_stream_recv_pause(sk_stream *s);
+SK_EXTERN void sk_stream_recv_resume(sk_stream *s);
+SK_EXTERN int sk_stream_is_receiving(const sk_stream *s);
+
+/* Closes with a reset (RST) instead of a FIN: queued sends are dropped
+ * (their callbacks get -ECANCELED). Then behaves like sk_close(). */
+SK_EXTERN void sk_stream_abort(sk_stream *s, sk_close_cb cb);
+
+/* Note on sk_close() for a stream: pending sends are cancelled, unread data
+ * already in the kernel is drained (so the peer is not reset for it), and
+ * the descriptor is closed. For a FIN only after your data is out, call
+ * sk_stream_shutdown() and close in its callback, or once SK_EOF arrives. */
+
+#endif

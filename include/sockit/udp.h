@@ -1,0 +1,80 @@
+/* Async datagrams (UDP over IPv4/IPv6, Unix datagram sockets) on a loop.
+ *
+ * Sends are attempted at once; a datagram the kernel cannot take right now
+ * (EAGAIN) is copied into a bounded queue and sent when the socket is
+ * writable. Receiving is continuous, into the loop's shared buffer; a
+ * datagram larger than that buffer (64 KiB, the largest UDP payload) cannot
+ * occur for UDP, and truncation is reported in the flags all the same.
+ */
+#ifndef SOCKIT_UDP_H
+#define SOCKIT_UDP_H
+
+#include <stddef.h>
+#include <sys/types.h>
+
+#include "endpoint.h"
+#include "loop.h"
+#include "socket.h"
+#include "version.h"
+
+typedef struct sk_udp sk_udp;
+
+enum {
+  SK_UDP_TRUNCATED = 1u << 0, /* the datagram was longer than delivered */
+};
+
+/* A datagram arrived (nread >= 0; zero-length datagrams are delivered), or
+ * receiving ended (nread < 0: -ECANCELED, or a negative errno). from is the
+ * normalised sender; to is the local destination address when pktinfo is on
+ * (sk_opt_set_pktinfo), else NULL. buf is valid only during the call.
+ * ICMP errors for earlier sends (-ECONNREFUSED on a connected socket) are
+ * reported with nread < 0 but do not end receiving. */
+typedef void (*sk_udp_recv_cb)(sk_udp *u, ssize_t nread, const void *buf,
+                               const sk_endpoint *from, const sk_endpoint *to,
+                               unsigned flags);
+
+/* A send finished: 0, or a negative errno (-ECANCELED when closed first). */
+typedef void (*sk_udp_send_cb)(sk_udp *u, int status, void *arg);
+
+struct sk_udp {
+  sk_handle h;
+  /* read-only */
+  sk_socket sock;
+  /* private */
+  struct sk__io io;
+  unsigned uflags;
+  sk_udp_recv_cb recv_cb;
+  struct sk__wreq *wq_head, *wq_tail;
+  size_t wq_bytes;
+  size_t wq_max;
+};
+
+SK_EXTERN int sk_udp_init(sk_loop *loop, sk_udp *u);
+
+/* Creates a datagram socket of ep's family and binds it (port 0 allowed).
+ * flags: SK_LISTEN_REUSEPORT, SK_LISTEN_V6ONLY, SK_LISTEN_DUALSTACK. */
+SK_EXTERN int sk_udp_bind(sk_udp *u, const sk_endpoint *ep, unsigned flags);
+
+/* Adopts an existing datagram descriptor. */
+SK_EXTERN int sk_udp_open(sk_udp *u, int fd);
+
+/* Sets a default peer (connected UDP): sends may pass dst = NULL, and
+ * ICMP port-unreachable shows up as -ECONNREFUSED. */
+SK_EXTERN int sk_udp_connect(sk_udp *u, const sk_endpoint *peer);
+
+/* Sends one datagram to dst (NULL on a connected socket). cb may be NULL.
+ * Returns 0, -ENOBUFS when the queue of unsent datagrams is over its cap
+ * (1 MiB by default), or a negative errno (-EMSGSIZE, ...), in which case cb
+ * is not called. */
+SK_EXTERN int sk_udp_send(sk_udp *u, const void *buf, size_t len,
+                          const sk_endpoint *dst, sk_udp_send_cb cb,
+                          void *arg);
+
+SK_EXTERN int sk_udp_recv_start(sk_udp *u, sk_udp_recv_cb cb);
+/* Cancels receiving: the callback runs once with -ECANCELED. */
+SK_EXTERN int sk_udp_recv_stop(sk_udp *u);
+
+/* Bytes of datagrams waiting in the send queue. */
+SK_EXTERN size_t sk_udp_send_queue_size(const sk_udp *u);
+
+#endif

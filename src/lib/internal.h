@@ -1,0 +1,149 @@
+/* Internal declarations shared by the files of libsockit. Nothing here is
+ * part of the public API; every non-static name starts with sk__. */
+#ifndef SOCKIT_INTERNAL_H
+#define SOCKIT_INTERNAL_H
+
+#include <errno.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/uio.h>
+
+#include "sockit.h"
+
+#define SK__UNUSED(x) ((void)(x))
+#define sk__container_of(ptr, type, member)                                    \
+  ((type *)((char *)(ptr)-offsetof(type, member)))
+
+/* Negative errno of the last failed system call. */
+static inline int sk__err(void) {
+  return -errno;
+}
+
+/* ---- descriptors (socket.c) ---- */
+
+/* Creates a non-blocking, close-on-exec socket; applies SK_SOCK_* flags
+ * (dual-stack / v6only). Returns the fd or a negative errno. */
+int sk__socket_create(int family, int type, unsigned flags);
+
+/* Makes fd non-blocking and close-on-exec. Returns 0 or a negative errno. */
+int sk__fd_prepare(int fd);
+
+/* Fills s from an fd (family via getsockname, type via SO_TYPE). */
+int sk__socket_from_fd(sk_socket *s, int fd);
+
+/* Reads and discards whatever is queued on fd without blocking, so that a
+ * following close() does not make the kernel send RST for unread data.
+ * Bounded: at most max bytes. */
+void sk__drain_fd(int fd, size_t max);
+
+/* close() that keeps errno of the caller and ignores EINTR. */
+void sk__close_fd(int fd);
+
+/* Monotonic clock in milliseconds. */
+uint64_t sk__now_ms(void);
+
+/* ---- io watchers and the backend contract (loop.c, backend_*.c) ---- */
+
+enum { SK__IO_READ = 1u, SK__IO_WRITE = 2u, SK__IO_ERR = 4u };
+
+/* Each backend is one file implementing these. The loop calls update()
+ * whenever a watcher's wanted events differ from what the kernel has
+ * (events 0 = remove), and poll() to wait and dispatch: for every ready
+ * watcher, poll() calls w->cb(loop, w, revents) with revents a mask of
+ * SK__IO_* (errors and hang-ups are reported as READ|WRITE|ERR so both
+ * directions notice). A watcher removed during dispatch must not be called
+ * afterwards in the same poll. */
+struct sk__backend {
+  const char *name;
+  int (*init)(sk_loop *loop);
+  void (*free)(sk_loop *loop);
+  int (*update)(sk_loop *loop, struct sk__io *w, unsigned events);
+  int (*poll)(sk_loop *loop, int timeout_ms);
+};
+
+extern const struct sk__backend sk__backend_epoll;
+extern const struct sk__backend sk__backend_poll;
+
+void sk__io_init(struct sk__io *w, int fd, sk__io_cb cb);
+/* Sets the wanted events of a watcher (0 stops it). */
+int sk__io_set(sk_loop *loop, struct sk__io *w, unsigned events);
+int sk__io_start(sk_loop *loop, struct sk__io *w, unsigned events);
+int sk__io_stop(sk_loop *loop, struct sk__io *w, unsigned events);
+
+/* ---- handles (loop.c) ---- */
+
+enum {
+  SK__H_ACTIVE = 1u << 0,
+  SK__H_REF = 1u << 1,
+  SK__H_CLOSING = 1u << 2,
+  SK__H_CLOSED = 1u << 3,
+};
+
+void sk__handle_init(sk_loop *loop, sk_handle *h, int type);
+void sk__handle_start(sk_handle *h); /* mark active */
+void sk__handle_stop(sk_handle *h);  /* mark inactive */
+
+/* Queues a callback to run after the current poll phase. */
+void sk__pending_add(sk_loop *loop, struct sk__pending *p,
+                     void (*cb)(struct sk__pending *p));
+/* Removes a queued callback if it is still queued. */
+void sk__pending_remove(sk_loop *loop, struct sk__pending *p);
+
+/* ---- timers (timer.c) ---- */
+
+void sk__tnode_init(struct sk__tnode *n, void (*cb)(struct sk__tnode *n));
+void sk__tnode_start(sk_loop *loop, struct sk__tnode *n, uint64_t due);
+void sk__tnode_stop(sk_loop *loop, struct sk__tnode *n);
+static inline int sk__tnode_active(const struct sk__tnode *n) {
+  return n->heap != UINT32_MAX;
+}
+/* Milliseconds until the next deadline, -1 if none, 0 if due. */
+int sk__timers_next(const sk_loop *loop);
+void sk__timers_run(sk_loop *loop);
+
+/* ---- write queue (wqueue.c) ---- */
+
+enum {
+  SK__WREQ_BYTES = 0, /* data[] holds the bytes still to write */
+  SK__WREQ_FILE,      /* sendfile from file_fd at file_off */
+  SK__WREQ_SHUTDOWN,  /* shutdown(SHUT_WR) when reached */
+  SK__WREQ_DGRAM,     /* a datagram to dst */
+};
+
+struct sk__wreq {
+  struct sk__wreq *next;
+  struct sk__pending pend; /* completion, deferred to the loop */
+  void *handle;            /* the stream or udp handle */
+  void (*cb)(void);        /* sk_send_cb or sk_udp_send_cb */
+  void *arg;
+  int kind;
+  int status;
+  size_t len; /* bytes still to go */
+  size_t off; /* BYTES: offset of the next byte in data[] */
+  int file_fd;
+  off_t file_off;
+  sk_endpoint dst; /* DGRAM only */
+  size_t cap;      /* allocated size of data[] */
+  unsigned char data[];
+};
+
+/* Allocates a request with room for len bytes (from the loop's cache when
+ * it fits). Returns NULL when out of memory. */
+struct sk__wreq *sk__wreq_new(sk_loop *loop, size_t len);
+void sk__wreq_free(sk_loop *loop, struct sk__wreq *r);
+
+/* ---- streams (stream.c) and TLS transport hooks ---- */
+
+enum {
+  SK__S_LISTENING = 1u << 0,
+  SK__S_ACCEPTING = 1u << 1,
+  SK__S_CONNECTING = 1u << 2,
+  SK__S_CONNECTED = 1u << 3,
+  SK__S_READING = 1u << 4,
+  SK__S_PAUSED = 1u << 5,
+  SK__S_SHUT_WR = 1u << 6,     /* shutdown queued or done */
+  SK__S_WR_FAILED = 1u << 7,   /* a write failed: later sends fail too */
+  SK__S_READ_EOF = 1u << 8,    /* EOF or error ended reading */
+};
+
+#endif
