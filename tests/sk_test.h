@@ -38,7 +38,7 @@ static inline int sk_test_main(const struct CMUnitTest *tests, size_t n,
 #define SK_TEST_MAIN(...)                                                      \
   int main(int argc, char **argv) {                                            \
     const struct CMUnitTest sk__tests[] = {__VA_ARGS__};                       \
-    return sk_test_main(sk__tests, sizeof(sk__tests) / sizeof(sk__tests[0]),  \
+    return sk_test_main(sk__tests, sizeof(sk__tests) / sizeof(sk__tests[0]),   \
                         argc, argv);                                           \
   }
 
@@ -47,7 +47,7 @@ static inline int sk_test_main(const struct CMUnitTest *tests, size_t n,
   do {                                                                         \
     int sk__rc = (int)(expr);                                                  \
     if (sk__rc != 0)                                                           \
-      fail_msg("%s returned %d (%s: %s)", #expr, sk__rc, sk_err_name(sk__rc), \
+      fail_msg("%s returned %d (%s: %s)", #expr, sk__rc, sk_err_name(sk__rc),  \
                sk_strerror(sk__rc));                                           \
   } while (0)
 
@@ -73,8 +73,7 @@ static inline void sk_test__watchdog_cb(sk_timer *t) {
 static inline void sk_test_run(sk_loop *loop, uint64_t timeout_ms) {
   sk_timer wd;
   assert_int_equal(sk_timer_init(loop, &wd), 0);
-  assert_int_equal(sk_timer_start(&wd, sk_test__watchdog_cb, timeout_ms, 0),
-                   0);
+  assert_int_equal(sk_timer_start(&wd, sk_test__watchdog_cb, timeout_ms, 0), 0);
   sk_unref(&wd.h);
   int rc = sk_loop_run(loop, SK_RUN_DEFAULT);
   assert_true(rc >= 0);

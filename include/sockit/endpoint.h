@@ -88,8 +88,7 @@ SK_EXTERN void sk_endpoint_normalize(sk_endpoint *ep);
 /* Builds the wildcard (0.0.0.0 / ::) or loopback (127.0.0.1 / ::1) endpoint
  * of family AF_INET or AF_INET6 with the given port. */
 SK_EXTERN int sk_endpoint_any(sk_endpoint *ep, int family, uint16_t port);
-SK_EXTERN int sk_endpoint_loopback(sk_endpoint *ep, int family,
-                                   uint16_t port);
+SK_EXTERN int sk_endpoint_loopback(sk_endpoint *ep, int family, uint16_t port);
 
 /* Builds a Unix endpoint from a path ("@name" = abstract). -ENAMETOOLONG if
  * the path does not fit. */

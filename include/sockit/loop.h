@@ -12,8 +12,9 @@
  * Callbacks run on the loop's thread, from sk_loop_run(), never from inside
  * the call that started an operation.
  *
- * Closing: sk_close() stops everything a handle is doing; pending operations
- * complete with SK_ECANCELED (-ECANCELED), and the close callback runs later,
+ * Closing: sk_close() stops everything a handle is doing; pending sends and
+ * connects complete with -ECANCELED (a continuous recv or accept simply ends,
+ * without a callback), and the close callback runs later,
  * from the loop, after every other callback of that handle. The handle's
  * memory must stay valid until the close callback has started; free it there
  * or after. Closing from inside any callback (including the handle's own) is
@@ -60,10 +61,11 @@ struct sk__tnode {
   void (*cb)(struct sk__tnode *n);
 };
 
-/* A deferred callback, run after the current poll phase. */
+/* A deferred callback, run after the current poll phase, in FIFO order. */
 struct sk__pending {
-  struct sk__pending *next;
+  struct sk__pending *next, *prev;
   void (*cb)(struct sk__pending *p);
+  int queued;
 };
 
 /* ---- handles ---- */
@@ -84,8 +86,9 @@ struct sk_handle {
   int type;
   unsigned hflags;
   sk_close_cb close_cb;
-  sk_handle *next_closing;
-  sk_handle *prev_all, *next_all; /* every live handle of the loop */
+  /* The close callback is queued behind every completion the close
+   * cancelled, so it is always the handle's last callback. */
+  struct sk__pending close_pend;
 };
 
 struct sk_loop {
@@ -103,9 +106,6 @@ struct sk_loop {
   uint64_t timer_seq;
   /* callbacks deferred to after the poll phase */
   struct sk__pending *pend_head, *pend_tail;
-  /* handles whose close callback is due */
-  sk_handle *closing;
-  sk_handle *all;
   /* one shared buffer for reads: an idle connection owns none */
   unsigned char *rbuf;
   size_t rbuf_len;
@@ -114,10 +114,10 @@ struct sk_loop {
   int wake_wfd;
   pthread_mutex_t post_lock;
   sk_post *post_head, *post_tail;
-  unsigned asyncs_pending; /* guarded by post_lock */
-  sk_handle *asyncs;       /* async handles of this loop */
-  int emfile_fd;           /* reserve descriptor for the EMFILE trick */
-  void *free_wreqs;        /* cache of write requests (no per-send malloc) */
+  int wake_pending;  /* guarded by post_lock */
+  sk_handle *asyncs; /* async handles of this loop */
+  int emfile_fd;     /* reserve descriptor for the EMFILE trick */
+  void *free_wreqs;  /* cache of write requests (no per-send malloc) */
   unsigned nfree_wreqs;
   pthread_t thread;
 };

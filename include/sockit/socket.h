@@ -26,7 +26,8 @@ typedef struct sk_socket {
   int type;   /* SOCK_STREAM or SOCK_DGRAM */
 } sk_socket;
 
-#define SK_SOCKET_INIT {-1, 0, 0}
+#define SK_SOCKET_INIT                                                         \
+  { -1, 0, 0 }
 
 /* Flags for sk_socket_open(). */
 enum {
@@ -93,12 +94,12 @@ SK_EXTERN ssize_t sk_socket_recvfrom(sk_socket *s, void *buf, size_t len,
 
 /* Everything known about one received datagram. */
 typedef struct sk_dgram_info {
-  sk_endpoint from;  /* sender, normalised */
-  sk_endpoint to;    /* local destination address (needs sk_opt_set_pktinfo);
-                        len == 0 when unknown; the port is the local port */
-  unsigned ifindex;  /* interface it arrived on, 0 if unknown */
-  size_t full_len;   /* the datagram's real length */
-  int truncated;     /* 1 if full_len > the buffer given */
+  sk_endpoint from; /* sender, normalised */
+  sk_endpoint to;   /* local destination address (needs sk_opt_set_pktinfo);
+                       len == 0 when unknown; the port is the local port */
+  unsigned ifindex; /* interface it arrived on, 0 if unknown */
+  size_t full_len;  /* the datagram's real length */
+  int truncated;    /* 1 if full_len > the buffer given */
 } sk_dgram_info;
 
 /* Like sk_socket_recvfrom() but returns the number of bytes stored (never
@@ -154,8 +155,8 @@ SK_EXTERN int sk_socket_listen_text(sk_socket *s, const char *addr,
 /* Resolves a text address ("localhost:8888", "[::1]:80", "unix:/path") and
  * connects to each resulting address in turn until one accepts, all within
  * timeout_ms in total. Returns 0 or the error of the last attempt. */
-SK_EXTERN int sk_socket_connect_text(sk_socket *s, const char *addr,
-                                     int type, int timeout_ms);
+SK_EXTERN int sk_socket_connect_text(sk_socket *s, const char *addr, int type,
+                                     int timeout_ms);
 
 /* Opens a datagram socket bound to a text address (port 0 allowed). */
 SK_EXTERN int sk_socket_bind_text(sk_socket *s, const char *addr);

@@ -44,7 +44,7 @@ typedef struct sk_stream sk_stream;
  * status reports a problem with accepting (fd is -1): -EMFILE/-ENFILE when
  * the process ran out of descriptors (sockit sheds that connection and keeps
  * accepting without spinning), or a fatal error, after which accepting has
- * stopped. -ECANCELED after sk_stream_accept_stop() or sk_close(). */
+ * stopped. -ECANCELED after sk_stream_accept_stop(). */
 typedef void (*sk_accept_cb)(sk_stream *server, int status, int fd,
                              const sk_endpoint *peer);
 
@@ -80,9 +80,11 @@ struct sk_stream {
   sk_drain_cb drain_cb;
   struct sk__wreq *wq_head, *wq_tail;
   size_t wq_bytes;
-  struct sk__tnode ctimer; /* connect deadline */
-  struct sk__pending cpend;
+  struct sk__tnode ctimer;  /* connect deadline */
+  struct sk__pending cpend; /* connect completion */
+  struct sk__pending rpend; /* recv/accept cancellation */
   int cstatus;
+  int wstatus;       /* error that failed the write side */
   sk_endpoint *ceps; /* endpoints still to try while connecting */
   size_t nceps, iceps;
   const struct sk__transport *tp;
@@ -107,8 +109,8 @@ enum {
 /* Creates a socket, binds it to ep (SO_REUSEADDR on for TCP) and listens.
  * backlog <= 0 = SOMAXCONN. Accepting starts with sk_stream_accept_start().
  * The bound address (with the real port) is sk_socket_local(&s->sock). */
-SK_EXTERN int sk_stream_listen(sk_stream *s, const sk_endpoint *ep,
-                               int backlog, unsigned flags);
+SK_EXTERN int sk_stream_listen(sk_stream *s, const sk_endpoint *ep, int backlog,
+                               unsigned flags);
 
 /* Starts accepting continuously on a listening stream. Up to 64 connections
  * are accepted per readiness event so others get their turn. */
@@ -118,8 +120,8 @@ SK_EXTERN int sk_stream_accept_stop(sk_stream *s);
 
 /* Connects to eps[0..n-1] in turn until one succeeds, within timeout_ms in
  * total (-1 = no timeout). The stream must not be open yet. cb runs once. */
-SK_EXTERN int sk_stream_connect(sk_stream *s, const sk_endpoint *eps,
-                                size_t n, int timeout_ms, sk_connect_cb cb);
+SK_EXTERN int sk_stream_connect(sk_stream *s, const sk_endpoint *eps, size_t n,
+                                int timeout_ms, sk_connect_cb cb);
 /* Cancels a pending connect: cb runs with -ECANCELED. */
 SK_EXTERN int sk_stream_connect_cancel(sk_stream *s);
 
@@ -136,8 +138,8 @@ SK_EXTERN int sk_stream_sendv(sk_stream *s, const struct iovec *iov, int iovcnt,
 
 /* Queues len bytes of file fd from offset, written with sendfile(2) in
  * order with the other sends. fd must stay open until cb runs. */
-SK_EXTERN int sk_stream_sendfile(sk_stream *s, int fd, off_t offset,
-                                 size_t len, sk_send_cb cb, void *arg);
+SK_EXTERN int sk_stream_sendfile(sk_stream *s, int fd, off_t offset, size_t len,
+                                 sk_send_cb cb, void *arg);
 
 /* Bytes waiting in the write queue (not yet taken by the kernel). */
 SK_EXTERN size_t sk_stream_write_queue_size(const sk_stream *s);

@@ -44,6 +44,8 @@ struct sk_udp {
   struct sk__io io;
   unsigned uflags;
   sk_udp_recv_cb recv_cb;
+  struct sk__pending rpend; /* recv cancellation */
+  int lport;                /* local port, -1 until known */
   struct sk__wreq *wq_head, *wq_tail;
   size_t wq_bytes;
   size_t wq_max;
@@ -67,8 +69,7 @@ SK_EXTERN int sk_udp_connect(sk_udp *u, const sk_endpoint *peer);
  * (1 MiB by default), or a negative errno (-EMSGSIZE, ...), in which case cb
  * is not called. */
 SK_EXTERN int sk_udp_send(sk_udp *u, const void *buf, size_t len,
-                          const sk_endpoint *dst, sk_udp_send_cb cb,
-                          void *arg);
+                          const sk_endpoint *dst, sk_udp_send_cb cb, void *arg);
 
 SK_EXTERN int sk_udp_recv_start(sk_udp *u, sk_udp_recv_cb cb);
 /* Cancels receiving: the callback runs once with -ECANCELED. */

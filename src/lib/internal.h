@@ -131,6 +131,23 @@ struct sk__wreq {
  * it fits). Returns NULL when out of memory. */
 struct sk__wreq *sk__wreq_new(sk_loop *loop, size_t len);
 void sk__wreq_free(sk_loop *loop, struct sk__wreq *r);
+void sk__wreq_cache_free(sk_loop *loop);
+/* Copies the bytes of iov[] after the first skip bytes to dst. */
+void sk__iov_copy(unsigned char *dst, const struct iovec *iov, int iovcnt,
+                  size_t skip);
+
+/* Handle-type specific parts of sk_close(). */
+void sk__stream_close(sk_stream *s);
+void sk__udp_close(sk_udp *u);
+
+/* Reads the destination address and interface of a received datagram from
+ * its control messages (IP_PKTINFO / IPV6_PKTINFO). to gets the local port
+ * given; to->len stays 0 when the message carried none. */
+struct msghdr;
+void sk__dgram_dest(const struct msghdr *msg, uint16_t port, sk_endpoint *to,
+                    unsigned *ifindex);
+/* Room for the control messages sk__dgram_dest reads. */
+#define SK__CMSG_SPACE 128
 
 /* ---- streams (stream.c) and TLS transport hooks ---- */
 
@@ -141,9 +158,9 @@ enum {
   SK__S_CONNECTED = 1u << 3,
   SK__S_READING = 1u << 4,
   SK__S_PAUSED = 1u << 5,
-  SK__S_SHUT_WR = 1u << 6,     /* shutdown queued or done */
-  SK__S_WR_FAILED = 1u << 7,   /* a write failed: later sends fail too */
-  SK__S_READ_EOF = 1u << 8,    /* EOF or error ended reading */
+  SK__S_SHUT_WR = 1u << 6,   /* shutdown queued or done */
+  SK__S_WR_FAILED = 1u << 7, /* a write failed: later sends fail too */
+  SK__S_READ_EOF = 1u << 8,  /* EOF or error ended reading */
 };
 
 #endif

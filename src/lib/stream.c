@@ -1,2 +1,742 @@
-/* placeholder */
+/* Async streams: TCP and Unix-domain connections and listeners.
+ *
+ * Writes go straight to the kernel; only what it did not take is copied into
+ * the write queue and finished when the socket turns writable (one sendmsg
+ * gathers many queued requests). Reads land in the loop's shared buffer.
+ * Interest in readiness is kept exactly in step with what the stream is
+ * doing, so an idle connection costs no wake-ups. */
 #include "internal.h"
+
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/sendfile.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+/* At most this many accepts per readiness event, so one busy listener cannot
+ * starve the connections it already has. */
+#define ACCEPT_BATCH 64
+/* Bytes read per readiness event before yielding to other handles. */
+#define READ_BUDGET (256 * 1024)
+/* Queued requests gathered into one sendmsg. */
+#define WRITE_IOV_MAX 64
+/* After EMFILE with no spare descriptor, accepting pauses this long. */
+#define ACCEPT_BACKOFF_MS 100
+/* Most endpoints a connect tries. */
+#define CONNECT_MAX_EPS 32
+
+static void stream_io_cb(sk_loop *loop, struct sk__io *w, unsigned revents);
+
+static int is_closing(const sk_stream *s) {
+  return sk_is_closing(&s->h);
+}
+
+/* Brings the watcher and the handle's active state in line with what the
+ * stream is doing. Called after every state change. */
+static void stream_update(sk_stream *s) {
+  unsigned ev = 0;
+  unsigned f = s->sflags;
+
+  if (is_closing(s))
+    return;
+  if ((f & SK__S_ACCEPTING) && !sk__tnode_active(&s->ctimer))
+    ev |= SK__IO_READ;
+  if ((f & SK__S_READING) && !(f & SK__S_PAUSED))
+    ev |= SK__IO_READ;
+  if (s->wq_head != NULL || (f & SK__S_CONNECTING))
+    ev |= SK__IO_WRITE;
+  if (s->io.fd >= 0)
+    sk__io_set(s->h.loop, &s->io, ev);
+  if ((f & (SK__S_ACCEPTING | SK__S_CONNECTING | SK__S_READING)) ||
+      s->wq_head != NULL)
+    sk__handle_start(&s->h);
+  else
+    sk__handle_stop(&s->h);
+}
+
+int sk_stream_init(sk_loop *loop, sk_stream *s) {
+  memset(s, 0, sizeof(*s));
+  sk__handle_init(loop, &s->h, SK_HANDLE_STREAM);
+  s->sock.fd = -1;
+  sk__io_init(&s->io, -1, stream_io_cb);
+  sk__tnode_init(&s->ctimer, NULL);
+  s->max_read = READ_BUDGET;
+  return 0;
+}
+
+static int stream_set_fd(sk_stream *s, int fd) {
+  int rc = sk__socket_from_fd(&s->sock, fd);
+  if (rc != 0)
+    return rc;
+  s->io.fd = fd;
+  return 0;
+}
+
+int sk_stream_open(sk_stream *s, int fd) {
+  int rc, acc = 0;
+  socklen_t len = sizeof(acc);
+
+  if (is_closing(s) || s->sock.fd >= 0)
+    return -EBUSY;
+  rc = sk__fd_prepare(fd);
+  if (rc == 0)
+    rc = stream_set_fd(s, fd);
+  if (rc != 0)
+    return rc;
+  if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &acc, &len) == 0 && acc)
+    s->sflags |= SK__S_LISTENING;
+  else
+    s->sflags |= SK__S_CONNECTED;
+  return 0;
+}
+
+int sk_stream_listen(sk_stream *s, const sk_endpoint *ep, int backlog,
+                     unsigned flags) {
+  unsigned sf = 0;
+  int fd, rc, one = 1;
+  int family = sk_endpoint_family(ep);
+
+  if (is_closing(s) || s->sock.fd >= 0)
+    return -EBUSY;
+  if (flags & SK_LISTEN_V6ONLY)
+    sf |= SK_SOCK_V6ONLY;
+  if (flags & SK_LISTEN_DUALSTACK)
+    sf |= SK_SOCK_DUALSTACK;
+  fd = sk__socket_create(family, SOCK_STREAM, sf);
+  if (fd < 0)
+    return fd;
+  if (family != AF_UNIX)
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+  if ((flags & SK_LISTEN_REUSEPORT) &&
+      setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) < 0)
+    goto fail;
+  if (bind(fd, &ep->u.sa, ep->len) < 0)
+    goto fail;
+  if (listen(fd, backlog > 0 ? backlog : SOMAXCONN) < 0)
+    goto fail;
+  rc = stream_set_fd(s, fd);
+  if (rc != 0) {
+    sk__close_fd(fd);
+    return rc;
+  }
+  s->sflags |= SK__S_LISTENING;
+  return 0;
+fail:
+  rc = sk__err();
+  sk__close_fd(fd);
+  return rc;
+}
+
+/* ---- accept ---- */
+
+static void accept_resume(struct sk__tnode *n) {
+  sk_stream *s = sk__container_of(n, sk_stream, ctimer);
+  stream_update(s);
+}
+
+/* Out of descriptors: give up the spare one, take the waiting connection
+ * and close it at once (the peer sees a clean close, not a hang), then take
+ * the spare back. Without a spare, stop polling the listener for a moment;
+ * either way the loop never spins on a listener it cannot serve. */
+static void accept_shed(sk_stream *s) {
+  sk_loop *loop = s->h.loop;
+  if (loop->emfile_fd >= 0) {
+    sk__close_fd(loop->emfile_fd);
+    loop->emfile_fd = -1;
+    int fd = accept4(s->io.fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+    if (fd >= 0)
+      sk__close_fd(fd);
+    loop->emfile_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    if (fd >= 0)
+      return;
+  }
+  s->ctimer.cb = accept_resume;
+  sk__tnode_start(loop, &s->ctimer, loop->now + ACCEPT_BACKOFF_MS);
+  stream_update(s);
+}
+
+static void do_accept(sk_stream *s) {
+  for (int i = 0; i < ACCEPT_BATCH; i++) {
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof(ss);
+    sk_endpoint peer;
+    int fd;
+
+    if (!(s->sflags & SK__S_ACCEPTING) || is_closing(s))
+      return;
+    fd = accept4(s->io.fd, (struct sockaddr *)&ss, &len,
+                 SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd < 0) {
+      int err = errno;
+      if (err == EAGAIN || err == EWOULDBLOCK)
+        return;
+      if (err == EINTR || err == ECONNABORTED || err == EPROTO || err == EPERM)
+        continue;
+      if (err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM) {
+        accept_shed(s);
+        s->accept_cb(s, -err, -1, NULL);
+        return;
+      }
+      s->sflags &= ~SK__S_ACCEPTING;
+      stream_update(s);
+      s->accept_cb(s, -err, -1, NULL);
+      return;
+    }
+    memset(&peer, 0, sizeof(peer));
+    if (sk_endpoint_from_sockaddr(&peer, (struct sockaddr *)&ss, len) != 0)
+      peer.len = 0;
+    s->accept_cb(s, 0, fd, &peer);
+  }
+}
+
+int sk_stream_accept_start(sk_stream *s, sk_accept_cb cb) {
+  if (is_closing(s))
+    return -EBADF;
+  if (!(s->sflags & SK__S_LISTENING) || cb == NULL)
+    return -EINVAL;
+  s->accept_cb = cb;
+  s->sflags |= SK__S_ACCEPTING;
+  stream_update(s);
+  return 0;
+}
+
+static void rpend_cb(struct sk__pending *p) {
+  sk_stream *s = sk__container_of(p, sk_stream, rpend);
+  if (s->sflags & SK__S_LISTENING) {
+    if (s->accept_cb != NULL)
+      s->accept_cb(s, -ECANCELED, -1, NULL);
+  } else if (s->recv_cb != NULL) {
+    s->recv_cb(s, -ECANCELED, NULL);
+  }
+}
+
+int sk_stream_accept_stop(sk_stream *s) {
+  if (!(s->sflags & SK__S_ACCEPTING))
+    return -EINVAL;
+  s->sflags &= ~SK__S_ACCEPTING;
+  sk__tnode_stop(s->h.loop, &s->ctimer);
+  stream_update(s);
+  sk__pending_add(s->h.loop, &s->rpend, rpend_cb);
+  return 0;
+}
+
+/* ---- connect ---- */
+
+static void connect_done(struct sk__pending *p) {
+  sk_stream *s = sk__container_of(p, sk_stream, cpend);
+  sk_connect_cb cb = s->connect_cb;
+  s->connect_cb = NULL;
+  if (cb != NULL)
+    cb(s, s->cstatus);
+}
+
+/* Ends the connect operation; the callback runs from the pending phase, so
+ * it never runs inside sk_stream_connect() itself. */
+static void connect_finish(sk_stream *s, int status) {
+  sk_loop *loop = s->h.loop;
+  sk__tnode_stop(loop, &s->ctimer);
+  free(s->ceps);
+  s->ceps = NULL;
+  s->nceps = s->iceps = 0;
+  s->sflags &= ~SK__S_CONNECTING;
+  if (status == 0) {
+    s->sflags |= SK__S_CONNECTED;
+  } else if (s->io.fd >= 0) {
+    sk__io_set(loop, &s->io, 0);
+    sk__close_fd(s->io.fd);
+    s->io.fd = s->sock.fd = -1;
+  }
+  s->cstatus = status;
+  stream_update(s);
+  sk__pending_add(loop, &s->cpend, connect_done);
+}
+
+/* Starts connecting to the next endpoint; finishes with the last error when
+ * none is left. */
+static void connect_next(sk_stream *s, int last_err) {
+  while (s->iceps < s->nceps) {
+    const sk_endpoint *ep = &s->ceps[s->iceps++];
+    int fd = sk__socket_create(sk_endpoint_family(ep), SOCK_STREAM, 0);
+    if (fd < 0) {
+      last_err = fd;
+      continue;
+    }
+    int rc;
+    do
+      rc = connect(fd, &ep->u.sa, ep->len);
+    while (rc < 0 && errno == EINTR);
+    if (rc == 0 || errno == EINPROGRESS) {
+      stream_set_fd(s, fd);
+      if (rc == 0)
+        connect_finish(s, 0);
+      else
+        stream_update(s);
+      return;
+    }
+    /* Unix sockets fail at once, with EAGAIN when the listener's backlog
+     * is full: that is reported like a refusal, for the next endpoint. */
+    last_err = sk__err();
+    sk__close_fd(fd);
+  }
+  connect_finish(s, last_err);
+}
+
+static void connect_timeout(struct sk__tnode *n) {
+  sk_stream *s = sk__container_of(n, sk_stream, ctimer);
+  connect_finish(s, -ETIMEDOUT);
+}
+
+static void connect_ready(sk_stream *s) {
+  int err = 0;
+  socklen_t len = sizeof(err);
+  if (getsockopt(s->io.fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
+    err = errno;
+  if (err == 0) {
+    connect_finish(s, 0);
+    return;
+  }
+  sk__io_set(s->h.loop, &s->io, 0);
+  sk__close_fd(s->io.fd);
+  s->io.fd = s->sock.fd = -1;
+  connect_next(s, -err);
+}
+
+int sk_stream_connect(sk_stream *s, const sk_endpoint *eps, size_t n,
+                      int timeout_ms, sk_connect_cb cb) {
+  sk_loop *loop = s->h.loop;
+  if (is_closing(s))
+    return -EBADF;
+  if (s->sock.fd >= 0 || (s->sflags & SK__S_CONNECTING))
+    return -EISCONN;
+  if (n == 0 || eps == NULL || cb == NULL)
+    return -EINVAL;
+  if (n > CONNECT_MAX_EPS)
+    n = CONNECT_MAX_EPS;
+  s->ceps = malloc(n * sizeof(*eps));
+  if (s->ceps == NULL)
+    return -ENOMEM;
+  memcpy(s->ceps, eps, n * sizeof(*eps));
+  s->nceps = n;
+  s->iceps = 0;
+  s->connect_cb = cb;
+  s->sflags |= SK__S_CONNECTING;
+  if (timeout_ms >= 0) {
+    sk_loop_update_time(loop);
+    s->ctimer.cb = connect_timeout;
+    sk__tnode_start(loop, &s->ctimer, loop->now + (uint64_t)timeout_ms);
+  }
+  connect_next(s, -ECONNREFUSED);
+  return 0;
+}
+
+int sk_stream_connect_cancel(sk_stream *s) {
+  if (!(s->sflags & SK__S_CONNECTING))
+    return -EINVAL;
+  connect_finish(s, -ECANCELED);
+  return 0;
+}
+
+/* ---- writing ---- */
+
+static void wreq_done_cb(struct sk__pending *p) {
+  struct sk__wreq *r = sk__container_of(p, struct sk__wreq, pend);
+  sk_stream *s = r->handle;
+  sk_send_cb cb = (sk_send_cb)r->cb;
+  int status = r->status;
+  void *arg = r->arg;
+  sk__wreq_free(s->h.loop, r);
+  cb(s, status, arg);
+}
+
+/* A request is finished: its callback, if any, runs from the pending phase
+ * (in order, since the pending queue is FIFO). */
+static void wreq_complete(sk_stream *s, struct sk__wreq *r, int status) {
+  if (r->cb == NULL) {
+    sk__wreq_free(s->h.loop, r);
+    return;
+  }
+  r->status = status;
+  r->handle = s;
+  sk__pending_add(s->h.loop, &r->pend, wreq_done_cb);
+}
+
+static void wq_push(sk_stream *s, struct sk__wreq *r) {
+  r->next = NULL;
+  if (s->wq_tail != NULL)
+    s->wq_tail->next = r;
+  else
+    s->wq_head = r;
+  s->wq_tail = r;
+  s->wq_bytes += r->len;
+}
+
+static struct sk__wreq *wq_pop(sk_stream *s) {
+  struct sk__wreq *r = s->wq_head;
+  s->wq_head = r->next;
+  if (s->wq_head == NULL)
+    s->wq_tail = NULL;
+  return r;
+}
+
+/* Fails every queued request with err (write error or close). */
+static void wq_fail(sk_stream *s, int err) {
+  while (s->wq_head != NULL) {
+    struct sk__wreq *r = wq_pop(s);
+    wreq_complete(s, r, err);
+  }
+  s->wq_bytes = 0;
+}
+
+static ssize_t sendmsg_nosig(int fd, const struct iovec *iov, int iovcnt) {
+  struct msghdr msg;
+  ssize_t n;
+  memset(&msg, 0, sizeof(msg));
+  msg.msg_iov = (struct iovec *)iov;
+  msg.msg_iovlen = (size_t)iovcnt;
+  do
+    n = sendmsg(fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+  while (n < 0 && errno == EINTR);
+  return n < 0 ? sk__err() : n;
+}
+
+static void write_failed(sk_stream *s, int err) {
+  s->sflags |= SK__S_WR_FAILED;
+  s->wstatus = err;
+  wq_fail(s, err);
+}
+
+/* Runs the head request if it is not plain bytes. Returns 1 when it
+ * finished, 0 when the kernel is full, or a negative errno. */
+static int write_special(sk_stream *s, struct sk__wreq *r) {
+  if (r->kind == SK__WREQ_SHUTDOWN) {
+    if (shutdown(s->io.fd, SHUT_WR) < 0 && errno != ENOTCONN)
+      return sk__err();
+    return 1;
+  }
+  while (r->len > 0) {
+    size_t chunk = r->len > (1u << 30) ? (1u << 30) : r->len;
+    ssize_t n = sendfile(s->io.fd, r->file_fd, &r->file_off, chunk);
+    if (n < 0) {
+      if (errno == EINTR)
+        continue;
+      if (errno == EAGAIN)
+        return 0;
+      return sk__err();
+    }
+    if (n == 0)
+      return -EIO; /* the file is shorter than promised */
+    r->len -= (size_t)n;
+    s->wq_bytes -= (size_t)n;
+  }
+  return 1;
+}
+
+/* Writes what the queue holds until the kernel is full. from_io is 0 when
+ * called from inside an API call, where the drain callback must not run
+ * (callbacks never run inside the call that started an operation). */
+static void do_write(sk_stream *s, int from_io) {
+  while (s->wq_head != NULL && !is_closing(s)) {
+    struct sk__wreq *r = s->wq_head;
+    if (r->kind == SK__WREQ_BYTES && r->len == 0) {
+      /* An empty send queued behind others completes in its turn. */
+      wreq_complete(s, wq_pop(s), 0);
+      continue;
+    }
+    if (r->kind != SK__WREQ_BYTES) {
+      int rc = write_special(s, r);
+      if (rc == 0)
+        return;
+      if (rc < 0) {
+        write_failed(s, rc);
+        break;
+      }
+      wreq_complete(s, wq_pop(s), 0);
+      continue;
+    }
+    struct iovec iov[WRITE_IOV_MAX];
+    int cnt = 0;
+    for (struct sk__wreq *q = r; q != NULL && cnt < WRITE_IOV_MAX;
+         q = q->next) {
+      if (q->kind != SK__WREQ_BYTES)
+        break;
+      iov[cnt].iov_base = q->data + q->off;
+      iov[cnt].iov_len = q->len;
+      cnt++;
+    }
+    ssize_t n = sendmsg_nosig(s->io.fd, iov, cnt);
+    if (n == -EAGAIN)
+      return;
+    if (n < 0) {
+      write_failed(s, (int)n);
+      break;
+    }
+    size_t left = (size_t)n;
+    s->wq_bytes -= left;
+    while (left > 0) {
+      struct sk__wreq *q = s->wq_head;
+      if (q->len > left) {
+        q->len -= left;
+        q->off += left;
+        left = 0;
+        break;
+      }
+      left -= q->len;
+      q->len = 0;
+      wreq_complete(s, wq_pop(s), 0);
+    }
+  }
+  if (s->wq_head == NULL) {
+    stream_update(s);
+    if (from_io && s->drain_cb != NULL && !is_closing(s))
+      s->drain_cb(s);
+  } else {
+    stream_update(s);
+  }
+}
+
+static int send_check(const sk_stream *s) {
+  if (is_closing(s) || s->io.fd < 0)
+    return -EBADF;
+  if (s->sflags & SK__S_WR_FAILED)
+    return s->wstatus;
+  if (s->sflags & SK__S_SHUT_WR)
+    return -EPIPE;
+  if (!(s->sflags & SK__S_CONNECTED))
+    return -ENOTCONN;
+  return 0;
+}
+
+int sk_stream_sendv(sk_stream *s, const struct iovec *iov, int iovcnt,
+                    sk_send_cb cb, void *arg) {
+  size_t total = 0, done = 0;
+  struct sk__wreq *r;
+  int rc = send_check(s);
+
+  if (rc != 0)
+    return rc;
+  if (iovcnt < 0 || (iovcnt > 0 && iov == NULL))
+    return -EINVAL;
+  for (int i = 0; i < iovcnt; i++) {
+    if (iov[i].iov_len > SIZE_MAX - total)
+      return -EINVAL;
+    total += iov[i].iov_len;
+  }
+  /* Write directly first; queue only what the kernel did not take. */
+  if (s->wq_head == NULL && total > 0) {
+    ssize_t n = sendmsg_nosig(s->io.fd, iov, iovcnt > 1024 ? 1024 : iovcnt);
+    if (n < 0 && n != -EAGAIN) {
+      s->sflags |= SK__S_WR_FAILED;
+      s->wstatus = (int)n;
+      return (int)n;
+    }
+    if (n > 0)
+      done = (size_t)n;
+  }
+  if (done == total && cb == NULL && s->wq_head == NULL)
+    return 0;
+  r = sk__wreq_new(s->h.loop, total - done);
+  if (r == NULL)
+    return -ENOMEM;
+  r->kind = SK__WREQ_BYTES;
+  r->cb = (void (*)(void))cb;
+  r->arg = arg;
+  r->len = total - done;
+  if (done == total && s->wq_head == NULL) {
+    /* Everything went out: only the completion is left to deliver. */
+    wreq_complete(s, r, 0);
+    return 0;
+  }
+  sk__iov_copy(r->data, iov, iovcnt, done);
+  wq_push(s, r);
+  stream_update(s);
+  return 0;
+}
+
+int sk_stream_send(sk_stream *s, const void *buf, size_t len, sk_send_cb cb,
+                   void *arg) {
+  struct iovec iov;
+  iov.iov_base = (void *)buf;
+  iov.iov_len = len;
+  return sk_stream_sendv(s, &iov, 1, cb, arg);
+}
+
+int sk_stream_sendfile(sk_stream *s, int fd, off_t offset, size_t len,
+                       sk_send_cb cb, void *arg) {
+  struct sk__wreq *r;
+  int rc = send_check(s);
+  if (rc != 0)
+    return rc;
+  if (fd < 0 || offset < 0)
+    return -EINVAL;
+  r = sk__wreq_new(s->h.loop, 0);
+  if (r == NULL)
+    return -ENOMEM;
+  r->kind = SK__WREQ_FILE;
+  r->cb = (void (*)(void))cb;
+  r->arg = arg;
+  r->len = len;
+  r->file_fd = fd;
+  r->file_off = offset;
+  wq_push(s, r);
+  /* Same rule as for bytes: try at once, queue only the rest. */
+  if (s->wq_head == r)
+    do_write(s, 0);
+  return 0;
+}
+
+int sk_stream_shutdown(sk_stream *s, sk_send_cb cb, void *arg) {
+  struct sk__wreq *r;
+  int rc = send_check(s);
+  if (rc != 0)
+    return rc;
+  r = sk__wreq_new(s->h.loop, 0);
+  if (r == NULL)
+    return -ENOMEM;
+  r->kind = SK__WREQ_SHUTDOWN;
+  r->cb = (void (*)(void))cb;
+  r->arg = arg;
+  s->sflags |= SK__S_SHUT_WR;
+  wq_push(s, r);
+  if (s->wq_head == r)
+    do_write(s, 0);
+  return 0;
+}
+
+size_t sk_stream_write_queue_size(const sk_stream *s) {
+  return s->wq_bytes;
+}
+
+void sk_stream_on_drain(sk_stream *s, sk_drain_cb cb) {
+  s->drain_cb = cb;
+}
+
+/* ---- reading ---- */
+
+static void read_end(sk_stream *s, ssize_t status) {
+  s->sflags &= ~SK__S_READING;
+  s->sflags |= SK__S_READ_EOF;
+  stream_update(s);
+  s->recv_cb(s, status, NULL);
+}
+
+static void do_read(sk_stream *s) {
+  sk_loop *loop = s->h.loop;
+  size_t budget = s->max_read;
+
+  while (budget > 0) {
+    ssize_t n;
+    if ((s->sflags & (SK__S_READING | SK__S_PAUSED)) != SK__S_READING ||
+        is_closing(s))
+      return;
+    do
+      n = recv(s->io.fd, loop->rbuf, loop->rbuf_len, 0);
+    while (n < 0 && errno == EINTR);
+    if (n > 0) {
+      budget = (size_t)n >= budget ? 0 : budget - (size_t)n;
+      s->recv_cb(s, n, loop->rbuf);
+      /* Level-triggered: a short read means the socket is drained for
+       * now, and skipping the read that would say EAGAIN saves a system
+       * call per message. */
+      if ((size_t)n < loop->rbuf_len)
+        return;
+      continue;
+    }
+    if (n == 0) {
+      read_end(s, SK_EOF);
+      return;
+    }
+    if (errno == EAGAIN || errno == EWOULDBLOCK)
+      return;
+    read_end(s, sk__err());
+    return;
+  }
+}
+
+int sk_stream_recv_start(sk_stream *s, sk_recv_cb cb) {
+  if (is_closing(s) || s->io.fd < 0)
+    return -EBADF;
+  if (cb == NULL || (s->sflags & SK__S_LISTENING))
+    return -EINVAL;
+  if (!(s->sflags & SK__S_CONNECTED))
+    return -ENOTCONN;
+  s->recv_cb = cb;
+  s->sflags |= SK__S_READING;
+  s->sflags &= ~SK__S_READ_EOF;
+  stream_update(s);
+  return 0;
+}
+
+int sk_stream_recv_stop(sk_stream *s) {
+  if (!(s->sflags & SK__S_READING))
+    return -EINVAL;
+  s->sflags &= ~SK__S_READING;
+  stream_update(s);
+  sk__pending_add(s->h.loop, &s->rpend, rpend_cb);
+  return 0;
+}
+
+void sk_stream_recv_pause(sk_stream *s) {
+  s->sflags |= SK__S_PAUSED;
+  stream_update(s);
+}
+
+void sk_stream_recv_resume(sk_stream *s) {
+  s->sflags &= ~SK__S_PAUSED;
+  stream_update(s);
+}
+
+int sk_stream_is_receiving(const sk_stream *s) {
+  return (s->sflags & (SK__S_READING | SK__S_PAUSED)) == SK__S_READING;
+}
+
+/* ---- dispatch and close ---- */
+
+static void stream_io_cb(sk_loop *loop, struct sk__io *w, unsigned revents) {
+  sk_stream *s = sk__container_of(w, sk_stream, io);
+  SK__UNUSED(loop);
+
+  if (s->sflags & SK__S_CONNECTING) {
+    if (revents & (SK__IO_WRITE | SK__IO_ERR))
+      connect_ready(s);
+    return;
+  }
+  if (s->sflags & SK__S_LISTENING) {
+    do_accept(s);
+    return;
+  }
+  if (revents & SK__IO_READ)
+    do_read(s);
+  if ((revents & SK__IO_WRITE) && s->wq_head != NULL && !is_closing(s))
+    do_write(s, 1);
+}
+
+void sk__stream_close(sk_stream *s) {
+  sk_loop *loop = s->h.loop;
+  if (s->sflags & SK__S_CONNECTING)
+    connect_finish(s, -ECANCELED);
+  sk__tnode_stop(loop, &s->ctimer);
+  s->sflags &= ~(SK__S_ACCEPTING | SK__S_READING);
+  wq_fail(s, -ECANCELED);
+  if (s->io.fd >= 0) {
+    sk__io_set(loop, &s->io, 0);
+    /* Unread data makes close() send RST; drain what is queued so a
+     * normal close stays a FIN. */
+    if (s->sflags & SK__S_CONNECTED)
+      sk__drain_fd(s->io.fd, 1u << 20);
+    sk__close_fd(s->io.fd);
+    s->io.fd = -1;
+    s->sock.fd = -1;
+  }
+  free(s->ceps);
+  s->ceps = NULL;
+}
+
+void sk_stream_abort(sk_stream *s, sk_close_cb cb) {
+  if (s->io.fd >= 0 && !is_closing(s)) {
+    struct linger l = {1, 0};
+    setsockopt(s->io.fd, SOL_SOCKET, SO_LINGER, &l, sizeof(l));
+    s->sflags &= ~SK__S_CONNECTED; /* no drain: the reset is the point */
+  }
+  sk_close(&s->h, cb);
+}

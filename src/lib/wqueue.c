@@ -1,2 +1,68 @@
-/* placeholder */
+/* Write requests: the only per-send allocation, and only for what the
+ * kernel did not take at once (or to carry a completion callback). Small
+ * requests are recycled through a per-loop cache so a busy connection does
+ * not hit malloc on every send. */
 #include "internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* Requests with at most this many data bytes come from (and return to) the
+ * cache; bigger ones are allocated to size and freed. */
+#define WREQ_SMALL     4096
+#define WREQ_CACHE_MAX 256
+
+struct sk__wreq *sk__wreq_new(sk_loop *loop, size_t len) {
+  struct sk__wreq *r;
+  size_t cap = len <= WREQ_SMALL ? WREQ_SMALL : len;
+
+  if (cap == WREQ_SMALL && loop->free_wreqs != NULL) {
+    r = loop->free_wreqs;
+    loop->free_wreqs = r->next;
+    loop->nfree_wreqs--;
+  } else {
+    if (len > SIZE_MAX - sizeof(*r))
+      return NULL;
+    r = malloc(sizeof(*r) + cap);
+    if (r == NULL)
+      return NULL;
+  }
+  memset(r, 0, offsetof(struct sk__wreq, data));
+  r->cap = cap;
+  r->file_fd = -1;
+  return r;
+}
+
+void sk__wreq_free(sk_loop *loop, struct sk__wreq *r) {
+  if (r->cap == WREQ_SMALL && loop->nfree_wreqs < WREQ_CACHE_MAX) {
+    r->next = loop->free_wreqs;
+    loop->free_wreqs = r;
+    loop->nfree_wreqs++;
+    return;
+  }
+  free(r);
+}
+
+void sk__wreq_cache_free(sk_loop *loop) {
+  while (loop->free_wreqs != NULL) {
+    struct sk__wreq *r = loop->free_wreqs;
+    loop->free_wreqs = r->next;
+    free(r);
+  }
+  loop->nfree_wreqs = 0;
+}
+
+/* Copies iov[], skipping the first skip bytes, into dst. */
+void sk__iov_copy(unsigned char *dst, const struct iovec *iov, int iovcnt,
+                  size_t skip) {
+  for (int i = 0; i < iovcnt; i++) {
+    size_t l = iov[i].iov_len;
+    if (skip >= l) {
+      skip -= l;
+      continue;
+    }
+    memcpy(dst, (const char *)iov[i].iov_base + skip, l - skip);
+    dst += l - skip;
+    skip = 0;
+  }
+}
