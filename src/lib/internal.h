@@ -161,6 +161,37 @@ enum {
   SK__S_SHUT_WR = 1u << 6,   /* shutdown queued or done */
   SK__S_WR_FAILED = 1u << 7, /* a write failed: later sends fail too */
   SK__S_READ_EOF = 1u << 8,  /* EOF or error ended reading */
+  SK__S_TLS_READ = 1u << 9,  /* the TLS filter needs the socket read */
 };
+
+/* ---- the TLS filter (tls_openssl.c; tls_none.c when built without) ----
+ *
+ * A stream whose s->tls is set routes its bytes through the filter: what
+ * the socket delivers is ciphertext, handed to sk__tls_input(); what the
+ * user sends goes to sk__tls_sendv(), which encrypts and passes ciphertext
+ * to sk__stream_raw_sendv(). The filter delivers plaintext to the user with
+ * sk__stream_deliver(). */
+void sk__tls_input(sk_stream *s, const unsigned char *buf, size_t n);
+/* The socket reached EOF (SK_EOF) or failed (negative errno) while read. */
+void sk__tls_read_end(sk_stream *s, int status);
+int sk__tls_sendv(sk_stream *s, const struct iovec *iov, int iovcnt,
+                  sk_send_cb cb, void *arg);
+int sk__tls_shutdown(sk_stream *s, sk_send_cb cb, void *arg);
+/* The user resumed or started reading: deliver plaintext already
+ * decrypted and buffered inside the TLS state. */
+void sk__tls_resume(sk_stream *s);
+void sk__tls_free(sk_stream *s);
+
+/* stream.c services for the filter. */
+int sk__stream_raw_sendv(sk_stream *s, const struct iovec *iov, int iovcnt,
+                         sk_send_cb cb, void *arg);
+int sk__stream_raw_shutdown(sk_stream *s, sk_send_cb cb, void *arg);
+/* Keeps the socket read even when the user is not reading (handshake). */
+void sk__stream_want_read(sk_stream *s, int on);
+/* 1 if the user's recv is started and not paused. */
+int sk__stream_user_reading(const sk_stream *s);
+/* Hands plaintext (n > 0) or the end of the stream (n < 0) to the user's
+ * recv callback; n < 0 ends the user's receive operation. */
+void sk__stream_deliver(sk_stream *s, ssize_t n, const void *buf);
 
 #endif

@@ -42,13 +42,14 @@ static void stream_update(sk_stream *s) {
     return;
   if ((f & SK__S_ACCEPTING) && !sk__tnode_active(&s->ctimer))
     ev |= SK__IO_READ;
-  if ((f & SK__S_READING) && !(f & SK__S_PAUSED))
+  if (((f & SK__S_READING) && !(f & SK__S_PAUSED)) || (f & SK__S_TLS_READ))
     ev |= SK__IO_READ;
   if (s->wq_head != NULL || (f & SK__S_CONNECTING))
     ev |= SK__IO_WRITE;
   if (s->io.fd >= 0)
     sk__io_set(s->h.loop, &s->io, ev);
-  if ((f & (SK__S_ACCEPTING | SK__S_CONNECTING | SK__S_READING)) ||
+  if ((f &
+       (SK__S_ACCEPTING | SK__S_CONNECTING | SK__S_READING | SK__S_TLS_READ)) ||
       s->wq_head != NULL)
     sk__handle_start(&s->h);
   else
@@ -509,6 +510,16 @@ static int send_check(const sk_stream *s) {
 
 int sk_stream_sendv(sk_stream *s, const struct iovec *iov, int iovcnt,
                     sk_send_cb cb, void *arg) {
+  int rc = send_check(s);
+  if (rc != 0)
+    return rc;
+  if (s->tls != NULL)
+    return sk__tls_sendv(s, iov, iovcnt, cb, arg);
+  return sk__stream_raw_sendv(s, iov, iovcnt, cb, arg);
+}
+
+int sk__stream_raw_sendv(sk_stream *s, const struct iovec *iov, int iovcnt,
+                         sk_send_cb cb, void *arg) {
   size_t total = 0, done = 0;
   struct sk__wreq *r;
   int rc = send_check(s);
@@ -567,6 +578,10 @@ int sk_stream_sendfile(sk_stream *s, int fd, off_t offset, size_t len,
   int rc = send_check(s);
   if (rc != 0)
     return rc;
+  /* The kernel cannot encrypt: over TLS a file must go through user space
+   * (read it and sk_stream_send the chunks). */
+  if (s->tls != NULL)
+    return -ENOTSUP;
   if (fd < 0 || offset < 0)
     return -EINVAL;
   r = sk__wreq_new(s->h.loop, 0);
@@ -586,6 +601,15 @@ int sk_stream_sendfile(sk_stream *s, int fd, off_t offset, size_t len,
 }
 
 int sk_stream_shutdown(sk_stream *s, sk_send_cb cb, void *arg) {
+  int rc = send_check(s);
+  if (rc != 0)
+    return rc;
+  if (s->tls != NULL)
+    return sk__tls_shutdown(s, cb, arg);
+  return sk__stream_raw_shutdown(s, cb, arg);
+}
+
+int sk__stream_raw_shutdown(sk_stream *s, sk_send_cb cb, void *arg) {
   struct sk__wreq *r;
   int rc = send_check(s);
   if (rc != 0)
@@ -613,11 +637,43 @@ void sk_stream_on_drain(sk_stream *s, sk_drain_cb cb) {
 
 /* ---- reading ---- */
 
-static void read_end(sk_stream *s, ssize_t status) {
-  s->sflags &= ~SK__S_READING;
-  s->sflags |= SK__S_READ_EOF;
+int sk__stream_user_reading(const sk_stream *s) {
+  return (s->sflags & (SK__S_READING | SK__S_PAUSED)) == SK__S_READING &&
+         !is_closing(s);
+}
+
+void sk__stream_want_read(sk_stream *s, int on) {
+  if (on)
+    s->sflags |= SK__S_TLS_READ;
+  else
+    s->sflags &= ~SK__S_TLS_READ;
   stream_update(s);
-  s->recv_cb(s, status, NULL);
+}
+
+void sk__stream_deliver(sk_stream *s, ssize_t n, const void *buf) {
+  if (!(s->sflags & SK__S_READING) || is_closing(s))
+    return;
+  if (n < 0) {
+    s->sflags &= ~SK__S_READING;
+    s->sflags |= SK__S_READ_EOF;
+    stream_update(s);
+  }
+  s->recv_cb(s, n, buf);
+}
+
+/* The socket said EOF or failed. */
+static void read_end(sk_stream *s, ssize_t status) {
+  s->sflags &= ~SK__S_TLS_READ;
+  if (s->tls != NULL) {
+    stream_update(s);
+    sk__tls_read_end(s, (int)status);
+    return;
+  }
+  sk__stream_deliver(s, status, NULL);
+}
+
+static int socket_wanted(const sk_stream *s) {
+  return sk__stream_user_reading(s) || (s->sflags & SK__S_TLS_READ);
 }
 
 static void do_read(sk_stream *s) {
@@ -626,15 +682,17 @@ static void do_read(sk_stream *s) {
 
   while (budget > 0) {
     ssize_t n;
-    if ((s->sflags & (SK__S_READING | SK__S_PAUSED)) != SK__S_READING ||
-        is_closing(s))
+    if (!socket_wanted(s) || is_closing(s))
       return;
     do
       n = recv(s->io.fd, loop->rbuf, loop->rbuf_len, 0);
     while (n < 0 && errno == EINTR);
     if (n > 0) {
       budget = (size_t)n >= budget ? 0 : budget - (size_t)n;
-      s->recv_cb(s, n, loop->rbuf);
+      if (s->tls != NULL)
+        sk__tls_input(s, loop->rbuf, (size_t)n);
+      else
+        s->recv_cb(s, n, loop->rbuf);
       /* Level-triggered: a short read means the socket is drained for
        * now, and skipping the read that would say EAGAIN saves a system
        * call per message. */
@@ -664,6 +722,8 @@ int sk_stream_recv_start(sk_stream *s, sk_recv_cb cb) {
   s->sflags |= SK__S_READING;
   s->sflags &= ~SK__S_READ_EOF;
   stream_update(s);
+  if (s->tls != NULL)
+    sk__tls_resume(s);
   return 0;
 }
 
@@ -684,6 +744,8 @@ void sk_stream_recv_pause(sk_stream *s) {
 void sk_stream_recv_resume(sk_stream *s) {
   s->sflags &= ~SK__S_PAUSED;
   stream_update(s);
+  if (s->tls != NULL)
+    sk__tls_resume(s);
 }
 
 int sk_stream_is_receiving(const sk_stream *s) {
@@ -730,6 +792,8 @@ void sk__stream_close(sk_stream *s) {
   }
   free(s->ceps);
   s->ceps = NULL;
+  if (s->tls != NULL)
+    sk__tls_free(s);
 }
 
 void sk_stream_abort(sk_stream *s, sk_close_cb cb) {
