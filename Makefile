@@ -50,7 +50,7 @@ bench: build
 	./bench/run.sh
 
 fuzz: test-deps
-	CC=clang cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=Debug -DSK_BUILD_FUZZ=ON -DSK_BUILD_TESTS=OFF $(CMAKE_ARGS)
+	CC=clang cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=Debug -DSK_BUILD_FUZZ=ON -DSK_BUILD_TESTS=OFF -DSK_SANITIZE=address,undefined $(CMAKE_ARGS)
 	cmake --build build-fuzz -j$(JOBS)
 	./fuzz/run.sh build-fuzz $${FUZZ_SECONDS:-60}
 

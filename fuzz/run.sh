@@ -1,0 +1,28 @@
+#!/bin/sh
+# Runs every libFuzzer target for a bounded time: fuzz/run.sh BUILD_DIR SECONDS
+# Seeds come from fuzz/corpus/<name>/ (read-only); new inputs go to a work
+# corpus under BUILD_DIR, so the committed seeds stay small. A crash leaves
+# its input in BUILD_DIR/crashes/ and fails the run.
+set -eu
+build=${1:-build-fuzz}
+secs=${2:-60}
+here=$(cd "$(dirname "$0")" && pwd)
+status=0
+mkdir -p "$build/crashes"
+for bin in "$build"/fuzz/fuzz_*; do
+  [ -x "$bin" ] || continue
+  name=$(basename "$bin" | sed 's/^fuzz_//')
+  work="$build/corpus-$name"
+  mkdir -p "$work"
+  echo "fuzz: $name for ${secs}s"
+  if ! "$bin" -max_total_time="$secs" -max_len=4096 -print_final_stats=1 \
+      -artifact_prefix="$build/crashes/$name-" "$work" "$here/corpus/$name" \
+      >"$build/fuzz-$name.log" 2>&1; then
+    echo "fuzz: $name FAILED (see $build/fuzz-$name.log and $build/crashes/)"
+    tail -30 "$build/fuzz-$name.log"
+    status=1
+  else
+    grep -E "stat::number_of_executed_units" "$build/fuzz-$name.log" || true
+  fi
+done
+exit $status
