@@ -1,0 +1,591 @@
+/* sockit-client --bench: a load generator on one event loop.
+ *
+ * Modes:
+ *   echo    N connections, each keeping D messages in flight; every reply
+ *           message completes one round trip, timed into a histogram.
+ *   oneway  N connections writing SIZE-byte messages as fast as the kernel
+ *           takes them (to a discard server).
+ *   connect N connection attempts at a time, each closed once connected.
+ *   idle    N connections opened and held, sending nothing.
+ *
+ * It uses the same library as the server, so the generator costs about as
+ * little CPU per message as the thing it measures: one shared read buffer,
+ * writes straight to the kernel, no allocation per message. Everything is
+ * bounded by --duration; the run stops by itself. */
+#include "bench.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+
+#include "cli.h"
+#include "hist.h"
+#include "sockit.h"
+
+#define PROG "sockit-client"
+
+enum bench_mode { B_ECHO, B_ONEWAY, B_CONNECT, B_IDLE };
+static const char *mode_names[] = {"echo", "oneway", "connect", "idle"};
+
+struct opts {
+  const char *addr;
+  enum bench_mode mode;
+  int udp;
+  sk_frame_mode frame;
+  uint64_t conns, size, pipeline;
+  uint64_t duration_ms, warmup_ms;
+  int json;
+};
+
+struct conn {
+  sk_stream s;
+  sk_udp u;
+  struct bench *b;
+  uint64_t *sent_at; /* ring of send times, one per message in flight */
+  uint64_t head, tail;
+  uint64_t rx_partial; /* bytes of the current reply message */
+  uint64_t last_rx;    /* UDP: time of the last reply, to detect loss */
+  int open;
+};
+
+struct bench {
+  struct opts o;
+  sk_loop loop;
+  sk_timer phase; /* warm-up end, then measurement end */
+  sk_timer tick;  /* UDP loss detection */
+  struct conn *conns;
+  sk_endpoint eps[16];
+  int neps;
+  unsigned char *msg; /* one on-wire message: header + payload + trailer */
+  size_t wire;        /* its length */
+  int measuring, stopping;
+  uint64_t t_start, t_end;
+  uint64_t messages, bytes, connects, errors, lost;
+  uint64_t open_conns, connecting;
+  uint64_t next_conn; /* streams not yet started (connects are paced) */
+  int idle_announced;
+  hist lat;
+};
+
+static uint64_t now_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* ---- TCP / Unix streams ---- */
+
+/* At most this many connects in flight: thousands of simultaneous SYNs
+ * would overflow the server's backlog and turn into 1 s retransmits. */
+#define MAX_CONNECTING 256
+
+static void conn_start(struct bench *b, struct conn *c);
+
+static void start_more(struct bench *b) {
+  while (!b->stopping && b->next_conn < b->o.conns &&
+         b->connecting < MAX_CONNECTING)
+    conn_start(b, &b->conns[b->next_conn++]);
+}
+
+static void conn_closed(sk_handle *h) {
+  struct conn *c = h->data;
+  struct bench *b = c->b;
+  c->open = 0;
+  /* connect mode: the slot is reused for the next attempt. */
+  if (b->o.mode == B_CONNECT && !b->stopping)
+    conn_start(b, c);
+}
+
+static void conn_fail(struct conn *c, int err) {
+  struct bench *b = c->b;
+  if (!b->stopping) {
+    b->errors++;
+    if (b->errors <= 3)
+      fprintf(stderr, PROG ": bench: connection: %s\n", sk_strerror(err));
+  }
+  if (!sk_is_closing(&c->s.h))
+    sk_close(&c->s.h, b->o.mode == B_CONNECT ? conn_closed : NULL);
+}
+
+static void send_one(struct conn *c) {
+  struct bench *b = c->b;
+  c->sent_at[c->head++ % b->o.pipeline] = now_ns();
+  int rc = sk_stream_send(&c->s, b->msg, b->wire, NULL, NULL);
+  if (rc != 0)
+    conn_fail(c, rc);
+}
+
+static void echo_recv(sk_stream *s, ssize_t n, const void *buf) {
+  struct conn *c = s->h.data;
+  struct bench *b = c->b;
+  (void)buf;
+  if (n < 0) {
+    conn_fail(c, (int)n);
+    return;
+  }
+  uint64_t left = (uint64_t)n, t = 0;
+  while (left > 0) {
+    uint64_t need = b->wire - c->rx_partial;
+    if (left < need) {
+      c->rx_partial += left;
+      break;
+    }
+    left -= need;
+    c->rx_partial = 0;
+    if (c->tail == c->head) { /* more came back than was sent */
+      conn_fail(c, SK_EFRAMEBAD);
+      return;
+    }
+    if (t == 0)
+      t = now_ns();
+    uint64_t sent = c->sent_at[c->tail++ % b->o.pipeline];
+    if (b->measuring) {
+      hist_add(&b->lat, t - sent);
+      b->messages++;
+      b->bytes += b->wire;
+    }
+    if (!b->stopping)
+      send_one(c);
+  }
+}
+
+/* Keeps the kernel's send buffer full and nothing more in user space:
+ * write whenever the queue is empty (the library writes directly and
+ * queues only the remainder), resume on drain. */
+static void oneway_pump(sk_stream *s) {
+  struct conn *c = s->h.data;
+  struct bench *b = c->b;
+  while (!b->stopping && !sk_is_closing(&s->h) &&
+         sk_stream_write_queue_size(s) == 0) {
+    int rc = sk_stream_send(s, b->msg, b->wire, NULL, NULL);
+    if (rc != 0) {
+      conn_fail(c, rc);
+      return;
+    }
+    if (b->measuring) {
+      b->messages++;
+      b->bytes += b->wire;
+    }
+  }
+}
+
+static void sink_recv(sk_stream *s, ssize_t n, const void *buf) {
+  (void)buf;
+  if (n < 0)
+    conn_fail(s->h.data, (int)n);
+}
+
+static void maybe_announce_idle(struct bench *b) {
+  if (b->o.mode == B_IDLE && !b->idle_announced &&
+      b->open_conns == b->o.conns) {
+    b->idle_announced = 1;
+    fprintf(stderr, PROG ": idle: %" PRIu64 " connections open\n",
+            b->open_conns);
+  }
+}
+
+static void connected(sk_stream *s, int status) {
+  struct conn *c = s->h.data;
+  struct bench *b = c->b;
+  b->connecting--;
+  if (status != 0) {
+    conn_fail(c, status);
+    if (b->o.mode != B_CONNECT)
+      start_more(b);
+    return;
+  }
+  if (b->o.mode == B_CONNECT) {
+    if (b->measuring)
+      b->connects++;
+    sk_close(&s->h, conn_closed);
+    return;
+  }
+  b->open_conns++;
+  start_more(b);
+  if (s->sock.family != AF_UNIX)
+    sk_opt_set_nodelay(&s->sock, 1);
+  switch (b->o.mode) {
+  case B_ECHO:
+    sk_stream_recv_start(s, echo_recv);
+    for (uint64_t i = 0; i < b->o.pipeline; i++)
+      send_one(c);
+    break;
+  case B_ONEWAY:
+    sk_stream_recv_start(s, sink_recv);
+    sk_stream_on_drain(s, oneway_pump);
+    oneway_pump(s);
+    break;
+  default:
+    sk_stream_recv_start(s, sink_recv);
+    maybe_announce_idle(b);
+    break;
+  }
+}
+
+static void conn_start(struct bench *b, struct conn *c) {
+  c->b = b;
+  c->head = c->tail = c->rx_partial = 0;
+  sk_stream_init(&b->loop, &c->s);
+  c->s.h.data = c;
+  c->open = 1;
+  b->connecting++;
+  int rc = sk_stream_connect(&c->s, b->eps, (size_t)b->neps, 10000, connected);
+  if (rc != 0) {
+    b->connecting--;
+    conn_fail(c, rc);
+  }
+}
+
+/* ---- UDP ---- */
+
+static void udp_send_one(struct conn *c) {
+  struct bench *b = c->b;
+  c->sent_at[c->head++ % b->o.pipeline] = now_ns();
+  int rc = sk_udp_send(&c->u, b->msg, b->wire, NULL, NULL, NULL);
+  if (rc != 0 && rc != -ENOBUFS && !b->stopping)
+    b->errors++;
+}
+
+static void udp_recv(sk_udp *u, ssize_t n, const void *buf,
+                     const sk_endpoint *from, const sk_endpoint *to,
+                     unsigned flags) {
+  struct conn *c = u->h.data;
+  struct bench *b = c->b;
+  (void)buf;
+  (void)from;
+  (void)to;
+  (void)flags;
+  if (n < 0) {
+    if (n != -ECANCELED && !b->stopping)
+      b->errors++;
+    return;
+  }
+  uint64_t t = now_ns();
+  c->last_rx = t;
+  if (c->tail == c->head)
+    return; /* a late reply to a datagram already counted lost */
+  uint64_t sent = c->sent_at[c->tail++ % b->o.pipeline];
+  if (b->measuring) {
+    hist_add(&b->lat, t - sent);
+    b->messages++;
+    b->bytes += (uint64_t)n;
+  }
+  if (!b->stopping)
+    udp_send_one(c);
+}
+
+/* Datagrams get lost: a socket that heard nothing for 200 ms counts what
+ * it had in flight as lost and starts over. */
+static void udp_tick(sk_timer *t) {
+  struct bench *b = t->h.data;
+  uint64_t now = now_ns();
+  for (uint64_t i = 0; i < b->o.conns; i++) {
+    struct conn *c = &b->conns[i];
+    if (c->head != c->tail && now - c->last_rx > 200000000ull) {
+      b->lost += c->head - c->tail;
+      c->tail = c->head;
+      c->last_rx = now;
+      for (uint64_t k = 0; k < b->o.pipeline; k++)
+        udp_send_one(c);
+    }
+  }
+}
+
+static int udp_start(struct bench *b, struct conn *c) {
+  c->b = b;
+  sk_udp_init(&b->loop, &c->u);
+  c->u.h.data = c;
+  int rc = sk_udp_connect(&c->u, &b->eps[0]);
+  if (rc == 0)
+    rc = sk_udp_recv_start(&c->u, udp_recv);
+  if (rc != 0)
+    return rc;
+  c->open = 1;
+  c->last_rx = now_ns();
+  b->open_conns++;
+  for (uint64_t k = 0; k < b->o.pipeline; k++)
+    udp_send_one(c);
+  return 0;
+}
+
+/* ---- phases ---- */
+
+static void stop_all(struct bench *b) {
+  b->stopping = 1;
+  for (uint64_t i = 0; i < b->o.conns; i++) {
+    struct conn *c = &b->conns[i];
+    if (b->o.udp) {
+      if (c->open && !sk_is_closing(&c->u.h))
+        sk_close(&c->u.h, NULL);
+    } else if (c->open && !sk_is_closing(&c->s.h)) {
+      sk_close(&c->s.h, NULL);
+    }
+  }
+  sk_close(&b->phase.h, NULL);
+  sk_close(&b->tick.h, NULL);
+}
+
+static void phase_end(sk_timer *t) {
+  struct bench *b = t->h.data;
+  b->measuring = 0;
+  b->t_end = now_ns();
+  stop_all(b);
+}
+
+static void warmup_end(sk_timer *t) {
+  struct bench *b = t->h.data;
+  b->measuring = 1;
+  b->messages = b->bytes = b->connects = b->errors = b->lost = 0;
+  hist_reset(&b->lat);
+  b->t_start = now_ns();
+  sk_timer_start(t, phase_end, b->o.duration_ms, 0);
+}
+
+/* ---- reporting ---- */
+
+static void report(const struct bench *b) {
+  double secs = (double)(b->t_end - b->t_start) / 1e9;
+  double mps = secs > 0 ? (double)b->messages / secs : 0;
+  double mbps = secs > 0 ? (double)b->bytes / secs / 1e6 : 0;
+  double cps = secs > 0 ? (double)b->connects / secs : 0;
+  const hist *h = &b->lat;
+#define US(p) ((double)hist_percentile(h, p) / 1000.0)
+  if (b->o.json) {
+    printf("{\"mode\":\"%s\",\"transport\":\"%s\",\"conns\":%" PRIu64
+           ",\"size\":%" PRIu64 ",\"pipeline\":%" PRIu64
+           ",\"duration_s\":%.3f,\"messages\":%" PRIu64
+           ",\"msgs_per_sec\":%.1f,\"bytes\":%" PRIu64
+           ",\"mb_per_sec\":%.2f,\"gbit_per_sec\":%.3f,"
+           "\"latency_us\":{\"p50\":%.2f,\"p90\":%.2f,\"p99\":%.2f,"
+           "\"p999\":%.2f,\"max\":%.2f,\"mean\":%.2f},"
+           "\"connects_per_sec\":%.1f,\"lost\":%" PRIu64 ",\"errors\":%" PRIu64
+           "}\n",
+           mode_names[b->o.mode], b->o.udp ? "udp" : "stream", b->o.conns,
+           b->o.size, b->o.pipeline, secs, b->messages, mps, b->bytes, mbps,
+           mbps * 8 / 1000, US(50), US(90), US(99), US(99.9),
+           (double)h->max / 1000.0, hist_mean(h) / 1000.0, cps, b->lost,
+           b->errors);
+    return;
+  }
+  printf("bench %s %s%s conns=%" PRIu64 " size=%" PRIu64 " pipeline=%" PRIu64
+         " duration=%.2fs\n",
+         mode_names[b->o.mode], b->o.udp ? "udp://" : "", b->o.addr, b->o.conns,
+         b->o.size, b->o.pipeline, secs);
+  if (b->o.mode == B_CONNECT) {
+    printf("  connects     %" PRIu64 "  (%.0f/s)\n", b->connects, cps);
+  } else if (b->o.mode != B_IDLE) {
+    printf("  messages     %" PRIu64 "  (%.0f msg/s)\n", b->messages, mps);
+    printf("  throughput   %.2f MB/s  (%.3f Gbit/s)\n", mbps, mbps * 8 / 1000);
+  }
+  if (b->o.mode == B_ECHO)
+    printf("  latency us   p50 %.1f  p90 %.1f  p99 %.1f  p99.9 %.1f  max "
+           "%.1f  mean %.1f\n",
+           US(50), US(90), US(99), US(99.9), (double)h->max / 1000.0,
+           hist_mean(h) / 1000.0);
+  if (b->o.udp)
+    printf("  lost         %" PRIu64 "\n", b->lost);
+  printf("  errors       %" PRIu64 "\n", b->errors);
+#undef US
+}
+
+/* ---- options ---- */
+
+static void usage(void) {
+  printf("Usage: " PROG " --bench ADDR [OPTIONS]\n"
+         "Load generator: drives ADDR (an echo or discard server) and reports\n"
+         "messages/s, MB/s and round-trip latency percentiles.\n\n"
+         "  --bench-mode MODE  echo (default), oneway, connect or idle\n"
+         "  --conns N          connections (UDP: sockets), default 1\n"
+         "  --size BYTES       message payload size, default 64\n"
+         "  --pipeline D       messages in flight per connection, default 1\n"
+         "  --duration S       measured time, default 5\n"
+         "  --warmup S         unmeasured time before it, default 1\n"
+         "  --frame MODE       raw (default), line, len16, len32, ascii4\n"
+         "  --udp              datagrams instead of a stream\n"
+         "  --json             one JSON object on stdout\n");
+}
+
+static int parse(int argc, char **argv, struct opts *o) {
+  static const struct option lo[] = {
+      {"bench", no_argument, NULL, 'B'},
+      {"bench-mode", required_argument, NULL, 'm'},
+      {"conns", required_argument, NULL, 'c'},
+      {"size", required_argument, NULL, 's'},
+      {"pipeline", required_argument, NULL, 'p'},
+      {"duration", required_argument, NULL, 'd'},
+      {"warmup", required_argument, NULL, 'w'},
+      {"frame", required_argument, NULL, 'f'},
+      {"udp", no_argument, NULL, 'u'},
+      {"json", no_argument, NULL, 'j'},
+      {"help", no_argument, NULL, 'h'},
+      {NULL, 0, NULL, 0}};
+  int ch;
+  memset(o, 0, sizeof(*o));
+  o->conns = 1;
+  o->size = 64;
+  o->pipeline = 1;
+  o->duration_ms = 5000;
+  o->warmup_ms = 1000;
+  o->frame = SK_FRAME_RAW;
+  optind = 1;
+  while ((ch = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
+    switch (ch) {
+    case 'B':
+      break;
+    case 'm': {
+      int i;
+      for (i = 0; i < 4 && strcmp(optarg, mode_names[i]) != 0; i++)
+        ;
+      if (i == 4)
+        cli_usage_error(PROG, "--bench-mode: unknown mode '%s'", optarg);
+      o->mode = (enum bench_mode)i;
+      break;
+    }
+    case 'c':
+      if (cli_parse_u64(optarg, 1, 100000, &o->conns) != 0)
+        cli_usage_error(PROG, "--conns: expected 1-100000, got '%s'", optarg);
+      break;
+    case 's':
+      if (cli_parse_size(optarg, 1, 64u << 20, &o->size) != 0)
+        cli_usage_error(PROG, "--size: expected 1 byte to 64M, got '%s'",
+                        optarg);
+      break;
+    case 'p':
+      if (cli_parse_u64(optarg, 1, 4096, &o->pipeline) != 0)
+        cli_usage_error(PROG, "--pipeline: expected 1-4096, got '%s'", optarg);
+      break;
+    case 'd':
+      if (cli_parse_duration_ms(optarg, 100, 3600000, &o->duration_ms) != 0)
+        cli_usage_error(PROG, "--duration: expected 0.1-3600 seconds, got '%s'",
+                        optarg);
+      break;
+    case 'w':
+      if (cli_parse_duration_ms(optarg, 0, 600000, &o->warmup_ms) != 0)
+        cli_usage_error(PROG, "--warmup: expected 0-600 seconds, got '%s'",
+                        optarg);
+      break;
+    case 'f':
+      if (sk_frame_mode_parse(optarg, &o->frame) != 0)
+        cli_usage_error(PROG, "--frame: unknown mode '%s'", optarg);
+      break;
+    case 'u':
+      o->udp = 1;
+      break;
+    case 'j':
+      o->json = 1;
+      break;
+    case 'h':
+      usage();
+      exit(0);
+    default:
+      cli_usage_error(PROG, "invalid --bench option");
+    }
+  }
+  if (optind != argc - 1)
+    cli_usage_error(PROG, "--bench needs exactly one ADDR");
+  o->addr = argv[optind];
+  if (o->udp && (o->mode == B_CONNECT || o->mode == B_IDLE))
+    cli_usage_error(PROG, "--udp works with --bench-mode echo or oneway");
+  if (o->frame != SK_FRAME_RAW && o->size > sk_frame_mode_limit(o->frame))
+    cli_usage_error(PROG, "--size: %" PRIu64 " does not fit a %s frame",
+                    o->size, sk_frame_mode_name(o->frame));
+  if (o->udp && o->size > 65507)
+    cli_usage_error(PROG, "--size: a UDP datagram holds at most 65507 bytes");
+  return 0;
+}
+
+/* Builds the one message every connection sends: header + payload (+ "\n"
+ * for line framing; the payload then avoids "\n"). */
+static int build_message(struct bench *b) {
+  unsigned char hdr[4];
+  const char *trailer;
+  int hl = b->o.udp ? 0 : sk_frame_header(b->o.frame, b->o.size, hdr);
+  size_t tl = b->o.udp ? 0 : sk_frame_trailer(b->o.frame, &trailer);
+  if (hl < 0)
+    return hl;
+  b->wire = (size_t)hl + b->o.size + tl;
+  b->msg = malloc(b->wire);
+  if (b->msg == NULL)
+    return -ENOMEM;
+  memcpy(b->msg, hdr, (size_t)hl);
+  for (size_t i = 0; i < b->o.size; i++)
+    b->msg[(size_t)hl + i] = (unsigned char)('a' + i % 26);
+  if (tl)
+    memcpy(b->msg + hl + b->o.size, trailer, tl);
+  return 0;
+}
+
+static void raise_nofile(uint64_t need) {
+  struct rlimit rl;
+  if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < need + 64) {
+    rl.rlim_cur = need + 64 < rl.rlim_max ? need + 64 : rl.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &rl);
+  }
+}
+
+int bench_main(int argc, char **argv) {
+  struct bench *b = calloc(1, sizeof(*b));
+  int rc;
+  if (b == NULL)
+    cli_fatal(PROG, 1, "out of memory");
+  parse(argc, argv, &b->o);
+  signal(SIGPIPE, SIG_IGN);
+
+  rc = sk_endpoint_resolve(b->o.addr, AF_UNSPEC,
+                           b->o.udp ? SOCK_DGRAM : SOCK_STREAM, b->eps, 16);
+  if (rc < 0)
+    cli_fatal(PROG, 1, "cannot resolve %s: %s", b->o.addr, sk_strerror(rc));
+  b->neps = rc;
+  if ((rc = build_message(b)) != 0)
+    cli_fatal(PROG, 1, "bench: %s", sk_strerror(rc));
+  raise_nofile(b->o.conns);
+  b->conns = calloc(b->o.conns, sizeof(*b->conns));
+  if (b->conns == NULL)
+    cli_fatal(PROG, 1, "out of memory");
+  for (uint64_t i = 0; i < b->o.conns; i++) {
+    b->conns[i].sent_at = calloc(b->o.pipeline, sizeof(uint64_t));
+    if (b->conns[i].sent_at == NULL)
+      cli_fatal(PROG, 1, "out of memory");
+  }
+  hist_reset(&b->lat);
+  if ((rc = sk_loop_init(&b->loop)) != 0)
+    cli_fatal(PROG, 1, "event loop: %s", sk_strerror(rc));
+
+  sk_timer_init(&b->loop, &b->phase);
+  b->phase.h.data = b;
+  sk_timer_init(&b->loop, &b->tick);
+  b->tick.h.data = b;
+  sk_timer_start(&b->phase, warmup_end, b->o.warmup_ms, 0);
+  if (b->o.udp)
+    sk_timer_start(&b->tick, udp_tick, 50, 50);
+
+  if (b->o.udp) {
+    for (uint64_t i = 0; i < b->o.conns; i++) {
+      rc = udp_start(b, &b->conns[i]);
+      if (rc != 0)
+        cli_fatal(PROG, 1, "udp socket: %s", sk_strerror(rc));
+    }
+  } else {
+    start_more(b);
+  }
+  sk_loop_run(&b->loop, SK_RUN_DEFAULT);
+
+  int failed = b->messages == 0 && b->connects == 0 && b->o.mode != B_IDLE;
+  if (b->o.mode == B_IDLE && b->open_conns < b->o.conns)
+    failed = 1;
+  report(b);
+  if (sk_loop_free(&b->loop) != 0)
+    fprintf(stderr, PROG ": bench: event loop still busy at exit\n");
+  for (uint64_t i = 0; i < b->o.conns; i++)
+    free(b->conns[i].sent_at);
+  free(b->conns);
+  free(b->msg);
+  free(b);
+  return failed ? 1 : 0;
+}
