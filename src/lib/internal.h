@@ -39,6 +39,17 @@ void sk__drain_fd(int fd, size_t max);
 /* close() that keeps errno of the caller and ignores EINTR. */
 void sk__close_fd(int fd);
 
+/* Keeps a sendfile(2) to a closed peer from raising SIGPIPE (it has no
+ * MSG_NOSIGNAL): block around the call, then unblock, discarding the signal
+ * the call itself raised (got_epipe). */
+#include <signal.h>
+struct sk__sigpipe {
+  sigset_t pipe_set, old_set;
+  int was_pending;
+};
+void sk__sigpipe_block(struct sk__sigpipe *sp);
+void sk__sigpipe_unblock(struct sk__sigpipe *sp, int got_epipe);
+
 /* Monotonic clock in milliseconds. */
 uint64_t sk__now_ms(void);
 

@@ -415,22 +415,27 @@ static int write_special(sk_stream *s, struct sk__wreq *r) {
       return sk__err();
     return 1;
   }
+  struct sk__sigpipe sp;
+  int rc = 1;
+  sk__sigpipe_block(&sp);
   while (r->len > 0) {
     size_t chunk = r->len > (1u << 30) ? (1u << 30) : r->len;
     ssize_t n = sendfile(s->io.fd, r->file_fd, &r->file_off, chunk);
     if (n < 0) {
       if (errno == EINTR)
         continue;
-      if (errno == EAGAIN)
-        return 0;
-      return sk__err();
+      rc = errno == EAGAIN ? 0 : sk__err();
+      break;
     }
-    if (n == 0)
-      return -EIO; /* the file is shorter than promised */
+    if (n == 0) {
+      rc = SK_EOF; /* the file is shorter than promised */
+      break;
+    }
     r->len -= (size_t)n;
     s->wq_bytes -= (size_t)n;
   }
-  return 1;
+  sk__sigpipe_unblock(&sp, rc == -EPIPE);
+  return rc;
 }
 
 /* Writes what the queue holds until the kernel is full. from_io is 0 when

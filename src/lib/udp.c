@@ -23,21 +23,28 @@ void sk__dgram_dest(const struct msghdr *msg, uint16_t port, sk_endpoint *to,
     *ifindex = 0;
   for (c = CMSG_FIRSTHDR((struct msghdr *)msg); c != NULL;
        c = CMSG_NXTHDR((struct msghdr *)msg, c)) {
-    if (c->cmsg_level == IPPROTO_IP && c->cmsg_type == IP_PKTINFO) {
+    if (c->cmsg_level == IPPROTO_IP && c->cmsg_type == IP_PKTINFO &&
+        c->cmsg_len >= CMSG_LEN(sizeof(struct in_pktinfo))) {
       struct in_pktinfo pi;
       memcpy(&pi, CMSG_DATA(c), sizeof(pi));
+      /* ipi_addr is the destination in the packet header, what the sender
+       * addressed (ipi_spec_dst would be the local source of a reply). */
       to->u.in4.sin_family = AF_INET;
       to->u.in4.sin_addr = pi.ipi_addr;
       to->u.in4.sin_port = htons(port);
       to->len = sizeof(to->u.in4);
       if (ifindex != NULL)
         *ifindex = (unsigned)pi.ipi_ifindex;
-    } else if (c->cmsg_level == IPPROTO_IPV6 && c->cmsg_type == IPV6_PKTINFO) {
+    } else if (c->cmsg_level == IPPROTO_IPV6 && c->cmsg_type == IPV6_PKTINFO &&
+               c->cmsg_len >= CMSG_LEN(sizeof(struct in6_pktinfo))) {
       struct in6_pktinfo pi;
       memcpy(&pi, CMSG_DATA(c), sizeof(pi));
       to->u.in6.sin6_family = AF_INET6;
       to->u.in6.sin6_addr = pi.ipi6_addr;
       to->u.in6.sin6_port = htons(port);
+      if (IN6_IS_ADDR_LINKLOCAL(&pi.ipi6_addr) ||
+          IN6_IS_ADDR_MC_LINKLOCAL(&pi.ipi6_addr))
+        to->u.in6.sin6_scope_id = pi.ipi6_ifindex;
       to->len = sizeof(to->u.in6);
       sk_endpoint_normalize(to);
       if (ifindex != NULL)
