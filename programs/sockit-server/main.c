@@ -1,0 +1,436 @@
+/* sockit-server: options, the mode table, signals, and starting and
+ * stopping the workers. Everything about connections is in server.c; each
+ * mode is one file. */
+#include "server.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "log.h"
+
+#define PROG          SK_PROG_NAME
+#define DEFAULT_ADDR  "127.0.0.1:8888"
+#define MAX_LISTENERS 64
+#define MAX_WORKERS   1024
+/* Descriptors kept free for listeners, loops, logging and the like when
+ * --max-conns is capped by RLIMIT_NOFILE. */
+#define FD_MARGIN 64
+
+/* The mode table: adding a mode is one file and one row here. */
+static const struct mode *const modes[] = {
+    &mode_echo, &mode_discard, &mode_chargen, &mode_chat, &mode_files,
+};
+#define NMODES (sizeof(modes) / sizeof(modes[0]))
+
+enum {
+  OPT_MAX_FRAME = 256,
+  OPT_MAX_CONNS,
+  OPT_MAX_QUEUE,
+  OPT_IDLE,
+  OPT_GRACE,
+  OPT_ROOT,
+  OPT_MAX_FILE,
+};
+
+static const struct option long_opts[] = {
+    {"listen", required_argument, NULL, 'l'},
+    {"udp", no_argument, NULL, 'u'},
+    {"mode", required_argument, NULL, 'm'},
+    {"frame", required_argument, NULL, 'f'},
+    {"workers", required_argument, NULL, 'w'},
+    {"max-frame", required_argument, NULL, OPT_MAX_FRAME},
+    {"max-conns", required_argument, NULL, OPT_MAX_CONNS},
+    {"max-queue", required_argument, NULL, OPT_MAX_QUEUE},
+    {"idle-timeout", required_argument, NULL, OPT_IDLE},
+    {"grace", required_argument, NULL, OPT_GRACE},
+    {"root", required_argument, NULL, OPT_ROOT},
+    {"max-file", required_argument, NULL, OPT_MAX_FILE},
+    {"quiet", no_argument, NULL, 'q'},
+    {"verbose", no_argument, NULL, 'v'},
+    {"help", no_argument, NULL, 'h'},
+    {"version", no_argument, NULL, 'V'},
+    {NULL, 0, NULL, 0},
+};
+
+static void usage(void) {
+  printf(
+      "Usage: %s [OPTIONS]\n"
+      "A fast, safe multi-client server: echo (RFC 862), discard, chargen,\n"
+      "chat and file transfer over TCP, Unix sockets and UDP.\n"
+      "With no options: TCP echo on " DEFAULT_ADDR ".\n"
+      "\n"
+      "Listening:\n"
+      "  -l, --listen ADDR      listen on ADDR (repeatable): 127.0.0.1:8888,\n"
+      "                         [::1]:0, unix:/path, unix:@abstract,\n"
+      "                         tcp://HOST:PORT, udp://HOST:PORT; port 0\n"
+      "                         lets the kernel choose\n"
+      "  -u, --udp              HOST:PORT listeners are UDP (RFC 862 style)\n"
+      "  -w, --workers N        event loops, one thread each (default: one\n"
+      "                         per online CPU; chat always uses one)\n"
+      "\n"
+      "What to serve:\n"
+      "  -m, --mode MODE        echo (default), discard, chargen, chat, files\n"
+      "  -f, --frame FRAME      raw (default), line, len16, len32, ascii4\n"
+      "      --root DIR         files: directory to serve (default: .)\n"
+      "\n"
+      "Limits:\n"
+      "      --max-frame BYTES  largest frame (default 1M); bigger closes\n"
+      "                         that connection\n"
+      "      --max-conns N      open connections (default 10000); more are\n"
+      "                         accepted and closed at once\n"
+      "      --max-queue BYTES  output queued per connection before reading\n"
+      "                         from it pauses (default 1M)\n"
+      "      --idle-timeout S   close connections silent this long (default\n"
+      "                         300; 0 = never)\n"
+      "      --grace S          on SIGINT/SIGTERM, time given to finish\n"
+      "                         (default 5)\n"
+      "      --max-file BYTES   files: largest PUT (default 1G)\n"
+      "\n"
+      "Output:\n"
+      "  -q, --quiet            log errors only\n"
+      "  -v, --verbose          log debug messages too\n"
+      "  -h, --help             show this help\n"
+      "  -V, --version          show the version\n"
+      "\n"
+      "Modes:\n",
+      PROG);
+  for (size_t i = 0; i < NMODES; i++)
+    printf("  %-9s %s%s\n", modes[i]->name, modes[i]->summary,
+           (modes[i]->flags & MODE_UDP) ? " (TCP, Unix, UDP)" : "");
+  printf("\nSizes take K, M, G suffixes; times are seconds (\"0.5\", "
+         "\"250ms\").\n"
+         "When every listener is bound, one line containing \"listening on\"\n"
+         "and each address is printed on stderr. See sockit-server(1).\n");
+}
+
+static const struct mode *find_mode(const char *name) {
+  for (size_t i = 0; i < NMODES; i++)
+    if (strcmp(modes[i]->name, name) == 0)
+      return modes[i];
+  return NULL;
+}
+
+/* Only text with a letter in its host part can be a name; "300.1.1.1:80"
+ * is a bad address, not something to ask DNS about. */
+static int looks_like_name(const char *text) {
+  const char *colon = strrchr(text, ':');
+  for (const char *p = text; *p != '\0' && p != colon; p++)
+    if ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z'))
+      return text[0] != '[';
+  return 0;
+}
+
+static int parse_endpoint(const char *text, int socktype, sk_endpoint *ep) {
+  int rc = sk_endpoint_parse(ep, text);
+  if (rc == SK_EBADADDR && looks_like_name(text)) {
+    /* Not a numeric address: try it as a host name ("localhost:0"). */
+    sk_endpoint eps[1];
+    int n = sk_endpoint_resolve(text, AF_UNSPEC, socktype, eps, 1);
+    if (n >= 1) {
+      *ep = eps[0];
+      return 0;
+    }
+  }
+  return rc;
+}
+
+/* -l ADDR: "HOST:PORT" (TCP, or UDP with --udp), "tcp://HOST:PORT",
+ * "udp://HOST:PORT", "unix:/path", "unix:@name", "unix:///path". */
+static void parse_listen(struct listen_spec *sp, const char *text, int udp) {
+  const char *rest = text;
+  int kind = udp ? LISTEN_UDP : LISTEN_TCP;
+  int explicit_kind = 0;
+  int rc;
+
+  memset(sp, 0, sizeof(*sp));
+  sp->text = text;
+  if (strncmp(text, "tcp://", 6) == 0) {
+    kind = LISTEN_TCP;
+    rest = text + 6;
+    explicit_kind = 1;
+  } else if (strncmp(text, "udp://", 6) == 0) {
+    kind = LISTEN_UDP;
+    rest = text + 6;
+    explicit_kind = 1;
+  }
+  if (strncmp(rest, "unix:", 5) == 0) {
+    char path[sizeof(sp->ep.u.un.sun_path) + 8];
+    if (explicit_kind || udp)
+      cli_usage_error(PROG,
+                      "%s: Unix listeners are stream sockets only (no "
+                      "tcp://, udp:// or --udp)",
+                      text);
+    /* unix:///path is the form the readiness line prints. */
+    snprintf(path, sizeof(path), "unix:%s",
+             strncmp(rest, "unix://", 7) == 0 ? rest + 7 : rest + 5);
+    rc = sk_endpoint_parse(&sp->ep, path);
+    kind = LISTEN_UNIX;
+  } else {
+    rc = parse_endpoint(rest, kind == LISTEN_UDP ? SOCK_DGRAM : SOCK_STREAM,
+                        &sp->ep);
+  }
+  if (rc < 0)
+    cli_usage_error(PROG, "bad listen address '%s': %s", text, sk_strerror(rc));
+  sp->kind = kind;
+}
+
+static void parse_size_opt(const char *opt, const char *arg, uint64_t min,
+                           uint64_t max, uint64_t *out) {
+  if (cli_parse_size(arg, min, max, out) < 0)
+    cli_usage_error(PROG, "%s: '%s' is not a size in %llu..%llu bytes", opt,
+                    arg, (unsigned long long)min, (unsigned long long)max);
+}
+
+static void parse_secs_opt(const char *opt, const char *arg, uint64_t max_ms,
+                           uint64_t *out) {
+  if (cli_parse_duration_ms(arg, 0, max_ms, out) < 0)
+    cli_usage_error(PROG, "%s: '%s' is not a time in seconds (0..%llu)", opt,
+                    arg, (unsigned long long)(max_ms / 1000));
+}
+
+/* Raises the soft descriptor limit to the hard one and keeps --max-conns
+ * below what the process can actually open. */
+static void fit_max_conns(struct server_config *cfg, int conns_given) {
+  struct rlimit rl;
+  uint64_t room, per_conn;
+  if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+    return;
+  if (rl.rlim_cur < rl.rlim_max) {
+    rlim_t old = rl.rlim_cur;
+    rl.rlim_cur = rl.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+      rl.rlim_cur = old;
+  }
+  if (rl.rlim_cur == RLIM_INFINITY)
+    return;
+  /* files: a connection may hold a file open as well as its socket. */
+  per_conn = (cfg->mode->flags & MODE_UNFRAMED) ? 2 : 1;
+  room = (uint64_t)rl.rlim_cur;
+  room = room > FD_MARGIN + (uint64_t)cfg->workers * (cfg->nspecs + 4)
+             ? room - FD_MARGIN - (uint64_t)cfg->workers * (cfg->nspecs + 4)
+             : 1;
+  room /= per_conn;
+  if (room < 1)
+    room = 1;
+  if (cfg->max_conns > room) {
+    if (conns_given)
+      log_warn("--max-conns lowered from %llu to %llu (open file limit %llu)",
+               (unsigned long long)cfg->max_conns, (unsigned long long)room,
+               (unsigned long long)rl.rlim_cur);
+    cfg->max_conns = room;
+  }
+}
+
+int main(int argc, char **argv) {
+  static struct server srv;
+  struct server_config *cfg = &srv.cfg;
+  struct listen_spec specs[MAX_LISTENERS];
+  const char *listen_text[MAX_LISTENERS];
+  size_t nlisten = 0;
+  int udp = 0, level = LOG_INFO, frame_given = 0, workers_given = 0;
+  int conns_given = 0, opt;
+  uint64_t v;
+  sigset_t sigs;
+  int sfd, stops = 0;
+
+  signal(SIGPIPE, SIG_IGN);
+
+  cfg->mode = &mode_echo;
+  cfg->frame = SK_FRAME_RAW;
+  cfg->max_frame = SK_FRAME_MAX_DEFAULT;
+  cfg->max_queue = 1024 * 1024;
+  cfg->max_conns = 10000;
+  cfg->idle_ms = 300 * 1000;
+  cfg->grace_ms = 5 * 1000;
+  cfg->max_file = 1024ull * 1024 * 1024;
+  srv.root_fd = -1;
+  {
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    cfg->workers = n < 1 ? 1 : n > MAX_WORKERS ? MAX_WORKERS : (unsigned)n;
+  }
+
+  opterr = 0; /* errors are reported as one line by cli_usage_error */
+  while ((opt = getopt_long(argc, argv, ":l:um:f:w:qvhV", long_opts, NULL)) !=
+         -1) {
+    switch (opt) {
+    case 'l':
+      if (nlisten == MAX_LISTENERS)
+        cli_usage_error(PROG, "too many -l options (at most %d)",
+                        MAX_LISTENERS);
+      listen_text[nlisten++] = optarg;
+      break;
+    case 'u':
+      udp = 1;
+      break;
+    case 'm':
+      cfg->mode = find_mode(optarg);
+      if (cfg->mode == NULL)
+        cli_usage_error(PROG,
+                        "--mode: unknown mode '%s' (echo, discard, chargen, "
+                        "chat, files)",
+                        optarg);
+      break;
+    case 'f':
+      if (sk_frame_mode_parse(optarg, &cfg->frame) < 0)
+        cli_usage_error(PROG,
+                        "--frame: unknown frame '%s' (raw, line, len16, "
+                        "len32, ascii4)",
+                        optarg);
+      frame_given = 1;
+      break;
+    case 'w':
+      if (cli_parse_u64(optarg, 1, MAX_WORKERS, &v) < 0)
+        cli_usage_error(PROG, "--workers: '%s' is not a number in 1..%d",
+                        optarg, MAX_WORKERS);
+      cfg->workers = (unsigned)v;
+      workers_given = 1;
+      break;
+    case OPT_MAX_FRAME:
+      parse_size_opt("--max-frame", optarg, 0, UINT32_MAX, &v);
+      cfg->max_frame = (size_t)v;
+      break;
+    case OPT_MAX_CONNS:
+      if (cli_parse_u64(optarg, 1, 100000000, &v) < 0)
+        cli_usage_error(PROG, "--max-conns: '%s' is not a number in 1..%d",
+                        optarg, 100000000);
+      cfg->max_conns = v;
+      conns_given = 1;
+      break;
+    case OPT_MAX_QUEUE:
+      parse_size_opt("--max-queue", optarg, 1, (uint64_t)1 << 40, &v);
+      cfg->max_queue = (size_t)v;
+      break;
+    case OPT_IDLE:
+      parse_secs_opt("--idle-timeout", optarg, 100ull * 24 * 3600 * 1000,
+                     &cfg->idle_ms);
+      break;
+    case OPT_GRACE:
+      parse_secs_opt("--grace", optarg, 24ull * 3600 * 1000, &cfg->grace_ms);
+      break;
+    case OPT_ROOT:
+      cfg->root = optarg;
+      break;
+    case OPT_MAX_FILE:
+      parse_size_opt("--max-file", optarg, 0, UINT64_MAX, &cfg->max_file);
+      break;
+    case 'q':
+      level = LOG_ERROR;
+      break;
+    case 'v':
+      level = LOG_DEBUG;
+      break;
+    case 'h':
+      usage();
+      return 0;
+    case 'V':
+      printf("%s %s (libsockit %s)\n", PROG, SK_VERSION_STRING, sk_version());
+      return 0;
+    case ':':
+      cli_usage_error(PROG, "option '%s' needs a value", argv[optind - 1]);
+    default:
+      if (optopt != 0)
+        cli_usage_error(PROG, "unknown option '-%c'", optopt);
+      cli_usage_error(PROG, "unknown option '%s'", argv[optind - 1]);
+    }
+  }
+  if (optind < argc)
+    cli_usage_error(PROG, "unexpected argument '%s' (use -l to listen)",
+                    argv[optind]);
+  log_init(PROG, level);
+
+  /* Listeners. */
+  if (nlisten == 0)
+    listen_text[nlisten++] = DEFAULT_ADDR;
+  for (size_t i = 0; i < nlisten; i++)
+    parse_listen(&specs[i], listen_text[i], udp);
+  cfg->specs = specs;
+  cfg->nspecs = nlisten;
+
+  /* Mode and framing rules. */
+  for (size_t i = 0; i < nlisten; i++)
+    if (specs[i].kind == LISTEN_UDP && !(cfg->mode->flags & MODE_UDP))
+      cli_usage_error(PROG, "--mode %s does not work over UDP (%s)",
+                      cfg->mode->name, specs[i].text);
+  if (cfg->mode->flags & MODE_LINES) {
+    if (frame_given && cfg->frame != SK_FRAME_LINE)
+      cli_usage_error(PROG,
+                      "--mode %s is line-based; --frame %s does not apply",
+                      cfg->mode->name, sk_frame_mode_name(cfg->frame));
+    cfg->frame = SK_FRAME_LINE;
+  }
+  if ((cfg->mode->flags & MODE_UNFRAMED) && frame_given)
+    cli_usage_error(PROG, "--frame does not apply to --mode %s",
+                    cfg->mode->name);
+  if (cfg->root != NULL && cfg->mode != &mode_files)
+    cli_usage_error(PROG, "--root applies only to --mode files");
+  if (cfg->max_frame > sk_frame_mode_limit(cfg->frame))
+    cfg->max_frame = sk_frame_mode_limit(cfg->frame);
+  if (cfg->mode->flags & MODE_ONE_WORKER) {
+    if (workers_given && cfg->workers > 1)
+      log_warn("--mode %s runs on one worker; --workers %u ignored",
+               cfg->mode->name, cfg->workers);
+    cfg->workers = 1;
+  }
+  fit_max_conns(cfg, conns_given);
+
+  if (cfg->mode->setup != NULL && cfg->mode->setup(&srv) < 0)
+    return 1;
+
+  /* Signals are taken by the main thread alone, through a signalfd; the
+   * workers inherit the blocked mask and never see them. */
+  sigemptyset(&sigs);
+  sigaddset(&sigs, SIGINT);
+  sigaddset(&sigs, SIGTERM);
+  if (pthread_sigmask(SIG_BLOCK, &sigs, NULL) != 0)
+    cli_fatal(PROG, 1, "cannot block signals");
+  sfd = signalfd(-1, &sigs, SFD_CLOEXEC);
+  if (sfd < 0)
+    cli_fatal(PROG, 1, "signalfd: %s", strerror(errno));
+
+  server_start(&srv);
+  log_debug("%u worker%s, max %llu connections, idle timeout %llu ms, "
+            "grace %llu ms",
+            cfg->workers, cfg->workers == 1 ? "" : "s",
+            (unsigned long long)cfg->max_conns,
+            (unsigned long long)cfg->idle_ms,
+            (unsigned long long)cfg->grace_ms);
+
+  for (;;) {
+    struct pollfd pfd[2] = {{sfd, POLLIN, 0}, {srv.done_fd, POLLIN, 0}};
+    if (poll(pfd, 2, -1) < 0) {
+      if (errno == EINTR)
+        continue;
+      cli_fatal(PROG, 1, "poll: %s", strerror(errno));
+    }
+    if (pfd[1].revents)
+      break;
+    if (pfd[0].revents) {
+      struct signalfd_siginfo si;
+      if (read(sfd, &si, sizeof(si)) != (ssize_t)sizeof(si))
+        continue;
+      if (++stops == 1) {
+        log_info("%s: stopping (grace period %llu ms)",
+                 si.ssi_signo == SIGINT ? "SIGINT" : "SIGTERM",
+                 (unsigned long long)cfg->grace_ms);
+        server_stop(&srv, 0);
+      } else if (stops == 2) {
+        log_warn("second signal: closing every connection now");
+        server_stop(&srv, 1);
+      }
+    }
+  }
+  close(sfd);
+  if (server_wait(&srv) != 0)
+    return 1;
+  log_info("stopped");
+  return 0;
+}

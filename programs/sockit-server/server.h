@@ -1,0 +1,224 @@
+/* sockit-server internals: listeners, workers, connections and the mode
+ * table.
+ *
+ * The server runs one event loop per worker thread. Every connection lives
+ * on exactly one worker for its whole life, so nothing on the per-message
+ * path takes a lock; the only state shared between workers is the global
+ * connection count (an atomic) and the read-only configuration.
+ *
+ * A mode (echo, discard, chargen, chat, files) is one file that fills in a
+ * struct mode: callbacks for a connection opening, for each decoded frame
+ * piece (or raw bytes, for modes that parse their own protocol), for the
+ * peer's end of stream, for a graceful stop and for the close, plus one for
+ * datagrams. server.c does everything else: accepting, framing,
+ * back-pressure, idle timeouts, connection limits and the graceful stop.
+ */
+#ifndef SOCKIT_SERVER_H
+#define SOCKIT_SERVER_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/uio.h>
+
+#include "sockit.h"
+
+#ifndef SK_PROG_NAME
+#define SK_PROG_NAME "sockit-server"
+#endif
+
+struct server;
+struct worker;
+struct conn;
+struct udp_listener;
+
+/* ---- modes ---- */
+
+enum {
+  MODE_UDP = 1u << 0,        /* has a datagram side (dgram is set) */
+  MODE_LINES = 1u << 1,      /* always line-framed (--frame must be line) */
+  MODE_UNFRAMED = 1u << 2,   /* parses its own protocol (data, not piece) */
+  MODE_ONE_WORKER = 1u << 3, /* shares state between connections */
+};
+
+struct mode {
+  const char *name;
+  const char *summary; /* one line for --help */
+  unsigned flags;
+  /* Once, before anything listens (files: open the root). Returns 0, or
+   * prints one line and returns -1. May be NULL. */
+  int (*setup)(struct server *srv);
+  void (*teardown)(struct server *srv);
+  /* A connection was accepted and is ready (may send at once). */
+  void (*open)(struct conn *c);
+  /* One piece of a decoded frame (framed modes). Bytes are valid only
+   * during the call. */
+  void (*piece)(struct conn *c, const sk_frame_piece *p);
+  /* Raw bytes (MODE_UNFRAMED modes). */
+  void (*data)(struct conn *c, const unsigned char *buf, size_t len);
+  /* The server is stopping: finish what is in flight, then call
+   * conn_finish(). NULL = finish at the next frame boundary. */
+  void (*stop)(struct conn *c);
+  /* The connection is going away (any reason). Free mode state here. */
+  void (*close)(struct conn *c);
+  /* A datagram arrived on a UDP listener (MODE_UDP). */
+  void (*dgram)(struct udp_listener *u, const unsigned char *buf, size_t len,
+                const sk_endpoint *from);
+};
+
+extern const struct mode mode_echo;
+extern const struct mode mode_discard;
+extern const struct mode mode_chargen;
+extern const struct mode mode_chat;
+extern const struct mode mode_files;
+
+/* ---- configuration ---- */
+
+enum listen_kind { LISTEN_TCP, LISTEN_UNIX, LISTEN_UDP };
+
+struct listen_spec {
+  int kind;
+  sk_endpoint ep;   /* as asked; the real port is filled in once bound */
+  const char *text; /* as given on the command line, for messages */
+  char url[160];    /* "tcp://127.0.0.1:40113", for the readiness line */
+  int created_path; /* a Unix socket file this process created */
+};
+
+struct server_config {
+  const struct mode *mode;
+  struct listen_spec *specs;
+  size_t nspecs;
+  sk_frame_mode frame;
+  size_t max_frame;   /* --max-frame */
+  size_t max_queue;   /* --max-queue: back-pressure threshold */
+  uint64_t max_conns; /* --max-conns, already capped by RLIMIT_NOFILE */
+  uint64_t idle_ms;   /* --idle-timeout, 0 = never */
+  uint64_t grace_ms;  /* --grace */
+  unsigned workers;   /* --workers */
+  const char *root;   /* files: --root */
+  uint64_t max_file;  /* files: --max-file */
+};
+
+/* ---- runtime ---- */
+
+struct stream_listener {
+  sk_stream s;
+  struct worker *w;
+  struct listen_spec *spec;
+};
+
+struct udp_listener {
+  sk_udp u;
+  struct worker *w;
+  struct listen_spec *spec;
+  unsigned chargen_line; /* chargen: next line of the pattern to send */
+};
+
+struct worker {
+  unsigned id;
+  struct server *srv;
+  sk_loop loop;
+  pthread_t thread;
+  int started;
+  /* Keeps the loop running while it has nothing else to do; closed when
+   * the stop arrives. */
+  sk_async keepalive;
+  sk_post stop_post, force_post;
+  sk_timer grace;
+  struct stream_listener *tcp; /* one per stream spec (NULL slot = none) */
+  struct udp_listener *udp;    /* one per datagram spec */
+  struct conn *conns;          /* every open connection of this worker */
+  size_t nconns;
+  int stopping, finished;
+  int reaping; /* chat: a sweep of kicked clients is running */
+};
+
+struct server {
+  struct server_config cfg;
+  struct worker *workers;
+  unsigned nworkers;
+  atomic_uint_fast64_t nconns;        /* open connections, all workers */
+  atomic_uint_fast64_t emfile_log_ms; /* rate limits for two warnings */
+  atomic_uint_fast64_t refuse_log_ms;
+  atomic_uint_fast64_t refused;
+  atomic_uint running; /* worker threads still running */
+  int done_fd;         /* written by the last worker to exit */
+  int root_fd;         /* files: the root directory (O_PATH) */
+  int failed;          /* a worker's loop failed */
+};
+
+/* Connection flags. */
+enum {
+  C_CLOSING = 1u << 0,   /* conn_close() ran; memory goes at close cb */
+  C_PAUSED = 1u << 1,    /* reading paused for back-pressure */
+  C_STOPPING = 1u << 2,  /* server stop: finish the frame, then FIN */
+  C_SHUT = 1u << 3,      /* our FIN is queued; input is discarded */
+  C_SHUT_DONE = 1u << 4, /* our FIN went out */
+  C_EOF = 1u << 5,       /* the peer's FIN arrived */
+  C_TIMER = 1u << 6,     /* the idle timer handle is initialised */
+  C_KICK = 1u << 7,      /* chat: to be disconnected (slow reader) */
+};
+
+struct conn {
+  sk_stream s;
+  sk_timer idle;
+  struct worker *w;
+  struct conn *prev, *next;
+  sk_frame_decoder dec;
+  uint64_t last_active; /* loop time (ms) of the last sign of life */
+  size_t last_wq;       /* write queue size when the idle timer last ran */
+  size_t frame_bytes;   /* payload bytes of the current frame so far */
+  void *mode_data;
+  unsigned flags;
+  int handles; /* close callbacks still to come before the memory goes */
+  char name[64];
+};
+
+/* ---- server.c: used by main.c ---- */
+
+/* Binds every listener (exits 1 with one line on failure), prints the
+ * readiness line and starts the worker threads. */
+void server_start(struct server *srv);
+/* From the main thread: graceful stop (force = 0) or close everything now
+ * (force = 1). Each may be called once. */
+void server_stop(struct server *srv, int force);
+/* Joins the workers and releases everything. Returns 0, or 1 if a worker
+ * failed. */
+int server_wait(struct server *srv);
+
+/* ---- server.c: used by the modes ---- */
+
+/* Sends iov[0..n) on c. On failure the connection is closed and -1 is
+ * returned. */
+int conn_send(struct conn *c, const struct iovec *iov, int n);
+/* Graceful end: everything queued goes out, then a FIN; the connection is
+ * closed when the peer's FIN arrives (or the idle/grace timer fires). */
+void conn_finish(struct conn *c);
+/* Closes now. why (may be NULL) is logged at info level. */
+void conn_close(struct conn *c, const char *why);
+/* 1 if bytes from the peer wait in the kernel, not yet read. */
+int conn_unread(const struct conn *c);
+/* Records a sign of life for the idle timeout. */
+static inline void conn_touch(struct conn *c) {
+  c->last_active = sk_loop_now(c->s.h.loop);
+}
+static inline const struct server_config *conn_cfg(const struct conn *c) {
+  return &c->w->srv->cfg;
+}
+
+/* ---- udp.c ---- */
+
+int udp_listener_start(struct udp_listener *u);
+/* Sends one datagram back; failures are logged at debug level (UDP is
+ * best effort). */
+void udp_reply(struct udp_listener *u, const void *buf, size_t len,
+               const sk_endpoint *to);
+
+/* ---- chargen.c: the RFC 864 pattern, shared with the UDP side ---- */
+
+#define CHARGEN_LINE  74 /* 72 characters + "\r\n" */
+#define CHARGEN_LINES 95 /* the pattern repeats after 95 lines */
+const unsigned char *chargen_pattern(void);
+
+#endif
