@@ -1,0 +1,387 @@
+"""Fault injection against sockit-server: hostile and broken clients, resource
+exhaustion, signals during transfers, and hostile links. Every test asserts
+that the server still serves a fresh client afterwards and that a bystander
+connection running through the fault got every byte back in order.
+
+Everything is bounded in count and time; no sleeps as synchronisation."""
+import hashlib
+import os
+import random
+import resource
+import selectors
+import signal
+import socket
+import struct
+import subprocess
+import tempfile
+import threading
+import time
+import unittest
+
+from skutil import CLIENT, SERVER, Server, connect, recv_exact, split_addr
+
+
+def proc_cpu_seconds(pid):
+    """utime + stime of a process, in seconds, from /proc."""
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    ticks = os.sysconf("SC_CLK_TCK")
+    return (int(fields[11]) + int(fields[12])) / ticks
+
+
+def proc_rss_kib(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+class Bystander(threading.Thread):
+    """A well-behaved client echoing random data through the whole test; at
+    the end, everything it sent must have come back byte-exact."""
+
+    def __init__(self, addr, frame=None):
+        super().__init__(daemon=True)
+        self.addr = addr
+        self.frame = frame
+        self.stop_flag = threading.Event()
+        self.rounds = 0
+        self.error = None
+
+    def run(self):
+        rnd = random.Random(7)
+        try:
+            with connect(self.addr, timeout=10) as s:
+                while not self.stop_flag.is_set() and self.rounds < 100000:
+                    payload = rnd.randbytes(rnd.randint(1, 4000))
+                    msg = payload
+                    if self.frame == "len16":
+                        msg = struct.pack(">H", len(payload)) + payload
+                    s.sendall(msg)
+                    back = recv_exact(s, len(msg))
+                    if back != msg:
+                        raise AssertionError("bystander got different bytes")
+                    self.rounds += 1
+        except Exception as e:  # reported by finish()
+            self.error = e
+
+    def finish(self, testcase):
+        self.stop_flag.set()
+        self.join(20)
+        testcase.assertFalse(self.is_alive(), "bystander hung")
+        testcase.assertIsNone(self.error, "bystander failed: %r" % self.error)
+        testcase.assertGreater(self.rounds, 0)
+
+
+def assert_serves(testcase, addr, frame=None):
+    """A fresh client gets an echo."""
+    payload = os.urandom(1000)
+    msg = payload if frame != "len16" else struct.pack(">H", 1000) + payload
+    with connect(addr, timeout=10) as s:
+        s.sendall(msg)
+        testcase.assertEqual(recv_exact(s, len(msg)), msg)
+
+
+def rst_close(s):
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    s.close()
+
+
+class FaultTest(unittest.TestCase):
+    def test_reset_in_the_middle_of_a_frame(self):
+        with Server(["-q", "-l", "127.0.0.1:0", "--frame", "len16"]) as srv:
+            by = Bystander(srv.tcp, "len16")
+            by.start()
+            for _ in range(20):
+                s = connect(srv.tcp)
+                s.sendall(struct.pack(">H", 5000) + b"x" * 1234)
+                rst_close(s)
+            by.finish(self)
+            assert_serves(self, srv.tcp, "len16")
+
+    def test_half_close_still_gets_its_echo(self):
+        with Server(["-q", "-l", "127.0.0.1:0"]) as srv:
+            data = os.urandom(3 << 20)
+            with connect(srv.tcp, timeout=20) as s:
+                sent = threading.Thread(
+                    target=lambda: (s.sendall(data), s.shutdown(socket.SHUT_WR)))
+                sent.start()
+                got = bytearray()
+                while True:
+                    b = s.recv(1 << 20)
+                    if not b:
+                        break
+                    got += b
+                sent.join(20)
+            self.assertEqual(bytes(got), data)
+            assert_serves(self, srv.tcp)
+
+    def test_silent_client_dropped_by_idle_timeout(self):
+        with Server(["-q", "-l", "127.0.0.1:0", "--idle-timeout", "1"]) as srv:
+            by = Bystander(srv.tcp)
+            by.start()
+            s = connect(srv.tcp, timeout=10)
+            t0 = time.monotonic()
+            self.assertEqual(s.recv(1), b"")  # the server closed it
+            elapsed = time.monotonic() - t0
+            self.assertGreater(elapsed, 0.8)
+            self.assertLess(elapsed, 5)
+            s.close()
+            by.finish(self)  # the bystander is busy, so never idle
+            assert_serves(self, srv.tcp)
+
+    def test_fast_writer_that_never_reads_is_bounded(self):
+        with Server(["-q", "-l", "127.0.0.1:0", "--max-queue", "1M"]) as srv:
+            pid = srv.proc.pid
+            rss0 = proc_rss_kib(pid)
+            s = connect(srv.tcp)
+            s.setblocking(False)
+            chunk = b"z" * 65536
+            sent = 0
+            deadline = time.monotonic() + 5
+            stalled_since = None
+            # Write until the server stops taking data (back-pressure
+            # reached the kernel buffers) or 256 MiB went in.
+            while time.monotonic() < deadline and sent < (256 << 20):
+                try:
+                    sent += s.send(chunk)
+                    stalled_since = None
+                except BlockingIOError:
+                    if stalled_since is None:
+                        stalled_since = time.monotonic()
+                    elif time.monotonic() - stalled_since > 0.5:
+                        break
+                    selectors.DefaultSelector().select(0.01)
+            rss1 = proc_rss_kib(pid)
+            # The server stopped reading: far less than what was offered
+            # got in, and its memory grew by at most a few MiB.
+            self.assertLess(sent, 200 << 20)
+            self.assertLess(rss1 - rss0, 16 * 1024,
+                            "server RSS grew %d KiB" % (rss1 - rss0))
+            assert_serves(self, srv.tcp)
+            s.close()
+
+    def test_max_conns_and_emfile_neither_crash_nor_spin(self):
+        # 64 descriptors: the server runs out long before 300 clients.
+        def limit():
+            resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64))
+        srv = Server(["-l", "127.0.0.1:0", "--workers", "1", "-q"],
+                     preexec=limit)
+        with srv:
+            clients = []
+            for _ in range(300):
+                try:
+                    clients.append(socket.create_connection(
+                        split_addr(srv.tcp), timeout=5))
+                except OSError:
+                    break
+            cpu0 = proc_cpu_seconds(srv.proc.pid)
+            t0 = time.monotonic()
+            # Saturated for a second: the server must not spin.
+            sel = selectors.DefaultSelector()
+            sel.select(1.0)
+            cpu = proc_cpu_seconds(srv.proc.pid) - cpu0
+            wall = time.monotonic() - t0
+            self.assertLess(cpu / wall, 0.3, "server burns CPU at EMFILE")
+            self.assertIsNone(srv.proc.poll(), "server died at EMFILE")
+            for c in clients:
+                c.close()
+            # It recovers: a new client is served once descriptors free up.
+            deadline = time.monotonic() + 10
+            while True:
+                try:
+                    assert_serves(self, srv.tcp)
+                    break
+                except (OSError, EOFError):
+                    if time.monotonic() > deadline:
+                        raise
+
+    def test_hostile_frames_close_only_their_connection(self):
+        cases = {
+            "len16": [struct.pack(">H", 65535) + b"short", b"\x00"],
+            "len32": [struct.pack(">I", 0xFFFFFFFF), struct.pack(">I", 10)],
+            "ascii4": [b"12ab", b"99"],
+            "line": [b"x" * 300000],
+            "raw": [os.urandom(100000)],
+        }
+        for mode, attacks in cases.items():
+            with self.subTest(mode=mode):
+                args = ["-q", "-l", "127.0.0.1:0", "--frame", mode,
+                        "--max-frame", "65536"]
+                with Server(args) as srv:
+                    by = Bystander(srv.tcp, "len16" if mode == "len16" else
+                                   None) if mode in ("raw", "len16") else None
+                    if by:
+                        by.start()
+                    for attack in attacks + [os.urandom(5000)]:
+                        s = connect(srv.tcp)
+                        try:
+                            s.sendall(attack)
+                            s.shutdown(socket.SHUT_WR)
+                            while s.recv(65536):
+                                pass
+                        except OSError:
+                            pass
+                        s.close()
+                    if by:
+                        by.finish(self)
+                    self.assertIsNone(srv.proc.poll())
+                    if mode in ("raw", "len16"):
+                        assert_serves(self, srv.tcp, mode)
+
+    def test_sigterm_during_100_transfers(self):
+        srv = Server(["-q", "-l", "127.0.0.1:0", "--frame", "len16", "--grace", "5"])
+        try:
+            results = []
+            started = threading.Barrier(101)
+
+            def transfer(i):
+                rnd = random.Random(i)
+                ok = 0
+                end = "eof"
+                try:
+                    with connect(srv.tcp, timeout=20) as s:
+                        started.wait(10)
+                        for _ in range(2000):
+                            p = rnd.randbytes(rnd.randint(0, 2000))
+                            m = struct.pack(">H", len(p)) + p
+                            try:
+                                s.sendall(m)
+                                back = recv_exact(s, len(m))
+                            except EOFError:
+                                break
+                            if back != m:
+                                end = "corrupt"
+                                break
+                            ok += 1
+                except ConnectionResetError:
+                    end = "reset"
+                except Exception as e:
+                    end = repr(e)
+                results.append((ok, end))
+
+            threads = [threading.Thread(target=transfer, args=(i,))
+                       for i in range(100)]
+            for t in threads:
+                t.start()
+            started.wait(10)
+            srv.signal(signal.SIGTERM)
+            code = srv.wait(15)
+            for t in threads:
+                t.join(20)
+            self.assertEqual(code, 0)
+            self.assertEqual(len(results), 100)
+            bad = [r for r in results if r[1] not in ("eof",)]
+            self.assertEqual(bad, [], "some transfers saw a reset or "
+                             "corruption instead of a clean close")
+        finally:
+            srv.stop()
+
+    def test_udp_floods_and_oversize_datagrams(self):
+        with Server(["-q", "--udp", "-l", "127.0.0.1:0"]) as srv:
+            host, port = srv.host_port("udp")
+            socks = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                     for _ in range(200)]
+            for s in socks:
+                s.sendto(os.urandom(1000), (host, port))
+                s.close()  # replies go to closed ports: ICMP unreachable
+            big = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            big.settimeout(5)
+            payload = os.urandom(65507)
+            big.sendto(payload, (host, port))
+            try:
+                data, _ = big.recvfrom(70000)
+                self.assertEqual(data, payload)
+            except socket.timeout:
+                pass  # dropping an oversize datagram is allowed; dying is not
+            big.close()
+            self.assertIsNone(srv.proc.poll())
+            c = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            c.settimeout(5)
+            c.sendto(b"still there?", (host, port))
+            self.assertEqual(c.recvfrom(100)[0], b"still there?")
+            c.close()
+
+
+class Relay(threading.Thread):
+    """A TCP relay that re-cuts the stream into random pieces (1 byte to
+    64 KiB) with random short pauses, both ways: a hostile link."""
+
+    def __init__(self, target, seed=1):
+        super().__init__(daemon=True)
+        self.target = target
+        self.lsock = socket.socket()
+        self.lsock.bind(("127.0.0.1", 0))
+        self.lsock.listen(4)
+        self.addr = "127.0.0.1:%d" % self.lsock.getsockname()[1]
+        self.rnd = random.Random(seed)
+
+    def pump(self, src, dst, rnd):
+        try:
+            while True:
+                n = rnd.choice([1, 7, 100, 1500, 16384, 65536, 65536, 65536])
+                data = src.recv(n)
+                if not data:
+                    dst.shutdown(socket.SHUT_WR)
+                    return
+                while data:
+                    k = rnd.randint(1, len(data))
+                    dst.sendall(data[:k])
+                    data = data[k:]
+                    if rnd.random() < 0.001:
+                        time.sleep(rnd.random() / 1000)  # link jitter, not sync
+        except OSError:
+            pass
+
+    def run(self):
+        c, _ = self.lsock.accept()
+        up = socket.create_connection(split_addr(self.target))
+        a = threading.Thread(target=self.pump,
+                             args=(c, up, random.Random(self.rnd.random())))
+        b = threading.Thread(target=self.pump,
+                             args=(up, c, random.Random(self.rnd.random())))
+        a.start()
+        b.start()
+        a.join()
+        b.join()
+        c.close()
+        up.close()
+        self.lsock.close()
+
+
+class HostileLinkTest(unittest.TestCase):
+    def test_file_through_a_recutting_relay_arrives_intact(self):
+        size = int(os.environ.get("SK_RELAY_BYTES", 256 << 20))
+        with tempfile.TemporaryDirectory() as d, \
+                Server(["-l", "127.0.0.1:0", "-q"]) as srv:
+            path = os.path.join(d, "blob")
+            h = hashlib.sha256()
+            with open(path, "wb") as f:
+                rnd = random.Random(3)
+                left = size
+                while left:
+                    n = min(left, 1 << 20)
+                    b = rnd.randbytes(n)
+                    h.update(b)
+                    f.write(b)
+                    left -= n
+            relay = Relay(srv.tcp)
+            relay.start()
+            out = os.path.join(d, "echo")
+            with open(out, "wb") as fo:
+                p = subprocess.run([CLIENT, "--file", path, relay.addr],
+                                   stdout=fo, stderr=subprocess.PIPE,
+                                   timeout=300)
+            self.assertEqual(p.returncode, 0, p.stderr)
+            g = hashlib.sha256()
+            with open(out, "rb") as f:
+                for b in iter(lambda: f.read(1 << 20), b""):
+                    g.update(b)
+            self.assertEqual(os.path.getsize(out), size)
+            self.assertEqual(g.hexdigest(), h.hexdigest())
+            relay.join(10)
+
+
+if __name__ == "__main__":
+    unittest.main()
