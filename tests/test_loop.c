@@ -381,6 +381,48 @@ static void test_eight_loops_on_eight_threads(void **state) {
   }
 }
 
+/* ---- the clock seen by I/O callbacks ---- */
+
+static uint64_t io_seen_now, io_real_now;
+static void clock_recv(sk_stream *s, ssize_t n, const void *buf) {
+  (void)buf;
+  (void)n;
+  io_seen_now = sk_loop_now(s->h.loop);
+  io_real_now = sk__now_ms();
+  sk_close(&s->h, NULL);
+}
+
+static void *late_writer(void *arg) {
+  int fd = *(int *)arg;
+  /* A delay, not synchronisation: the loop must be blocked in its wait
+   * (no timers) when the byte arrives. */
+  poll(NULL, 0, 300);
+  assert_int_equal(write(fd, "x", 1), 1);
+  return NULL;
+}
+
+/* After a long wait, a callback must see the time the wait ended: idle
+ * timeouts stamped with a stale clock close fresh connections at once. */
+static void test_clock_is_fresh_in_io_callbacks(void **state) {
+  (void)state;
+  sk_loop loop;
+  sk_stream s;
+  int sv[2];
+  pthread_t th;
+  assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+  SK_ASSERT_OK(sk_loop_init(&loop));
+  SK_ASSERT_OK(sk_stream_init(&loop, &s));
+  SK_ASSERT_OK(sk_stream_open(&s, sv[0]));
+  SK_ASSERT_OK(sk_stream_recv_start(&s, clock_recv));
+  sk_loop_run(&loop, SK_RUN_NOWAIT);
+  assert_int_equal(pthread_create(&th, NULL, late_writer, &sv[1]), 0);
+  sk_test_run(&loop, 10000);
+  pthread_join(th, NULL);
+  assert_true(io_real_now - io_seen_now < 50);
+  close(sv[1]);
+  sk_test_loop_done(&loop);
+}
+
 SK_TEST_MAIN(cmocka_unit_test(test_backend_selected_by_env),
              cmocka_unit_test(test_timer_order),
              cmocka_unit_test(test_timer_repeat_and_stop),
@@ -390,4 +432,5 @@ SK_TEST_MAIN(cmocka_unit_test(test_backend_selected_by_env),
              cmocka_unit_test(test_loop_free_refuses_open_handles),
              cmocka_unit_test(test_async_wakeup_from_thread),
              cmocka_unit_test(test_post_runs_in_order_on_loop),
-             cmocka_unit_test(test_eight_loops_on_eight_threads))
+             cmocka_unit_test(test_eight_loops_on_eight_threads),
+             cmocka_unit_test(test_clock_is_fresh_in_io_callbacks))

@@ -72,6 +72,9 @@ static int ep_poll(sk_loop *loop, int timeout_ms) {
   int n = epoll_wait(st->epfd, st->events, MAX_EVENTS, timeout_ms);
   if (n < 0)
     return errno == EINTR ? 0 : sk__err();
+  /* Callbacks below read the loop's clock (timers, idle stamps): it must
+   * say when the wait ended, not when it began. */
+  sk_loop_update_time(loop);
   for (int i = 0; i < n; i++) {
     struct sk__io *w = st->events[i].data.ptr;
     unsigned e = st->events[i].events, rev = 0;

@@ -95,6 +95,8 @@ static int pl_poll(sk_loop *loop, int timeout_ms) {
   int n = poll(st->fds, st->n, timeout_ms);
   if (n < 0)
     return errno == EINTR ? 0 : sk__err();
+  /* The clock must say when the wait ended before any callback runs. */
+  sk_loop_update_time(loop);
   /* Collect first, dispatch second: callbacks add and remove watchers,
    * which reorders the arrays. */
   for (size_t i = 0; i < st->n && nready < (size_t)n; i++) {
