@@ -36,6 +36,7 @@ enum {
   OPT_MAX_CONNS,
   OPT_MAX_QUEUE,
   OPT_IDLE,
+  OPT_FRAME_TIMEOUT,
   OPT_GRACE,
   OPT_ROOT,
   OPT_MAX_FILE,
@@ -51,6 +52,7 @@ static const struct option long_opts[] = {
     {"max-conns", required_argument, NULL, OPT_MAX_CONNS},
     {"max-queue", required_argument, NULL, OPT_MAX_QUEUE},
     {"idle-timeout", required_argument, NULL, OPT_IDLE},
+    {"frame-timeout", required_argument, NULL, OPT_FRAME_TIMEOUT},
     {"grace", required_argument, NULL, OPT_GRACE},
     {"root", required_argument, NULL, OPT_ROOT},
     {"max-file", required_argument, NULL, OPT_MAX_FILE},
@@ -91,6 +93,10 @@ static void usage(void) {
       "                         from it pauses (default 1M)\n"
       "      --idle-timeout S   close connections silent this long (default\n"
       "                         300; 0 = never)\n"
+      "      --frame-timeout S  close a connection whose frame is not "
+      "complete\n"
+      "                         this long after it began (default 30; 0 =\n"
+      "                         never; not for raw)\n"
       "      --grace S          on SIGINT/SIGTERM, time given to finish\n"
       "                         (default 5)\n"
       "      --max-file BYTES   files: largest PUT (default 1G)\n"
@@ -250,6 +256,7 @@ int main(int argc, char **argv) {
   cfg->max_queue = 1024 * 1024;
   cfg->max_conns = 10000;
   cfg->idle_ms = 300 * 1000;
+  cfg->frame_ms = 30 * 1000;
   cfg->grace_ms = 5 * 1000;
   cfg->max_file = 1024ull * 1024 * 1024;
   srv.root_fd = -1;
@@ -312,6 +319,10 @@ int main(int argc, char **argv) {
     case OPT_IDLE:
       parse_secs_opt("--idle-timeout", optarg, 100ull * 24 * 3600 * 1000,
                      &cfg->idle_ms);
+      break;
+    case OPT_FRAME_TIMEOUT:
+      parse_secs_opt("--frame-timeout", optarg, 100ull * 24 * 3600 * 1000,
+                     &cfg->frame_ms);
       break;
     case OPT_GRACE:
       parse_secs_opt("--grace", optarg, 24ull * 3600 * 1000, &cfg->grace_ms);

@@ -134,27 +134,55 @@ static void conn_stop(struct conn *c) {
   /* Otherwise on_recv() finishes at the first frame boundary. */
 }
 
+/* 1 if an unfinished frame is being timed (--frame-timeout). */
+static int frame_timed(const struct conn *c) {
+  return conn_cfg(c)->frame_ms > 0 && sk_frame_decoder_busy(&c->dec);
+}
+
+/* One timer per connection serves both the idle timeout and the frame
+ * timeout (the defence against a peer that trickles a frame a byte at a
+ * time, which the idle timeout alone never catches). */
 static void on_idle(sk_timer *t) {
   struct conn *c = t->h.data;
-  uint64_t idle = conn_cfg(c)->idle_ms;
+  const struct server_config *cfg = conn_cfg(c);
   uint64_t now = sk_loop_now(t->h.loop);
   size_t q = sk_stream_write_queue_size(&c->s);
+  uint64_t next = UINT64_MAX;
+  char why[80];
 
   /* Output still moving to a peer that reads counts as life; a queue
    * that has not shrunk since the last look does not. */
   if (q != 0 && q != c->last_wq)
     c->last_active = now;
   c->last_wq = q;
-  if (now - c->last_active >= idle) {
-    char why[64];
-    snprintf(why, sizeof(why), "idle for %llu s",
-             (unsigned long long)((now - c->last_active) / 1000));
-    conn_close(c, why);
-    return;
+  if (cfg->idle_ms > 0) {
+    if (now - c->last_active >= cfg->idle_ms) {
+      snprintf(why, sizeof(why), "idle for %llu s",
+               (unsigned long long)((now - c->last_active) / 1000));
+      conn_close(c, why);
+      return;
+    }
+    next = c->last_active + cfg->idle_ms;
+  }
+  if (frame_timed(c)) {
+    if (now - c->frame_start >= cfg->frame_ms) {
+      snprintf(why, sizeof(why), "frame not complete after %llu s",
+               (unsigned long long)((now - c->frame_start) / 1000));
+      log_error("%s: %s, closing the connection", c->name, why);
+      conn_close(c, why);
+      return;
+    }
+    if (c->frame_start + cfg->frame_ms < next)
+      next = c->frame_start + cfg->frame_ms;
+  } else if (cfg->frame_ms > 0 && cfg->frame != SK_FRAME_RAW &&
+             now + cfg->frame_ms < next) {
+    /* Between frames: look again one frame timeout from now. */
+    next = now + cfg->frame_ms;
   }
   /* Re-armed lazily: activity only stores a time stamp, and the timer
-   * moves once per idle period rather than once per message. */
-  sk_timer_start(t, on_idle, c->last_active + idle - now, 0);
+   * moves once per period rather than once per message. */
+  if (next != UINT64_MAX)
+    sk_timer_start(t, on_idle, next - now, 0);
 }
 
 static void on_drain(sk_stream *s) {
@@ -194,11 +222,14 @@ static void deliver(struct conn *c, const sk_frame_piece *p) {
 static void feed_frames(struct conn *c, const unsigned char *p, size_t len) {
   while (len > 0) {
     sk_frame_piece piece;
+    int was_busy = sk_frame_decoder_busy(&c->dec);
     int used = sk_frame_decode(&c->dec, p, len, &piece);
     if (used < 0) {
       frame_error(c, used);
       return;
     }
+    if (!was_busy && sk_frame_decoder_busy(&c->dec))
+      c->frame_start = sk_loop_now(c->s.h.loop);
     p += used;
     len -= (size_t)used;
     if (piece.flags == 0 && piece.len == 0)
@@ -359,12 +390,16 @@ static void on_accept(sk_stream *ls, int status, int fd,
   w->conns = c;
   w->nconns++;
   conn_touch(c);
-  if (cfg->idle_ms > 0) {
+  if (cfg->idle_ms > 0 || (cfg->frame_ms > 0 && cfg->frame != SK_FRAME_RAW)) {
+    uint64_t first = cfg->idle_ms;
+    if (cfg->frame != SK_FRAME_RAW && cfg->frame_ms > 0 &&
+        (first == 0 || cfg->frame_ms < first))
+      first = cfg->frame_ms;
     sk_timer_init(&w->loop, &c->idle);
     c->idle.h.data = c;
     c->flags |= C_TIMER;
     c->handles++;
-    sk_timer_start(&c->idle, on_idle, cfg->idle_ms, 0);
+    sk_timer_start(&c->idle, on_idle, first, 0);
   }
   log_info("connection from %s on %s", c->name, l->spec->url);
   sk_stream_on_drain(&c->s, on_drain);

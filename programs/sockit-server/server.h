@@ -94,6 +94,7 @@ struct server_config {
   size_t max_queue;   /* --max-queue: back-pressure threshold */
   uint64_t max_conns; /* --max-conns, already capped by RLIMIT_NOFILE */
   uint64_t idle_ms;   /* --idle-timeout, 0 = never */
+  uint64_t frame_ms;  /* --frame-timeout: a started frame must end within */
   uint64_t grace_ms;  /* --grace */
   unsigned workers;   /* --workers */
   const char *root;   /* files: --root */
@@ -167,6 +168,7 @@ struct conn {
   struct conn *prev, *next;
   sk_frame_decoder dec;
   uint64_t last_active; /* loop time (ms) of the last sign of life */
+  uint64_t frame_start; /* loop time (ms) the unfinished frame began */
   size_t last_wq;       /* write queue size when the idle timer last ran */
   size_t frame_bytes;   /* payload bytes of the current frame so far */
   void *mode_data;

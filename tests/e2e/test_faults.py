@@ -48,6 +48,14 @@ class Bystander(threading.Thread):
         self.stop_flag = threading.Event()
         self.rounds = 0
         self.error = None
+        self.first_round = threading.Event()
+
+    def start(self):
+        """Starts, and returns once the first echo came back, so the fault
+        that follows really happens while the bystander is running."""
+        super().start()
+        if not self.first_round.wait(10):
+            raise AssertionError("bystander never got its first echo")
 
     def run(self):
         rnd = random.Random(7)
@@ -63,8 +71,10 @@ class Bystander(threading.Thread):
                     if back != msg:
                         raise AssertionError("bystander got different bytes")
                     self.rounds += 1
+                    self.first_round.set()
         except Exception as e:  # reported by finish()
             self.error = e
+        self.first_round.set()
 
     def finish(self, testcase):
         self.stop_flag.set()
@@ -130,6 +140,48 @@ class FaultTest(unittest.TestCase):
             s.close()
             by.finish(self)  # the bystander is busy, so never idle
             assert_serves(self, srv.tcp)
+
+    def test_slowloris_dropped_by_frame_timeout(self):
+        # One byte every 0.2 s keeps the idle timer (5 s) happy forever;
+        # the frame timeout (1 s) is what drops it.
+        with Server(["-q", "-l", "127.0.0.1:0", "--frame", "len16",
+                     "--idle-timeout", "5", "--frame-timeout", "1"]) as srv:
+            by = Bystander(srv.tcp, "len16")
+            by.start()
+            s = connect(srv.tcp, timeout=10)
+            s.setblocking(False)
+            msg = struct.pack(">H", 100) + b"y" * 100
+            t0 = time.monotonic()
+            sel = selectors.DefaultSelector()
+            sel.register(s, selectors.EVENT_READ)
+            closed_after = None
+            for i in range(len(msg)):
+                try:
+                    s.send(msg[i:i + 1])
+                except OSError:
+                    closed_after = time.monotonic() - t0
+                    break
+                # The trickle's pace is 0.2 s a byte; meanwhile watch for
+                # the server closing us (echoed bytes are just drained).
+                pace = t0 + 0.2 * (i + 1)
+                while closed_after is None and time.monotonic() < pace:
+                    if not sel.select(max(0, pace - time.monotonic())):
+                        continue
+                    try:
+                        if s.recv(4096) == b"":
+                            closed_after = time.monotonic() - t0
+                    except BlockingIOError:
+                        pass
+                    except ConnectionResetError:
+                        closed_after = time.monotonic() - t0
+                if closed_after is not None:
+                    break
+            s.close()
+            self.assertIsNotNone(closed_after, "slowloris was never dropped")
+            self.assertGreater(closed_after, 0.9)
+            self.assertLess(closed_after, 4)
+            by.finish(self)
+            assert_serves(self, srv.tcp, "len16")
 
     def test_fast_writer_that_never_reads_is_bounded(self):
         with Server(["-q", "-l", "127.0.0.1:0", "--max-queue", "1M"]) as srv:
