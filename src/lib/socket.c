@@ -756,7 +756,9 @@ int sk_socket_abort(sk_socket *s) {
 
 /* ---- information ---- */
 
-int sk_socket_local(const sk_socket *s, sk_endpoint *ep) {
+/* getsockname and getpeername share a signature; one body serves both. */
+static int name_of(const sk_socket *s, sk_endpoint *ep,
+                   int (*get)(int, struct sockaddr *, socklen_t *)) {
   int rc = check_open(s);
   if (rc < 0)
     return rc;
@@ -765,25 +767,18 @@ int sk_socket_local(const sk_socket *s, sk_endpoint *ep) {
   struct sockaddr_storage ss;
   socklen_t len = sizeof ss;
   memset(&ss, 0, sizeof ss);
-  if (getsockname(s->fd, (struct sockaddr *)&ss, &len) < 0)
+  if (get(s->fd, (struct sockaddr *)&ss, &len) < 0)
     return sk__err();
   endpoint_from(ep, &ss, len);
   return 0;
 }
 
+int sk_socket_local(const sk_socket *s, sk_endpoint *ep) {
+  return name_of(s, ep, getsockname);
+}
+
 int sk_socket_remote(const sk_socket *s, sk_endpoint *ep) {
-  int rc = check_open(s);
-  if (rc < 0)
-    return rc;
-  if (ep == NULL)
-    return -EINVAL;
-  struct sockaddr_storage ss;
-  socklen_t len = sizeof ss;
-  memset(&ss, 0, sizeof ss);
-  if (getpeername(s->fd, (struct sockaddr *)&ss, &len) < 0)
-    return sk__err();
-  endpoint_from(ep, &ss, len);
-  return 0;
+  return name_of(s, ep, getpeername);
 }
 
 int sk_socket_available(const sk_socket *s) {
