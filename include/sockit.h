@@ -25,5 +25,6 @@
 #include "sockit/stream.h"
 #include "sockit/udp.h"
 #include "sockit/frame.h"
+#include "sockit/tls.h"
 
 #endif

@@ -34,3 +34,124 @@ void sk__tls_resume(sk_stream *s) {
 void sk__tls_free(sk_stream *s) {
   s->tls = NULL;
 }
+
+/* ---- the public API, all failing with SK_ENOTLS ---- */
+
+const char *sk_tls_last_error(void) {
+  return "sockit was built without TLS support";
+}
+
+int sk_tls_ctx_new(sk_tls_ctx **out, const sk_tls_options *opt) {
+  SK__UNUSED(opt);
+  if (out != NULL)
+    *out = NULL;
+  return SK_ENOTLS;
+}
+
+void sk_tls_ctx_free(sk_tls_ctx *ctx) {
+  SK__UNUSED(ctx);
+}
+
+int sk_tls_ctx_fingerprint(const sk_tls_ctx *ctx, char *buf, size_t len) {
+  SK__UNUSED(ctx);
+  SK__UNUSED(buf);
+  SK__UNUSED(len);
+  return SK_ENOTLS;
+}
+
+int sk_stream_tls_start(sk_stream *s, sk_tls_ctx *ctx, const char *servername,
+                        sk_tls_handshake_cb cb) {
+  SK__UNUSED(s);
+  SK__UNUSED(ctx);
+  SK__UNUSED(servername);
+  SK__UNUSED(cb);
+  return SK_ENOTLS;
+}
+
+const char *sk_stream_tls_version(const sk_stream *s) {
+  SK__UNUSED(s);
+  return NULL;
+}
+
+const char *sk_stream_tls_cipher(const sk_stream *s) {
+  SK__UNUSED(s);
+  return NULL;
+}
+
+const char *sk_stream_tls_alpn(const sk_stream *s) {
+  SK__UNUSED(s);
+  return NULL;
+}
+
+int sk_stream_tls_peer_fingerprint(const sk_stream *s, char *buf, size_t len) {
+  SK__UNUSED(s);
+  SK__UNUSED(buf);
+  SK__UNUSED(len);
+  return SK_ENOTLS;
+}
+
+int sk_tls_connect(sk_tls_socket *t, sk_socket *sock, sk_tls_ctx *ctx,
+                   const char *servername, int timeout_ms) {
+  SK__UNUSED(ctx);
+  SK__UNUSED(servername);
+  SK__UNUSED(timeout_ms);
+  if (t != NULL) {
+    t->sock = sock;
+    t->priv = NULL;
+  }
+  return SK_ENOTLS;
+}
+
+int sk_tls_accept(sk_tls_socket *t, sk_socket *sock, sk_tls_ctx *ctx,
+                  int timeout_ms) {
+  return sk_tls_connect(t, sock, ctx, NULL, timeout_ms);
+}
+
+int sk_tls_send(sk_tls_socket *t, const void *buf, size_t len, int timeout_ms) {
+  SK__UNUSED(t);
+  SK__UNUSED(buf);
+  SK__UNUSED(len);
+  SK__UNUSED(timeout_ms);
+  return SK_ENOTLS;
+}
+
+ssize_t sk_tls_recv(sk_tls_socket *t, void *buf, size_t len, int timeout_ms) {
+  SK__UNUSED(t);
+  SK__UNUSED(buf);
+  SK__UNUSED(len);
+  SK__UNUSED(timeout_ms);
+  return SK_ENOTLS;
+}
+
+int sk_tls_close(sk_tls_socket *t, int timeout_ms) {
+  SK__UNUSED(t);
+  SK__UNUSED(timeout_ms);
+  return SK_ENOTLS;
+}
+
+void sk_tls_free(sk_tls_socket *t) {
+  if (t != NULL)
+    t->priv = NULL;
+}
+
+const char *sk_tls_version(const sk_tls_socket *t) {
+  SK__UNUSED(t);
+  return NULL;
+}
+
+const char *sk_tls_cipher(const sk_tls_socket *t) {
+  SK__UNUSED(t);
+  return NULL;
+}
+
+const char *sk_tls_alpn(const sk_tls_socket *t) {
+  SK__UNUSED(t);
+  return NULL;
+}
+
+int sk_tls_peer_fingerprint(const sk_tls_socket *t, char *buf, size_t len) {
+  SK__UNUSED(t);
+  SK__UNUSED(buf);
+  SK__UNUSED(len);
+  return SK_ENOTLS;
+}

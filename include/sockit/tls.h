@@ -1,0 +1,259 @@
+/* TLS: contexts, and wrapping an async stream or a sync socket.
+ *
+ * TLS in sockit is a filter between your code and the socket. You make a
+ * context once (certificates, trust, policy), then put TLS on connections
+ * that are already connected:
+ *
+ *  - async: sk_stream_tls_start() on a connected sk_stream runs the
+ *    handshake on the loop; once its callback reports 0, sk_stream_send(),
+ *    sk_stream_recv_start(), sk_stream_shutdown() and sk_close() work
+ *    exactly as on a plain stream, with plaintext in and out.
+ *  - sync: sk_tls_connect() / sk_tls_accept() on a connected sk_socket,
+ *    then sk_tls_send() / sk_tls_recv() / sk_tls_close(), each with a
+ *    timeout like the rest of the sync API.
+ *
+ * Secure by default. TLS 1.2 is the oldest version spoken and TLS 1.3 is
+ * preferred. A client verifies the server's certificate chain against the
+ * system trust store (or ca_file / ca_dir) AND checks that the certificate
+ * names the host it wanted (the servername given when starting TLS: a DNS
+ * name, or an IPv4/IPv6 literal, matched against the certificate's subject
+ * alternative names). Turning verification off takes an option whose name
+ * says what it does (insecure_no_verify). Renegotiation and compression are
+ * disabled; session resumption is not offered.
+ *
+ * Errors: the functions return 0 or a negative code like everything in
+ * sockit. TLS failures use three codes of <sockit/error.h>:
+ *  - SK_ETLSVERIFY: a certificate was rejected, by this side (expired,
+ *    untrusted issuer, wrong host name, pin mismatch, missing client
+ *    certificate) or by the peer (it sent an alert about our certificate);
+ *  - SK_ETLSNOTLS:  the peer does not speak TLS (it sent something that is
+ *    not a TLS record, such as plain text or an HTTP request, or closed the
+ *    connection before sending a single byte of handshake);
+ *  - SK_ETLS:       any other TLS failure (protocol error, no common
+ *    version or cipher, an alert, a connection cut without close_notify).
+ * A handshake that takes too long fails with -ETIMEDOUT; a failing socket
+ * reports its own errno (-ECONNRESET, ...). sk_tls_last_error() gives the
+ * reason in words, e.g. "certificate verify failed: certificate has
+ * expired".
+ *
+ * Threads: a context may be shared by any number of connections and
+ * threads. A stream's TLS state belongs to the stream's loop thread; an
+ * sk_tls_socket to whichever thread uses it, one at a time.
+ *
+ * Built without TLS (-DSK_WITH_TLS=OFF), every function here fails with
+ * SK_ENOTLS (the accessors return NULL).
+ */
+#ifndef SOCKIT_TLS_H
+#define SOCKIT_TLS_H
+
+#include <stddef.h>
+#include <sys/types.h>
+
+#include "socket.h"
+#include "stream.h"
+#include "version.h"
+
+/* Room for a SHA-256 fingerprint as text: 32 bytes as "AB:CD:...:EF" (95
+ * characters) plus the terminating NUL. */
+#define SK_TLS_FINGERPRINT_LEN 96
+
+/* Default deadline of an async handshake, in milliseconds. */
+#define SK_TLS_HANDSHAKE_TIMEOUT_MS 10000
+
+/* A TLS context: certificates, trust and policy, shared by connections.
+ * Opaque; made by sk_tls_ctx_new(). */
+typedef struct sk_tls_ctx sk_tls_ctx;
+
+/* What a context does. Zero-initialise it ({0}) and set what you need:
+ * every field's zero value is the safe default. The strings are read during
+ * sk_tls_ctx_new() only; files are loaded then, so a bad path or a key that
+ * does not match its certificate fails there, not at the first connection. */
+typedef struct sk_tls_options {
+  /* 1 for the server side of connections, 0 for the client side. */
+  int server;
+
+  /* PEM certificate chain (leaf first, then intermediates) and its private
+   * key. Required for a server unless self_signed is set; optional for a
+   * client (its certificate for mutual TLS). key_file NULL means the key
+   * is in cert_file too. */
+  const char *cert_file;
+  const char *key_file;
+
+  /* Trust anchors: a PEM file of CA certificates and/or a directory in
+   * OpenSSL's hashed format. On a client, both NULL means the system trust
+   * store. On a server they are the CAs client certificates must chain to:
+   * setting one makes the server ask for a client certificate (and verify
+   * it when one is sent). */
+  const char *ca_file;
+  const char *ca_dir;
+
+  /* Server: refuse clients without a valid certificate (mutual TLS).
+   * Needs ca_file or ca_dir. */
+  int require_client_cert;
+
+  /* Client: accept ANY server certificate, from anyone, for any name. The
+   * connection is encrypted but not authenticated, so anyone on the path
+   * can intercept it. For tests and first contact only; prefer pin_sha256
+   * for a server with a self-signed certificate. Excludes pin_sha256. */
+  int insecure_no_verify;
+
+  /* Client: accept exactly the server certificate whose SHA-256
+   * fingerprint is this (64 hex digits, upper or lower case, with or
+   * without colons, as printed by sk_tls_ctx_fingerprint() or
+   * `openssl x509 -fingerprint -sha256`). Replaces CA and host name
+   * verification: the pin alone decides. */
+  const char *pin_sha256;
+
+  /* ALPN protocols, most preferred first, comma-separated ("h2,http/1.1").
+   * A client offers them; a server picks the first of its own list that
+   * the client offered and refuses a client that offered only others (a
+   * client that offers none is served without ALPN). NULL = no ALPN. */
+  const char *alpn;
+
+  /* Server: make an ephemeral P-256 key and a self-signed certificate in
+   * memory (CN=localhost; names localhost, 127.0.0.1 and ::1; valid for one
+   * day). Nothing touches the disk. Clients must pin it
+   * (sk_tls_ctx_fingerprint() tells the pin) or skip verification. Excludes
+   * cert_file and key_file. */
+  int self_signed;
+
+  /* Deadline of async handshakes (sk_stream_tls_start()): 0 selects
+   * SK_TLS_HANDSHAKE_TIMEOUT_MS, a negative value disables it. The sync
+   * calls take their own timeout instead. */
+  int handshake_timeout_ms;
+} sk_tls_options;
+
+/* Makes a context. Returns 0 and stores it in *out, or a negative code:
+ * -EINVAL for contradictory or missing options (sk_tls_last_error() says
+ * which), SK_ETLS when a file cannot be loaded or the key does not match
+ * the certificate, -ENOMEM, or SK_ENOTLS when built without TLS. */
+SK_EXTERN int sk_tls_ctx_new(sk_tls_ctx **out, const sk_tls_options *opt);
+
+/* Releases the caller's reference. Contexts are reference-counted: every
+ * stream or sk_tls_socket using the context holds its own reference, so
+ * the context may be freed right after starting TLS on its connections and
+ * lives until the last of them is closed. NULL is a no-op. Thread-safe. */
+SK_EXTERN void sk_tls_ctx_free(sk_tls_ctx *ctx);
+
+/* Writes the SHA-256 fingerprint of the context's own certificate as
+ * "AB:CD:...:EF" into buf (at least SK_TLS_FINGERPRINT_LEN bytes). This is
+ * the pin a client needs for a self_signed server. Returns 0, -ENOENT if
+ * the context has no certificate, or -ENOSPC if buf is too small. */
+SK_EXTERN int sk_tls_ctx_fingerprint(const sk_tls_ctx *ctx, char *buf,
+                                     size_t len);
+
+/* The reason for the last TLS failure in the calling thread, in words
+ * (OpenSSL's reason with sockit's context, e.g. "hostname mismatch" or
+ * "peer does not speak TLS: wrong version number"). Set whenever a TLS
+ * function fails, and just before a callback reports a TLS failure, so
+ * read it right after the failure. Never NULL; "" if there was none. */
+SK_EXTERN const char *sk_tls_last_error(void);
+
+/* ---- async: TLS on a stream ---- */
+
+/* The handshake finished: status 0, or a negative code (SK_ETLSVERIFY,
+ * SK_ETLSNOTLS, SK_ETLS, -ETIMEDOUT, a socket's errno, or -ECANCELED when
+ * the stream was closed first). On failure, close the stream. */
+typedef void (*sk_tls_handshake_cb)(sk_stream *s, int status);
+
+/* Starts TLS on a connected stream, as a client or a server as ctx says,
+ * and runs the handshake; cb runs once, from the loop. servername is the
+ * host the client means: it is sent as SNI (unless an IP literal) and the
+ * server's certificate must name it. A client with CA verification needs
+ * it (-EINVAL without); with pin_sha256 or insecure_no_verify it is
+ * optional, and a server ignores it. The stream keeps a reference to ctx.
+ *
+ * The handshake reads the socket by itself, whether or not receiving was
+ * started. Sends and shutdown before cb reported success fail with
+ * -ENOTCONN (after a failure, with that failure's code). If receiving was
+ * started before or during the handshake, data is delivered only after cb
+ * has run. Bytes queued by earlier plain sends go out before the handshake
+ * (STARTTLS works).
+ *
+ * Afterwards the stream behaves as a plain one, with these differences:
+ *  - recv ends with SK_EOF only when the peer sent close_notify; a peer that
+ *    just closes the TCP connection ends it with SK_ETLS ("unexpected
+ *    EOF"), since the data may have been cut short;
+ *  - sk_stream_shutdown() sends close_notify, then the FIN;
+ *  - sk_stream_sendfile() fails with -ENOTSUP (the kernel cannot encrypt);
+ *  - with TLS 1.3 a server that rejects the client's certificate does so
+ *    after the client's handshake completed: the client learns it from its
+ *    first recv, which ends with SK_ETLSVERIFY.
+ *  - a send's callback runs once all of its ciphertext has been written.
+ *  - sk_stream_write_queue_size() counts ciphertext bytes.
+ *
+ * Returns 0, -ENOTCONN if the stream is not connected, -EALREADY if it
+ * already has TLS, -EINVAL, -ENOMEM, SK_ETLS, or SK_ENOTLS. */
+SK_EXTERN int sk_stream_tls_start(sk_stream *s, sk_tls_ctx *ctx,
+                                  const char *servername,
+                                  sk_tls_handshake_cb cb);
+
+/* After a successful handshake: the protocol version ("TLSv1.3"), the
+ * cipher suite ("TLS_AES_256_GCM_SHA384") and the ALPN protocol agreed on.
+ * NULL when the stream has no TLS (or no ALPN was agreed). The strings
+ * live as long as the stream's TLS state. */
+SK_EXTERN const char *sk_stream_tls_version(const sk_stream *s);
+SK_EXTERN const char *sk_stream_tls_cipher(const sk_stream *s);
+SK_EXTERN const char *sk_stream_tls_alpn(const sk_stream *s);
+
+/* SHA-256 fingerprint of the peer's certificate ("AB:CD:..."), as for
+ * sk_tls_ctx_fingerprint(). Returns 0, -ENOENT when the peer sent none (a
+ * client that was not asked for one), -ENOTCONN without a completed
+ * handshake, or -ENOSPC. */
+SK_EXTERN int sk_stream_tls_peer_fingerprint(const sk_stream *s, char *buf,
+                                             size_t len);
+
+/* ---- sync: TLS on a socket ---- */
+
+/* A TLS session on a connected sync socket. Zero-initialise it; the
+ * functions below fill it. sock is the socket it runs on (yours; it must
+ * outlive the session); priv is the library's state. */
+typedef struct sk_tls_socket {
+  sk_socket *sock;
+  void *priv;
+} sk_tls_socket;
+
+/* Runs the client or server handshake on sock within timeout_ms (-1 waits
+ * forever). ctx must be a client context for connect and a server context
+ * for accept (-EINVAL otherwise); servername as for sk_stream_tls_start().
+ * Returns 0, or a negative code: on failure t holds nothing to free and
+ * sock is left open for you to close. */
+SK_EXTERN int sk_tls_connect(sk_tls_socket *t, sk_socket *sock, sk_tls_ctx *ctx,
+                             const char *servername, int timeout_ms);
+SK_EXTERN int sk_tls_accept(sk_tls_socket *t, sk_socket *sock, sk_tls_ctx *ctx,
+                            int timeout_ms);
+
+/* Encrypts and sends all len bytes or fails, within timeout_ms for the
+ * whole call. Returns 0 or a negative code (-ETIMEDOUT, -EPIPE, SK_ETLS,
+ * ...). After a timeout part of the data may have been sent: the session
+ * should then be closed. */
+SK_EXTERN int sk_tls_send(sk_tls_socket *t, const void *buf, size_t len,
+                          int timeout_ms);
+
+/* Receives up to len bytes of plaintext, waiting up to timeout_ms for some.
+ * Returns the count (> 0); 0 when the peer closed the session cleanly
+ * (close_notify); SK_ETLS when the connection ended without close_notify
+ * (the data may be truncated); -ETIMEDOUT; or another negative code. */
+SK_EXTERN ssize_t sk_tls_recv(sk_tls_socket *t, void *buf, size_t len,
+                              int timeout_ms);
+
+/* Ends the session: sends close_notify (if the session is healthy), then
+ * closes the socket gracefully with sk_socket_close(), all within
+ * timeout_ms, and frees the TLS state. Returns what sk_socket_close()
+ * returned, or a negative code if close_notify could not be sent (the
+ * socket is closed and the state freed either way). */
+SK_EXTERN int sk_tls_close(sk_tls_socket *t, int timeout_ms);
+
+/* Frees the TLS state without touching the socket (you close it as you
+ * like, e.g. with sk_socket_abort()). Safe on a zeroed or already freed
+ * sk_tls_socket. */
+SK_EXTERN void sk_tls_free(sk_tls_socket *t);
+
+/* The same accessors as for streams; NULL / -ENOTCONN without a session. */
+SK_EXTERN const char *sk_tls_version(const sk_tls_socket *t);
+SK_EXTERN const char *sk_tls_cipher(const sk_tls_socket *t);
+SK_EXTERN const char *sk_tls_alpn(const sk_tls_socket *t);
+SK_EXTERN int sk_tls_peer_fingerprint(const sk_tls_socket *t, char *buf,
+                                      size_t len);
+
+#endif

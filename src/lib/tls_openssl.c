@@ -1,0 +1,1498 @@
+/* TLS with OpenSSL 3: contexts, the async stream filter, and sync sessions.
+ *
+ * Async: the stream stays byte-oriented on ciphertext and this file sits
+ * between it and the user. OpenSSL never touches the socket. Its BIO is our
+ * own in-memory one: reads are served from a window over the ciphertext the
+ * stream just read (the loop's shared buffer, borrowed for the duration of
+ * sk__tls_input(); whatever SSL did not consume is copied to a private
+ * buffer before returning), and writes append to an output buffer that is
+ * handed to sk__stream_raw_sendv() after each SSL call. Both buffers are
+ * freed as soon as they are empty, so an idle TLS connection owns no I/O
+ * buffer of its own (SSL_MODE_RELEASE_BUFFERS does the same inside SSL).
+ *
+ * Sync: SSL runs on the socket's descriptor through a second small BIO that
+ * uses send(MSG_NOSIGNAL) and recv(), so a peer that vanished can never
+ * raise SIGPIPE (OpenSSL's own socket BIO uses write()). WANT_READ and
+ * WANT_WRITE are waited for with sk_socket_poll() within one deadline.
+ */
+#include "internal.h"
+
+#include <arpa/inet.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include <openssl/bn.h>
+#include <openssl/crypto.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+
+/* Plaintext a user send is cut into before encrypting: the ciphertext of one
+ * piece is flushed before the next is encrypted, which bounds the output
+ * buffer whatever the size of the send. */
+#define SEND_PIECE (64 * 1024)
+/* Largest plaintext of one TLS record. */
+#define RECORD_MAX 16384
+
+struct sk_tls_ctx {
+  SSL_CTX *ssl;
+  int server;
+  int verify_host; /* client verifying against CAs: servername required */
+  int has_pin;
+  unsigned char pin[32];
+  unsigned char alpn[256]; /* server: wire-format list, preference order */
+  size_t alpn_len;
+  int timeout_ms; /* async handshake deadline; < 0 = none */
+  int refs;       /* atomic */
+};
+
+/* ---- errors ---- */
+
+static _Thread_local char last_error[256];
+
+const char *sk_tls_last_error(void) {
+  return last_error;
+}
+
+static void set_error(const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(last_error, sizeof(last_error), fmt, ap);
+  va_end(ap);
+}
+
+/* Sets the error text to what + OpenSSL's oldest queued reason, and clears
+ * the queue. For failures outside a connection (loading files, setup). */
+static void set_error_queue(const char *what) {
+  unsigned long e = ERR_peek_error();
+  const char *r = e != 0 ? ERR_reason_error_string(e) : NULL;
+  if (r != NULL)
+    set_error("%s: %s", what, r);
+  else
+    set_error("%s", what);
+  ERR_clear_error();
+}
+
+/* What is known about a connection when one of its SSL calls failed, to
+ * name the failure. */
+struct fail_info {
+  const sk_tls_ctx *ctx;
+  int handshaking; /* the handshake was not complete */
+  int got_bytes;   /* the peer sent at least one byte */
+  int io_err;      /* negative errno of a failed socket call, or 0 */
+};
+
+static int reason_is_not_tls(int reason) {
+  switch (reason) {
+  case SSL_R_WRONG_VERSION_NUMBER:
+  case SSL_R_HTTP_REQUEST:
+  case SSL_R_HTTPS_PROXY_REQUEST:
+  case SSL_R_PACKET_LENGTH_TOO_LONG:
+  case SSL_R_ENCRYPTED_LENGTH_TOO_LONG:
+  case SSL_R_UNKNOWN_PROTOCOL:
+    return 1;
+  default:
+    return 0;
+  }
+}
+
+/* The peer told us, with an alert, that it rejected our certificate. */
+static int reason_is_peer_rejects_cert(int reason) {
+  switch (reason) {
+  case SSL_R_SSLV3_ALERT_BAD_CERTIFICATE:
+  case SSL_R_SSLV3_ALERT_CERTIFICATE_EXPIRED:
+  case SSL_R_SSLV3_ALERT_CERTIFICATE_REVOKED:
+  case SSL_R_SSLV3_ALERT_CERTIFICATE_UNKNOWN:
+  case SSL_R_SSLV3_ALERT_UNSUPPORTED_CERTIFICATE:
+  case SSL_R_TLSV1_ALERT_UNKNOWN_CA:
+  case SSL_R_TLSV13_ALERT_CERTIFICATE_REQUIRED:
+    return 1;
+  default:
+    return 0;
+  }
+}
+
+/* Names the failure of an SSL call that returned sslerr (SSL_get_error):
+ * returns the sockit code and sets the thread's error text. Clears
+ * OpenSSL's error queue, so the next call starts clean. */
+static int classify(SSL *ssl, int sslerr, const struct fail_info *fi) {
+  unsigned long e = ERR_peek_error();
+  int reason = e != 0 ? ERR_GET_REASON(e) : 0;
+  int ssl_lib = e != 0 && ERR_GET_LIB(e) == ERR_LIB_SSL;
+  const char *rs = e != 0 ? ERR_reason_error_string(e) : NULL;
+  int code = SK_ETLS;
+
+  if (rs == NULL)
+    rs = "TLS error";
+  if (sslerr == SSL_ERROR_SYSCALL && fi->io_err != 0) {
+    code = fi->io_err;
+    set_error("connection failed: %s", sk_strerror(code));
+  } else if (ssl_lib && reason == SSL_R_CERTIFICATE_VERIFY_FAILED) {
+    long v = SSL_get_verify_result(ssl);
+    code = SK_ETLSVERIFY;
+    if (v == X509_V_ERR_APPLICATION_VERIFICATION && fi->ctx->has_pin)
+      set_error("certificate verify failed: the certificate does not match "
+                "the pinned SHA-256 fingerprint");
+    else
+      set_error("certificate verify failed: %s",
+                X509_verify_cert_error_string(v));
+  } else if (ssl_lib && reason == SSL_R_PEER_DID_NOT_RETURN_A_CERTIFICATE) {
+    code = SK_ETLSVERIFY;
+    set_error("certificate verify failed: the peer sent no certificate and "
+              "one is required");
+  } else if (ssl_lib && reason == SSL_R_TLSV13_ALERT_CERTIFICATE_REQUIRED) {
+    code = SK_ETLSVERIFY;
+    set_error("the peer requires a client certificate: %s", rs);
+  } else if (ssl_lib && reason_is_peer_rejects_cert(reason)) {
+    code = SK_ETLSVERIFY;
+    set_error("the peer rejected our certificate: %s", rs);
+  } else if (ssl_lib && reason_is_not_tls(reason) && fi->handshaking) {
+    code = SK_ETLSNOTLS;
+    set_error("peer does not speak TLS: %s", rs);
+  } else if (ssl_lib && reason == SSL_R_UNEXPECTED_EOF_WHILE_READING) {
+    if (fi->handshaking && !fi->got_bytes) {
+      code = SK_ETLSNOTLS;
+      set_error("peer does not speak TLS: it closed the connection without "
+                "answering the handshake");
+    } else if (fi->handshaking) {
+      set_error("unexpected EOF: the peer closed the connection during the "
+                "TLS handshake");
+    } else {
+      set_error("unexpected EOF: the peer closed the connection without "
+                "close_notify");
+    }
+  } else if (e != 0) {
+    set_error("%s", rs);
+  } else if (sslerr == SSL_ERROR_SYSCALL) {
+    set_error("unexpected EOF: the connection ended %s",
+              fi->handshaking ? "during the TLS handshake"
+                              : "without close_notify");
+  } else {
+    set_error("TLS error (SSL_get_error %d)", sslerr);
+  }
+  ERR_clear_error();
+  return code;
+}
+
+/* ---- helpers ---- */
+
+/* "AB:CD:...": SHA-256 of a certificate. */
+static int fingerprint(X509 *x, char *buf, size_t len) {
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int n = 0;
+  static const char hex[] = "0123456789ABCDEF";
+
+  if (x == NULL)
+    return -ENOENT;
+  if (buf == NULL || len < SK_TLS_FINGERPRINT_LEN)
+    return -ENOSPC;
+  if (!X509_digest(x, EVP_sha256(), md, &n) || n != 32) {
+    ERR_clear_error();
+    return SK_ETLS;
+  }
+  for (unsigned i = 0; i < n; i++) {
+    buf[3 * i] = hex[md[i] >> 4];
+    buf[3 * i + 1] = hex[md[i] & 15];
+    buf[3 * i + 2] = (i + 1 < n) ? ':' : '\0';
+  }
+  return 0;
+}
+
+static int hexval(char c) {
+  if (c >= '0' && c <= '9')
+    return c - '0';
+  if (c >= 'a' && c <= 'f')
+    return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F')
+    return c - 'A' + 10;
+  return -1;
+}
+
+/* 64 hex digits, colons allowed between pairs. */
+static int parse_pin(const char *s, unsigned char out[32]) {
+  size_t n = 0;
+  while (*s != '\0') {
+    if (*s == ':') {
+      s++;
+      continue;
+    }
+    int hi = hexval(s[0]);
+    int lo = hi < 0 ? -1 : hexval(s[1]);
+    if (lo < 0 || n == 32)
+      return -EINVAL;
+    out[n++] = (unsigned char)(hi << 4 | lo);
+    s += 2;
+  }
+  return n == 32 ? 0 : -EINVAL;
+}
+
+/* "h2,http/1.1" to the wire format (length-prefixed names). */
+static int parse_alpn(const char *s, unsigned char *out, size_t cap,
+                      size_t *outlen) {
+  size_t n = 0;
+  while (*s != '\0') {
+    const char *end = strchr(s, ',');
+    size_t len = end != NULL ? (size_t)(end - s) : strlen(s);
+    if (len == 0 || len > 255 || n + 1 + len > cap)
+      return -EINVAL;
+    out[n++] = (unsigned char)len;
+    memcpy(out + n, s, len);
+    n += len;
+    s += len;
+    if (*s == ',')
+      s++;
+  }
+  if (n == 0)
+    return -EINVAL;
+  *outlen = n;
+  return 0;
+}
+
+static void ctx_ref(sk_tls_ctx *ctx) {
+  __atomic_fetch_add(&ctx->refs, 1, __ATOMIC_RELAXED);
+}
+
+void sk_tls_ctx_free(sk_tls_ctx *ctx) {
+  if (ctx == NULL)
+    return;
+  if (__atomic_sub_fetch(&ctx->refs, 1, __ATOMIC_ACQ_REL) != 0)
+    return;
+  SSL_CTX_free(ctx->ssl);
+  free(ctx);
+}
+
+/* ---- contexts ---- */
+
+/* Replaces chain verification on a pinning client: the leaf's SHA-256 must
+ * equal the pin, nothing else counts. */
+static int pin_verify(X509_STORE_CTX *xs, void *arg) {
+  const sk_tls_ctx *ctx = arg;
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int n = 0;
+  X509 *leaf = X509_STORE_CTX_get0_cert(xs);
+
+  if (leaf != NULL && X509_digest(leaf, EVP_sha256(), md, &n) && n == 32 &&
+      CRYPTO_memcmp(md, ctx->pin, 32) == 0) {
+    X509_STORE_CTX_set_error(xs, X509_V_OK);
+    return 1;
+  }
+  X509_STORE_CTX_set_error(xs, X509_V_ERR_APPLICATION_VERIFICATION);
+  return 0;
+}
+
+static int alpn_select(SSL *ssl, const unsigned char **out,
+                       unsigned char *outlen, const unsigned char *in,
+                       unsigned int inlen, void *arg) {
+  const sk_tls_ctx *ctx = arg;
+  unsigned char *sel = NULL;
+  SK__UNUSED(ssl);
+  /* The server's list goes first: its preference order wins. */
+  if (SSL_select_next_proto(&sel, outlen, ctx->alpn,
+                            (unsigned int)ctx->alpn_len, in,
+                            inlen) != OPENSSL_NPN_NEGOTIATED)
+    return SSL_TLSEXT_ERR_ALERT_FATAL;
+  *out = sel;
+  return SSL_TLSEXT_ERR_OK;
+}
+
+static int add_ext(X509 *x, X509V3_CTX *v, int nid, const char *value) {
+  X509_EXTENSION *ex = X509V3_EXT_conf_nid(NULL, v, nid, value);
+  int ok = ex != NULL && X509_add_ext(x, ex, -1);
+  X509_EXTENSION_free(ex);
+  return ok;
+}
+
+/* An ephemeral P-256 key and a self-signed certificate for it, in memory. */
+static int make_self_signed(SSL_CTX *sc) {
+  EVP_PKEY *pk = EVP_EC_gen("P-256");
+  X509 *x = X509_new();
+  BIGNUM *bn = NULL;
+  unsigned char serial[16];
+  X509V3_CTX v;
+  X509_NAME *name;
+  int ok = 0;
+
+  if (pk == NULL || x == NULL || RAND_bytes(serial, sizeof(serial)) != 1)
+    goto done;
+  serial[0] &= 0x7f; /* a positive serial number */
+  bn = BN_bin2bn(serial, sizeof(serial), NULL);
+  if (bn == NULL || !BN_to_ASN1_INTEGER(bn, X509_get_serialNumber(x)) ||
+      !X509_set_version(x, X509_VERSION_3))
+    goto done;
+  /* A few minutes of slack for clocks that are slightly behind. */
+  if (!X509_gmtime_adj(X509_getm_notBefore(x), -300) ||
+      !X509_gmtime_adj(X509_getm_notAfter(x), 86400) || !X509_set_pubkey(x, pk))
+    goto done;
+  name = X509_get_subject_name(x);
+  if (!X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC,
+                                  (const unsigned char *)"localhost", -1, -1,
+                                  0) ||
+      !X509_set_issuer_name(x, name))
+    goto done;
+  X509V3_set_ctx_nodb(&v);
+  X509V3_set_ctx(&v, x, x, NULL, NULL, 0);
+  if (!add_ext(x, &v, NID_subject_alt_name,
+               "DNS:localhost,IP:127.0.0.1,IP:::1") ||
+      !add_ext(x, &v, NID_basic_constraints, "critical,CA:FALSE") ||
+      !add_ext(x, &v, NID_key_usage, "critical,digitalSignature") ||
+      !add_ext(x, &v, NID_ext_key_usage, "serverAuth") ||
+      !add_ext(x, &v, NID_subject_key_identifier, "hash"))
+    goto done;
+  if (X509_sign(x, pk, EVP_sha256()) <= 0)
+    goto done;
+  ok = SSL_CTX_use_certificate(sc, x) == 1 &&
+       SSL_CTX_use_PrivateKey(sc, pk) == 1;
+done:
+  if (!ok)
+    set_error_queue("cannot make a self-signed certificate");
+  BN_free(bn);
+  X509_free(x);
+  EVP_PKEY_free(pk);
+  return ok ? 0 : SK_ETLS;
+}
+
+static int check_options(const sk_tls_options *o) {
+  if (o->server) {
+    if (o->self_signed && (o->cert_file != NULL || o->key_file != NULL)) {
+      set_error("self_signed excludes cert_file and key_file");
+      return -EINVAL;
+    }
+    if (!o->self_signed && o->cert_file == NULL) {
+      set_error("a server needs cert_file (and key_file) or self_signed");
+      return -EINVAL;
+    }
+    if (o->require_client_cert && o->ca_file == NULL && o->ca_dir == NULL) {
+      set_error("require_client_cert needs ca_file or ca_dir");
+      return -EINVAL;
+    }
+    if (o->insecure_no_verify || o->pin_sha256 != NULL) {
+      set_error("insecure_no_verify and pin_sha256 are client options");
+      return -EINVAL;
+    }
+  } else {
+    if (o->self_signed || o->require_client_cert) {
+      set_error("self_signed and require_client_cert are server options");
+      return -EINVAL;
+    }
+    if (o->insecure_no_verify && o->pin_sha256 != NULL) {
+      set_error("insecure_no_verify and pin_sha256 exclude each other");
+      return -EINVAL;
+    }
+  }
+  if (o->key_file != NULL && o->cert_file == NULL) {
+    set_error("key_file without cert_file");
+    return -EINVAL;
+  }
+  return 0;
+}
+
+static int load_identity(SSL_CTX *sc, const sk_tls_options *o) {
+  char what[300];
+  const char *key = o->key_file != NULL ? o->key_file : o->cert_file;
+
+  if (o->self_signed)
+    return make_self_signed(sc);
+  if (o->cert_file == NULL)
+    return 0;
+  if (SSL_CTX_use_certificate_chain_file(sc, o->cert_file) != 1) {
+    snprintf(what, sizeof(what), "cannot load certificate %s", o->cert_file);
+    set_error_queue(what);
+    return SK_ETLS;
+  }
+  if (SSL_CTX_use_PrivateKey_file(sc, key, SSL_FILETYPE_PEM) != 1) {
+    unsigned long e = ERR_peek_last_error();
+    /* OpenSSL compares the key with the certificate while loading it. */
+    if (ERR_GET_LIB(e) == ERR_LIB_X509 &&
+        ERR_GET_REASON(e) == X509_R_KEY_VALUES_MISMATCH)
+      snprintf(what, sizeof(what),
+               "the private key %s does not match the certificate", key);
+    else
+      snprintf(what, sizeof(what), "cannot load private key %s", key);
+    set_error_queue(what);
+    return SK_ETLS;
+  }
+  if (SSL_CTX_check_private_key(sc) != 1) {
+    set_error_queue("the private key does not match the certificate");
+    return SK_ETLS;
+  }
+  return 0;
+}
+
+static int load_trust(sk_tls_ctx *ctx, const sk_tls_options *o) {
+  SSL_CTX *sc = ctx->ssl;
+  int have_ca = o->ca_file != NULL || o->ca_dir != NULL;
+
+  if (have_ca &&
+      SSL_CTX_load_verify_locations(sc, o->ca_file, o->ca_dir) != 1) {
+    set_error_queue("cannot load CA certificates");
+    return SK_ETLS;
+  }
+  if (o->server) {
+    if (!have_ca) {
+      SSL_CTX_set_verify(sc, SSL_VERIFY_NONE, NULL);
+      return 0;
+    }
+    /* Tell clients which CAs are accepted, so they pick the right cert. */
+    if (o->ca_file != NULL) {
+      STACK_OF(X509_NAME) *names = SSL_load_client_CA_file(o->ca_file);
+      if (names != NULL)
+        SSL_CTX_set_client_CA_list(sc, names);
+      ERR_clear_error();
+    }
+    SSL_CTX_set_verify(
+        sc,
+        SSL_VERIFY_PEER |
+            (o->require_client_cert ? SSL_VERIFY_FAIL_IF_NO_PEER_CERT : 0),
+        NULL);
+    return 0;
+  }
+  if (o->insecure_no_verify) {
+    SSL_CTX_set_verify(sc, SSL_VERIFY_NONE, NULL);
+    return 0;
+  }
+  if (o->pin_sha256 != NULL) {
+    if (parse_pin(o->pin_sha256, ctx->pin) != 0) {
+      set_error("pin_sha256: expected 64 hex digits (colons allowed)");
+      return -EINVAL;
+    }
+    ctx->has_pin = 1;
+    SSL_CTX_set_cert_verify_callback(sc, pin_verify, ctx);
+    SSL_CTX_set_verify(sc, SSL_VERIFY_PEER, NULL);
+    return 0;
+  }
+  if (!have_ca && SSL_CTX_set_default_verify_paths(sc) != 1) {
+    set_error_queue("cannot load the system trust store");
+    return SK_ETLS;
+  }
+  ctx->verify_host = 1;
+  SSL_CTX_set_verify(sc, SSL_VERIFY_PEER, NULL);
+  return 0;
+}
+
+int sk_tls_ctx_new(sk_tls_ctx **out, const sk_tls_options *opt) {
+  sk_tls_ctx *ctx;
+  SSL_CTX *sc;
+  int rc;
+
+  if (out == NULL || opt == NULL) {
+    set_error("no context or options given");
+    return -EINVAL;
+  }
+  *out = NULL;
+  rc = check_options(opt);
+  if (rc != 0)
+    return rc;
+  ctx = calloc(1, sizeof(*ctx));
+  if (ctx == NULL)
+    return -ENOMEM;
+  ERR_clear_error();
+  sc = SSL_CTX_new(TLS_method());
+  if (sc == NULL) {
+    set_error_queue("cannot create an SSL context");
+    free(ctx);
+    return -ENOMEM;
+  }
+  ctx->ssl = sc;
+  ctx->refs = 1;
+  ctx->server = opt->server != 0;
+  ctx->timeout_ms = opt->handshake_timeout_ms == 0 ? SK_TLS_HANDSHAKE_TIMEOUT_MS
+                                                   : opt->handshake_timeout_ms;
+  SSL_CTX_set_min_proto_version(sc, TLS1_2_VERSION);
+  SSL_CTX_set_options(sc, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION);
+  SSL_CTX_set_mode(sc, SSL_MODE_RELEASE_BUFFERS);
+  /* sockit offers no session resumption, so do not pay for tickets or a
+   * session cache that nothing would use. */
+  SSL_CTX_set_session_cache_mode(sc, SSL_SESS_CACHE_OFF);
+  if (ctx->server) {
+    SSL_CTX_set_options(sc, SSL_OP_NO_TICKET);
+    SSL_CTX_set_num_tickets(sc, 0);
+  }
+  rc = load_identity(sc, opt);
+  if (rc == 0)
+    rc = load_trust(ctx, opt);
+  if (rc == 0 && opt->alpn != NULL) {
+    if (parse_alpn(opt->alpn, ctx->alpn, sizeof(ctx->alpn), &ctx->alpn_len) !=
+        0) {
+      set_error("alpn: expected a comma-separated list of names of 1-255 "
+                "bytes");
+      rc = -EINVAL;
+    } else if (ctx->server) {
+      SSL_CTX_set_alpn_select_cb(sc, alpn_select, ctx);
+    } else if (SSL_CTX_set_alpn_protos(sc, ctx->alpn,
+                                       (unsigned int)ctx->alpn_len) != 0) {
+      set_error_queue("cannot set ALPN");
+      rc = -ENOMEM;
+    }
+  }
+  if (rc != 0) {
+    sk_tls_ctx_free(ctx);
+    return rc;
+  }
+  *out = ctx;
+  return 0;
+}
+
+int sk_tls_ctx_fingerprint(const sk_tls_ctx *ctx, char *buf, size_t len) {
+  if (ctx == NULL)
+    return -EINVAL;
+  return fingerprint(SSL_CTX_get0_certificate(ctx->ssl), buf, len);
+}
+
+/* A new SSL for one connection: side, SNI, and the name to verify. */
+static int ssl_new(sk_tls_ctx *ctx, const char *servername, SSL **out) {
+  char host[256];
+  unsigned char addr[16];
+  int is_ip = 0;
+  SSL *ssl;
+
+  *out = NULL;
+  if (!ctx->server && servername != NULL) {
+    size_t n = strlen(servername);
+    /* Accept "[::1]" as well as "::1". */
+    if (n >= 2 && servername[0] == '[' && servername[n - 1] == ']') {
+      servername++;
+      n -= 2;
+    }
+    if (n == 0 || n >= sizeof(host)) {
+      set_error("servername: empty or too long");
+      return -EINVAL;
+    }
+    memcpy(host, servername, n);
+    host[n] = '\0';
+    is_ip = inet_pton(AF_INET, host, addr) == 1 ||
+            inet_pton(AF_INET6, host, addr) == 1;
+  } else if (!ctx->server && ctx->verify_host) {
+    set_error("servername is required to verify the server's certificate");
+    return -EINVAL;
+  }
+  ERR_clear_error();
+  ssl = SSL_new(ctx->ssl);
+  if (ssl == NULL) {
+    set_error_queue("cannot create an SSL session");
+    return -ENOMEM;
+  }
+  if (ctx->server) {
+    SSL_set_accept_state(ssl);
+  } else {
+    SSL_set_connect_state(ssl);
+    if (servername != NULL) {
+      int ok = 1;
+      /* SNI carries host names only, never address literals (RFC 6066). */
+      if (!is_ip)
+        ok = SSL_set_tlsext_host_name(ssl, host) == 1;
+      if (ok && ctx->verify_host) {
+        X509_VERIFY_PARAM *p = SSL_get0_param(ssl);
+        X509_VERIFY_PARAM_set_hostflags(p,
+                                        X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+        ok = is_ip ? X509_VERIFY_PARAM_set1_ip_asc(p, host) == 1
+                   : SSL_set1_host(ssl, host) == 1;
+      }
+      if (!ok) {
+        set_error_queue("servername");
+        SSL_free(ssl);
+        return -EINVAL;
+      }
+    }
+  }
+  *out = ssl;
+  return 0;
+}
+
+static const char *alpn_of(SSL *ssl, char *buf) {
+  const unsigned char *p = NULL;
+  unsigned int n = 0;
+  SSL_get0_alpn_selected(ssl, &p, &n);
+  if (p == NULL || n == 0)
+    return NULL;
+  memcpy(buf, p, n); /* n <= 255, buf has 256 bytes */
+  buf[n] = '\0';
+  return buf;
+}
+
+/* ---- the async filter ---- */
+
+enum {
+  ST_HANDSHAKE, /* handshake running */
+  ST_HS_DONE,   /* handshake succeeded, its callback not yet run */
+  ST_OPEN,      /* plaintext flows */
+  ST_FAILED,    /* handshake failed */
+};
+
+struct tls_stream {
+  sk_stream *s;
+  sk_tls_ctx *ctx;
+  SSL *ssl;
+  int state;
+  int hs_status;
+  int hs_owed; /* the handshake callback has not run yet */
+  sk_tls_handshake_cb hs_cb;
+  struct sk__tnode timer;
+  struct sk__pending hs_pend; /* handshake completion */
+  struct sk__pending rd_pend; /* delivery of buffered plaintext */
+  /* Ciphertext not yet consumed by SSL: in_ptr/in_len is a window over the
+   * caller's buffer inside sk__tls_input(), over ibuf otherwise. */
+  const unsigned char *in_ptr;
+  size_t in_len;
+  unsigned char *ibuf;
+  size_t ibuf_cap;
+  int in_eof; /* the socket reached EOF or failed */
+  int in_err; /* its errno (negative) if it failed */
+  int got_bytes;
+  int read_failed; /* code that ended reading for good, or 0 */
+  int write_failed;
+  /* Ciphertext produced by SSL, not yet handed to the stream. */
+  unsigned char *obuf;
+  size_t olen, ocap;
+  int out_err;
+  /* Closing from a callback must not free what the caller still uses. */
+  int busy, dead;
+  char err[256]; /* text of the failure reported by a deferred callback */
+  char alpn[256];
+};
+
+/* Plaintext from SSL_read, handed to the recv callback. One per thread like
+ * the loop's read buffer (callbacks never nest). */
+static _Thread_local unsigned char pt_buf[RECORD_MAX];
+
+static BIO_METHOD *abio_method, *fbio_method;
+static pthread_once_t methods_once = PTHREAD_ONCE_INIT;
+
+static int abio_read(BIO *b, char *out, int len) {
+  struct tls_stream *t = BIO_get_data(b);
+  size_t n;
+  BIO_clear_retry_flags(b);
+  if (t->in_len == 0) {
+    if (t->in_eof)
+      return t->in_err != 0 ? -1 : 0;
+    BIO_set_retry_read(b);
+    return -1;
+  }
+  n = (size_t)len < t->in_len ? (size_t)len : t->in_len;
+  memcpy(out, t->in_ptr, n);
+  t->in_ptr += n;
+  t->in_len -= n;
+  return (int)n;
+}
+
+static int abio_write(BIO *b, const char *in, int len) {
+  struct tls_stream *t = BIO_get_data(b);
+  size_t need = t->olen + (size_t)len;
+  BIO_clear_retry_flags(b);
+  if (need > t->ocap) {
+    size_t cap = t->ocap * 2;
+    if (cap < need)
+      cap = need;
+    if (cap < 4096)
+      cap = 4096;
+    unsigned char *p = realloc(t->obuf, cap);
+    if (p == NULL) {
+      t->out_err = -ENOMEM;
+      return -1;
+    }
+    t->obuf = p;
+    t->ocap = cap;
+  }
+  memcpy(t->obuf + t->olen, in, (size_t)len);
+  t->olen = need;
+  return len;
+}
+
+static long abio_ctrl(BIO *b, int cmd, long num, void *ptr) {
+  struct tls_stream *t = BIO_get_data(b);
+  SK__UNUSED(num);
+  SK__UNUSED(ptr);
+  switch (cmd) {
+  case BIO_CTRL_FLUSH:
+    return 1;
+  case BIO_CTRL_EOF:
+    /* What makes SSL report a cut connection as "unexpected EOF". */
+    return t->in_eof && t->in_len == 0 && t->in_err == 0;
+  case BIO_CTRL_PENDING:
+    return (long)t->in_len;
+  case BIO_CTRL_WPENDING:
+    return (long)t->olen;
+  default:
+    return 0;
+  }
+}
+
+/* The sync session's state; its BIO reads and writes the descriptor. */
+struct tls_sync {
+  SSL *ssl;
+  sk_tls_ctx *ctx;
+  int fd;
+  int io_err;
+  int eof;
+  int got_bytes;
+  int failed;
+  char alpn[256];
+};
+
+static int fbio_read(BIO *b, char *out, int len) {
+  struct tls_sync *ts = BIO_get_data(b);
+  ssize_t n;
+  BIO_clear_retry_flags(b);
+  do
+    n = recv(ts->fd, out, (size_t)len, 0);
+  while (n < 0 && errno == EINTR);
+  if (n > 0) {
+    ts->got_bytes = 1;
+    return (int)n;
+  }
+  if (n == 0) {
+    ts->eof = 1;
+    return 0;
+  }
+  if (errno == EAGAIN || errno == EWOULDBLOCK) {
+    BIO_set_retry_read(b);
+    return -1;
+  }
+  ts->io_err = sk__err();
+  return -1;
+}
+
+static int fbio_write(BIO *b, const char *in, int len) {
+  struct tls_sync *ts = BIO_get_data(b);
+  ssize_t n;
+  BIO_clear_retry_flags(b);
+  do
+    n = send(ts->fd, in, (size_t)len, MSG_NOSIGNAL);
+  while (n < 0 && errno == EINTR);
+  if (n >= 0)
+    return (int)n;
+  if (errno == EAGAIN || errno == EWOULDBLOCK) {
+    BIO_set_retry_write(b);
+    return -1;
+  }
+  ts->io_err = sk__err();
+  return -1;
+}
+
+static long fbio_ctrl(BIO *b, int cmd, long num, void *ptr) {
+  struct tls_sync *ts = BIO_get_data(b);
+  SK__UNUSED(num);
+  SK__UNUSED(ptr);
+  switch (cmd) {
+  case BIO_CTRL_FLUSH:
+    return 1;
+  case BIO_CTRL_EOF:
+    return ts->eof;
+  default:
+    return 0;
+  }
+}
+
+static BIO_METHOD *method_new(const char *name, int (*rd)(BIO *, char *, int),
+                              int (*wr)(BIO *, const char *, int),
+                              long (*ctrl)(BIO *, int, long, void *)) {
+  BIO_METHOD *m =
+      BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, name);
+  if (m == NULL)
+    return NULL;
+  if (!BIO_meth_set_read(m, rd) || !BIO_meth_set_write(m, wr) ||
+      !BIO_meth_set_ctrl(m, ctrl)) {
+    BIO_meth_free(m);
+    return NULL;
+  }
+  return m;
+}
+
+static void methods_init(void) {
+  abio_method = method_new("sockit stream", abio_read, abio_write, abio_ctrl);
+  fbio_method = method_new("sockit socket", fbio_read, fbio_write, fbio_ctrl);
+}
+
+/* A BIO of method m whose data is arg, owned by ssl afterwards. */
+static int attach_bio(SSL *ssl, BIO_METHOD **m, void *arg) {
+  BIO *b;
+  pthread_once(&methods_once, methods_init);
+  if (*m == NULL)
+    return -ENOMEM;
+  b = BIO_new(*m);
+  if (b == NULL)
+    return -ENOMEM;
+  BIO_set_data(b, arg);
+  BIO_set_init(b, 1);
+  SSL_set_bio(ssl, b, b);
+  return 0;
+}
+
+static void tls_destroy(struct tls_stream *t) {
+  SSL_free(t->ssl);
+  sk_tls_ctx_free(t->ctx);
+  free(t->ibuf);
+  free(t->obuf);
+  free(t);
+}
+
+/* Ends a stretch of work during which user callbacks may have closed the
+ * stream. Returns 1 if t was freed. */
+static int tls_release(struct tls_stream *t) {
+  if (--t->busy == 0 && t->dead && !t->hs_owed) {
+    tls_destroy(t);
+    return 1;
+  }
+  return 0;
+}
+
+/* Hands the ciphertext SSL produced to the stream; cb (if any) runs once it
+ * is all written. The buffer is freed, not kept: an idle connection owns
+ * none. */
+static int tls_flush(struct tls_stream *t, sk_send_cb cb, void *arg) {
+  struct iovec v;
+  int rc;
+  if (t->dead)
+    return -ECANCELED;
+  if (t->out_err != 0)
+    return t->out_err;
+  if (t->olen == 0 && cb == NULL)
+    return 0;
+  v.iov_base = t->obuf;
+  v.iov_len = t->olen;
+  rc = sk__stream_raw_sendv(t->s, &v, 1, cb, arg);
+  free(t->obuf);
+  t->obuf = NULL;
+  t->olen = t->ocap = 0;
+  return rc;
+}
+
+/* Keeps what SSL has not consumed of a borrowed window, and frees the
+ * private buffer once it is empty. */
+static int tls_stash(struct tls_stream *t) {
+  if (t->in_len == 0) {
+    free(t->ibuf);
+    t->ibuf = NULL;
+    t->ibuf_cap = 0;
+    t->in_ptr = NULL;
+    return 0;
+  }
+  if (t->ibuf != NULL && t->in_ptr >= t->ibuf &&
+      t->in_ptr < t->ibuf + t->ibuf_cap)
+    return 0;
+  unsigned char *p = malloc(t->in_len);
+  if (p == NULL)
+    return -ENOMEM;
+  memcpy(p, t->in_ptr, t->in_len);
+  free(t->ibuf);
+  t->ibuf = p;
+  t->ibuf_cap = t->in_len;
+  t->in_ptr = p;
+  return 0;
+}
+
+/* Appends new ciphertext behind what is still stashed. */
+static int tls_append(struct tls_stream *t, const unsigned char *buf,
+                      size_t n) {
+  size_t keep = t->in_len;
+  if (t->in_ptr != t->ibuf)
+    memmove(t->ibuf, t->in_ptr, keep);
+  if (keep + n > t->ibuf_cap) {
+    unsigned char *p = realloc(t->ibuf, keep + n);
+    if (p == NULL)
+      return -ENOMEM;
+    t->ibuf = p;
+    t->ibuf_cap = keep + n;
+  }
+  memcpy(t->ibuf + keep, buf, n);
+  t->in_ptr = t->ibuf;
+  t->in_len = keep + n;
+  return 0;
+}
+
+static int tls_fail(struct tls_stream *t, int sslerr) {
+  struct fail_info fi;
+  fi.ctx = t->ctx;
+  fi.handshaking = t->state == ST_HANDSHAKE;
+  fi.got_bytes = t->got_bytes;
+  fi.io_err = t->out_err != 0 ? t->out_err : t->in_err;
+  int code = classify(t->ssl, sslerr, &fi);
+  memcpy(t->err, last_error, sizeof(t->err));
+  return code;
+}
+
+static void hs_done_cb(struct sk__pending *p);
+
+/* The handshake is over: stop its timer and the forced reading, and report
+ * from the loop. */
+static void hs_finish(struct tls_stream *t, int status) {
+  sk_loop *loop = t->s->h.loop;
+  sk__tnode_stop(loop, &t->timer);
+  t->hs_status = status;
+  t->state = status == 0 ? ST_HS_DONE : ST_FAILED;
+  if (status != 0) {
+    free(t->ibuf);
+    t->ibuf = NULL;
+    t->ibuf_cap = 0;
+    t->in_len = 0;
+  }
+  sk__stream_want_read(t->s, 0);
+  sk__pending_add(loop, &t->hs_pend, hs_done_cb);
+}
+
+static void hs_step(struct tls_stream *t) {
+  int r, e = SSL_ERROR_NONE, frc;
+  ERR_clear_error();
+  r = SSL_do_handshake(t->ssl);
+  if (r != 1)
+    e = SSL_get_error(t->ssl, r);
+  /* Flush even on failure: the alert tells the peer why. */
+  frc = tls_flush(t, NULL, NULL);
+  if (r != 1 && e != SSL_ERROR_WANT_READ) {
+    hs_finish(t, tls_fail(t, e));
+  } else if (frc < 0) {
+    set_error("connection failed: %s", sk_strerror(frc));
+    memcpy(t->err, last_error, sizeof(t->err));
+    hs_finish(t, frc);
+  } else if (r == 1) {
+    hs_finish(t, 0);
+  }
+}
+
+/* Decrypts and delivers while the user reads; what is left stays in SSL
+ * and in the input window (the stream stops reading the socket, and the
+ * kernel pushes back on the peer). */
+static void read_pump(struct tls_stream *t) {
+  sk_stream *s = t->s;
+  while (!t->dead && sk__stream_user_reading(s)) {
+    size_t got = 0;
+    int r, e;
+    if (t->read_failed != 0) {
+      memcpy(last_error, t->err, sizeof(last_error));
+      sk__stream_deliver(s, t->read_failed, NULL);
+      return;
+    }
+    ERR_clear_error();
+    r = SSL_read_ex(t->ssl, pt_buf, sizeof(pt_buf), &got);
+    e = r ? SSL_ERROR_NONE : SSL_get_error(t->ssl, 0);
+    /* Reading can produce output: a KeyUpdate answer, or an alert. A
+     * failed write shows up on the next send. */
+    if (t->olen > 0)
+      tls_flush(t, NULL, NULL);
+    if (r) {
+      sk__stream_deliver(s, (ssize_t)got, pt_buf);
+      continue;
+    }
+    if (e == SSL_ERROR_WANT_READ)
+      return;
+    if (e == SSL_ERROR_ZERO_RETURN) {
+      sk__stream_deliver(s, SK_EOF, NULL); /* close_notify */
+      return;
+    }
+    t->read_failed = tls_fail(t, e);
+  }
+}
+
+/* Moves the connection on after new input or a change of state. */
+static void tls_advance(struct tls_stream *t) {
+  switch (t->state) {
+  case ST_HANDSHAKE:
+    hs_step(t);
+    break;
+  case ST_OPEN:
+    read_pump(t);
+    break;
+  case ST_FAILED:
+    /* Input after a failure is dropped; a reader still waiting learns the
+     * failure (after the handshake callback has told it first). */
+    t->in_len = 0;
+    if (!t->hs_owed && sk__stream_user_reading(t->s)) {
+      memcpy(last_error, t->err, sizeof(last_error));
+      sk__stream_deliver(t->s, t->hs_status, NULL);
+    }
+    break;
+  default: /* ST_HS_DONE: data waits until the callback has run */
+    break;
+  }
+}
+
+/* One round of work from a stream hook or a deferred callback. */
+static void tls_run(struct tls_stream *t) {
+  t->busy++;
+  tls_advance(t);
+  if (!t->dead && tls_stash(t) != 0) {
+    /* The rest of the window cannot be kept: the stream is broken. */
+    t->in_len = 0;
+    set_error("out of memory");
+    if (t->state == ST_HANDSHAKE) {
+      memcpy(t->err, last_error, sizeof(t->err));
+      hs_finish(t, -ENOMEM);
+    } else if (t->read_failed == 0) {
+      memcpy(t->err, last_error, sizeof(t->err));
+      t->read_failed = -ENOMEM;
+    }
+  }
+  tls_release(t);
+}
+
+static void hs_done_cb(struct sk__pending *p) {
+  struct tls_stream *t = sk__container_of(p, struct tls_stream, hs_pend);
+  sk_stream *s = t->s;
+  int status = t->dead ? -ECANCELED : t->hs_status;
+
+  t->hs_owed = 0;
+  if (status == 0)
+    t->state = ST_OPEN;
+  else if (status != -ECANCELED)
+    memcpy(last_error, t->err, sizeof(last_error));
+  t->busy++;
+  t->hs_cb(s, status);
+  /* Data that arrived with the end of the handshake, or later while the
+   * callback was pending, is delivered now if the user reads. */
+  if (!t->dead)
+    tls_advance(t);
+  if (!t->dead)
+    tls_stash(t);
+  tls_release(t);
+}
+
+static void rd_pend_cb(struct sk__pending *p) {
+  struct tls_stream *t = sk__container_of(p, struct tls_stream, rd_pend);
+  tls_run(t);
+}
+
+static void hs_timeout(struct sk__tnode *n) {
+  struct tls_stream *t = sk__container_of(n, struct tls_stream, timer);
+  set_error("TLS handshake timed out");
+  memcpy(t->err, last_error, sizeof(t->err));
+  hs_finish(t, -ETIMEDOUT);
+}
+
+void sk__tls_input(sk_stream *s, const unsigned char *buf, size_t n) {
+  struct tls_stream *t = s->tls;
+  if (t == NULL || t->dead || n == 0)
+    return;
+  t->got_bytes = 1;
+  if (t->state == ST_FAILED)
+    return;
+  if (t->in_len == 0) {
+    t->in_ptr = buf; /* borrowed until tls_run() stashes the rest */
+    t->in_len = n;
+  } else if (tls_append(t, buf, n) != 0) {
+    set_error("out of memory");
+    memcpy(t->err, last_error, sizeof(t->err));
+    if (t->state == ST_HANDSHAKE)
+      hs_finish(t, -ENOMEM);
+    else
+      t->read_failed = -ENOMEM;
+  }
+  tls_run(t);
+}
+
+void sk__tls_read_end(sk_stream *s, int status) {
+  struct tls_stream *t = s->tls;
+  if (t == NULL) {
+    sk__stream_deliver(s, status, NULL);
+    return;
+  }
+  if (t->dead)
+    return;
+  t->in_eof = 1;
+  t->in_err = status == SK_EOF ? 0 : status;
+  tls_run(t);
+}
+
+void sk__tls_resume(sk_stream *s) {
+  struct tls_stream *t = s->tls;
+  if (t == NULL || t->dead || t->hs_owed)
+    return;
+  sk__pending_add(s->h.loop, &t->rd_pend, rd_pend_cb);
+}
+
+static int tls_check_open(const struct tls_stream *t) {
+  if (t->state == ST_FAILED)
+    return t->hs_status;
+  if (t->state == ST_HANDSHAKE)
+    return -ENOTCONN;
+  if (t->write_failed != 0)
+    return t->write_failed;
+  return 0;
+}
+
+int sk__tls_sendv(sk_stream *s, const struct iovec *iov, int iovcnt,
+                  sk_send_cb cb, void *arg) {
+  struct tls_stream *t = s->tls;
+  int rc = tls_check_open(t);
+  if (rc != 0)
+    return rc;
+  if (iovcnt < 0 || (iovcnt > 0 && iov == NULL))
+    return -EINVAL;
+  for (int i = 0; i < iovcnt; i++) {
+    const unsigned char *p = iov[i].iov_base;
+    size_t left = iov[i].iov_len;
+    while (left > 0) {
+      size_t piece = left < SEND_PIECE ? left : SEND_PIECE, done = 0;
+      ERR_clear_error();
+      if (!SSL_write_ex(t->ssl, p, piece, &done) || done != piece) {
+        t->write_failed = tls_fail(t, SSL_get_error(t->ssl, 0));
+        tls_flush(t, NULL, NULL); /* the alert, if any */
+        return t->write_failed;
+      }
+      p += piece;
+      left -= piece;
+      /* The last piece goes out with the callback, below. */
+      if (left > 0 || i + 1 < iovcnt) {
+        rc = tls_flush(t, NULL, NULL);
+        if (rc != 0)
+          return rc;
+      }
+    }
+  }
+  /* Attached to the last ciphertext of this send: the stream's queue is
+   * FIFO, so cb runs once every byte before it was written too. */
+  return tls_flush(t, cb, arg);
+}
+
+int sk__tls_shutdown(sk_stream *s, sk_send_cb cb, void *arg) {
+  struct tls_stream *t = s->tls;
+  int rc = tls_check_open(t);
+  if (rc != 0)
+    return rc;
+  ERR_clear_error();
+  if (SSL_shutdown(t->ssl) < 0)
+    ERR_clear_error(); /* nothing to tell the peer; the FIN still goes */
+  rc = tls_flush(t, NULL, NULL);
+  if (rc != 0)
+    return rc;
+  return sk__stream_raw_shutdown(s, cb, arg);
+}
+
+void sk__tls_free(sk_stream *s) {
+  struct tls_stream *t = s->tls;
+  sk_loop *loop = s->h.loop;
+  if (t == NULL)
+    return;
+  s->tls = NULL;
+  sk__tnode_stop(loop, &t->timer);
+  sk__pending_remove(loop, &t->rd_pend);
+  t->dead = 1;
+  if (t->hs_owed) {
+    /* Like a connect, an unfinished handshake completes with -ECANCELED,
+     * before the close callback (queued after this returns). */
+    sk__pending_add(loop, &t->hs_pend, hs_done_cb);
+    return;
+  }
+  if (t->busy == 0)
+    tls_destroy(t);
+}
+
+int sk_stream_tls_start(sk_stream *s, sk_tls_ctx *ctx, const char *servername,
+                        sk_tls_handshake_cb cb) {
+  struct tls_stream *t;
+  sk_loop *loop;
+  int rc;
+
+  if (s == NULL || ctx == NULL || cb == NULL || (s->sflags & SK__S_LISTENING))
+    return -EINVAL;
+  if (sk_is_closing(&s->h))
+    return -EBADF;
+  if (!(s->sflags & SK__S_CONNECTED) || s->io.fd < 0)
+    return -ENOTCONN;
+  if (s->tls != NULL)
+    return -EALREADY;
+  if (s->sflags & SK__S_WR_FAILED)
+    return s->wstatus;
+  if (s->sflags & SK__S_SHUT_WR)
+    return -EPIPE;
+  loop = s->h.loop;
+  t = calloc(1, sizeof(*t));
+  if (t == NULL)
+    return -ENOMEM;
+  rc = ssl_new(ctx, servername, &t->ssl);
+  if (rc == 0) {
+    rc = attach_bio(t->ssl, &abio_method, t);
+    if (rc != 0)
+      set_error("out of memory");
+  }
+  if (rc != 0) {
+    SSL_free(t->ssl);
+    free(t);
+    return rc;
+  }
+  t->s = s;
+  t->ctx = ctx;
+  ctx_ref(ctx);
+  t->hs_cb = cb;
+  t->hs_owed = 1;
+  t->state = ST_HANDSHAKE;
+  sk__tnode_init(&t->timer, hs_timeout);
+  s->tls = t;
+  sk__stream_want_read(s, 1);
+  if (ctx->timeout_ms > 0) {
+    sk_loop_update_time(loop);
+    sk__tnode_start(loop, &t->timer, loop->now + (uint64_t)ctx->timeout_ms);
+  }
+  /* A client speaks first: its ClientHello goes out now. Any outcome is
+   * reported through cb, from the loop. */
+  hs_step(t);
+  return 0;
+}
+
+static struct tls_stream *open_tls(const sk_stream *s) {
+  struct tls_stream *t = s != NULL ? s->tls : NULL;
+  if (t == NULL || (t->state != ST_OPEN && t->state != ST_HS_DONE))
+    return NULL;
+  return t;
+}
+
+const char *sk_stream_tls_version(const sk_stream *s) {
+  struct tls_stream *t = open_tls(s);
+  return t != NULL ? SSL_get_version(t->ssl) : NULL;
+}
+
+const char *sk_stream_tls_cipher(const sk_stream *s) {
+  struct tls_stream *t = open_tls(s);
+  return t != NULL ? SSL_get_cipher_name(t->ssl) : NULL;
+}
+
+const char *sk_stream_tls_alpn(const sk_stream *s) {
+  struct tls_stream *t = open_tls(s);
+  return t != NULL ? alpn_of(t->ssl, t->alpn) : NULL;
+}
+
+int sk_stream_tls_peer_fingerprint(const sk_stream *s, char *buf, size_t len) {
+  struct tls_stream *t = open_tls(s);
+  if (t == NULL)
+    return -ENOTCONN;
+  return fingerprint(SSL_get0_peer_certificate(t->ssl), buf, len);
+}
+
+/* ---- sync sessions ---- */
+
+enum { OP_HANDSHAKE, OP_READ, OP_WRITE, OP_SHUTDOWN };
+
+static int time_left(uint64_t deadline, int timeout_ms) {
+  uint64_t now;
+  if (timeout_ms < 0)
+    return -1;
+  now = sk__now_ms();
+  return now >= deadline ? 0 : (int)(deadline - now);
+}
+
+/* Runs one SSL operation to completion, waiting on the socket for what SSL
+ * wants, until the deadline. Returns 0 (count in *done), SK_EOF for a clean
+ * close_notify, or a negative code. */
+static int sync_op(sk_tls_socket *ts, int op, void *buf, size_t len,
+                   size_t *done, uint64_t deadline, int timeout_ms) {
+  struct tls_sync *st = ts->priv;
+  for (;;) {
+    int r, e, ev, rc;
+    size_t n = 0;
+    ERR_clear_error();
+    st->io_err = 0;
+    switch (op) {
+    case OP_HANDSHAKE:
+      r = SSL_do_handshake(st->ssl);
+      break;
+    case OP_READ:
+      r = SSL_read_ex(st->ssl, buf, len, &n);
+      break;
+    case OP_WRITE:
+      r = SSL_write_ex(st->ssl, buf, len, &n);
+      break;
+    default:
+      r = SSL_shutdown(st->ssl) >= 0 ? 1 : -1;
+      break;
+    }
+    if (r == 1) {
+      if (done != NULL)
+        *done = n;
+      return 0;
+    }
+    e = SSL_get_error(st->ssl, r);
+    if (e == SSL_ERROR_ZERO_RETURN) {
+      ERR_clear_error();
+      return SK_EOF;
+    }
+    if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+      ev = e == SSL_ERROR_WANT_READ ? SK_POLL_READ : SK_POLL_WRITE;
+      rc = sk_socket_poll(ts->sock, ev, time_left(deadline, timeout_ms));
+      if (rc < 0)
+        return rc;
+      if (rc == 0) {
+        set_error(op == OP_HANDSHAKE ? "TLS handshake timed out"
+                                     : "TLS operation timed out");
+        return -ETIMEDOUT;
+      }
+      continue;
+    }
+    struct fail_info fi;
+    fi.ctx = st->ctx;
+    fi.handshaking = !SSL_is_init_finished(st->ssl);
+    fi.got_bytes = st->got_bytes;
+    fi.io_err = st->io_err;
+    st->failed = 1;
+    return classify(st->ssl, e, &fi);
+  }
+}
+
+static int sync_start(sk_tls_socket *t, sk_socket *sock, sk_tls_ctx *ctx,
+                      const char *servername, int server, int timeout_ms) {
+  struct tls_sync *st;
+  uint64_t deadline =
+      sk__now_ms() + (uint64_t)(timeout_ms < 0 ? 0 : timeout_ms);
+  int rc;
+
+  if (t == NULL || sock == NULL || ctx == NULL || ctx->server != server) {
+    set_error(ctx != NULL && ctx->server != server
+                  ? "the context is for the other side of connections"
+                  : "missing argument");
+    return -EINVAL;
+  }
+  t->sock = sock;
+  t->priv = NULL;
+  if (sock->fd < 0)
+    return -EBADF;
+  st = calloc(1, sizeof(*st));
+  if (st == NULL)
+    return -ENOMEM;
+  rc = ssl_new(ctx, servername, &st->ssl);
+  if (rc == 0) {
+    rc = attach_bio(st->ssl, &fbio_method, st);
+    if (rc != 0)
+      set_error("out of memory");
+  }
+  if (rc != 0) {
+    SSL_free(st->ssl);
+    free(st);
+    return rc;
+  }
+  /* Writes may be retried with a moved buffer and may complete in parts:
+   * sk_tls_send() loops until everything is out. */
+  SSL_set_mode(st->ssl, SSL_MODE_ENABLE_PARTIAL_WRITE |
+                            SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+  st->fd = sock->fd;
+  st->ctx = ctx;
+  ctx_ref(ctx);
+  t->priv = st;
+  rc = sync_op(t, OP_HANDSHAKE, NULL, 0, NULL, deadline, timeout_ms);
+  if (rc == SK_EOF) {
+    set_error("unexpected close_notify during the TLS handshake");
+    rc = SK_ETLS;
+  }
+  if (rc != 0)
+    sk_tls_free(t);
+  return rc;
+}
+
+int sk_tls_connect(sk_tls_socket *t, sk_socket *sock, sk_tls_ctx *ctx,
+                   const char *servername, int timeout_ms) {
+  return sync_start(t, sock, ctx, servername, 0, timeout_ms);
+}
+
+int sk_tls_accept(sk_tls_socket *t, sk_socket *sock, sk_tls_ctx *ctx,
+                  int timeout_ms) {
+  return sync_start(t, sock, ctx, NULL, 1, timeout_ms);
+}
+
+int sk_tls_send(sk_tls_socket *t, const void *buf, size_t len, int timeout_ms) {
+  uint64_t deadline =
+      sk__now_ms() + (uint64_t)(timeout_ms < 0 ? 0 : timeout_ms);
+  const unsigned char *p = buf;
+  struct tls_sync *st = t != NULL ? t->priv : NULL;
+
+  if (st == NULL)
+    return -ENOTCONN;
+  if (len > 0 && buf == NULL)
+    return -EINVAL;
+  while (len > 0) {
+    size_t n = 0;
+    int rc = sync_op(t, OP_WRITE, (void *)p, len, &n, deadline, timeout_ms);
+    if (rc == SK_EOF) {
+      set_error("the TLS session was closed");
+      return -EPIPE;
+    }
+    if (rc != 0)
+      return rc;
+    p += n;
+    len -= n;
+  }
+  return 0;
+}
+
+ssize_t sk_tls_recv(sk_tls_socket *t, void *buf, size_t len, int timeout_ms) {
+  uint64_t deadline =
+      sk__now_ms() + (uint64_t)(timeout_ms < 0 ? 0 : timeout_ms);
+  struct tls_sync *st = t != NULL ? t->priv : NULL;
+  size_t n = 0;
+  int rc;
+
+  if (st == NULL)
+    return -ENOTCONN;
+  if (len == 0)
+    return 0;
+  if (buf == NULL)
+    return -EINVAL;
+  rc = sync_op(t, OP_READ, buf, len, &n, deadline, timeout_ms);
+  if (rc == SK_EOF)
+    return 0;
+  if (rc != 0)
+    return rc;
+  return (ssize_t)n;
+}
+
+int sk_tls_close(sk_tls_socket *t, int timeout_ms) {
+  uint64_t deadline =
+      sk__now_ms() + (uint64_t)(timeout_ms < 0 ? 0 : timeout_ms);
+  struct tls_sync *st = t != NULL ? t->priv : NULL;
+  int rc = 0, crc;
+
+  if (t == NULL)
+    return -EINVAL;
+  if (st != NULL && !st->failed && SSL_is_init_finished(st->ssl)) {
+    rc = sync_op(t, OP_SHUTDOWN, NULL, 0, NULL, deadline, timeout_ms);
+    /* The peer already ended the session cleanly: failing to answer its
+     * close_notify (it may be gone) loses nothing. */
+    if (rc == SK_EOF ||
+        (rc < 0 && (SSL_get_shutdown(st->ssl) & SSL_RECEIVED_SHUTDOWN)))
+      rc = 0;
+  }
+  sk_tls_free(t);
+  crc = t->sock != NULL
+            ? sk_socket_close(t->sock, time_left(deadline, timeout_ms))
+            : 0;
+  return rc != 0 ? rc : crc;
+}
+
+void sk_tls_free(sk_tls_socket *t) {
+  struct tls_sync *st = t != NULL ? t->priv : NULL;
+  if (st == NULL)
+    return;
+  t->priv = NULL;
+  SSL_free(st->ssl);
+  sk_tls_ctx_free(st->ctx);
+  free(st);
+}
+
+static SSL *sync_ssl(const sk_tls_socket *t) {
+  struct tls_sync *st = t != NULL ? t->priv : NULL;
+  return st != NULL ? st->ssl : NULL;
+}
+
+const char *sk_tls_version(const sk_tls_socket *t) {
+  SSL *ssl = sync_ssl(t);
+  return ssl != NULL ? SSL_get_version(ssl) : NULL;
+}
+
+const char *sk_tls_cipher(const sk_tls_socket *t) {
+  SSL *ssl = sync_ssl(t);
+  return ssl != NULL ? SSL_get_cipher_name(ssl) : NULL;
+}
+
+const char *sk_tls_alpn(const sk_tls_socket *t) {
+  SSL *ssl = sync_ssl(t);
+  struct tls_sync *st = ssl != NULL ? t->priv : NULL;
+  return st != NULL ? alpn_of(ssl, st->alpn) : NULL;
+}
+
+int sk_tls_peer_fingerprint(const sk_tls_socket *t, char *buf, size_t len) {
+  SSL *ssl = sync_ssl(t);
+  if (ssl == NULL)
+    return -ENOTCONN;
+  return fingerprint(SSL_get0_peer_certificate(ssl), buf, len);
+}
