@@ -41,6 +41,8 @@ struct opts {
   uint64_t conns, size, pipeline;
   uint64_t duration_ms, warmup_ms;
   int json;
+  int tls, insecure;
+  const char *ca, *pin, *servername;
 };
 
 struct conn {
@@ -70,6 +72,8 @@ struct bench {
   uint64_t open_conns, connecting;
   uint64_t next_conn; /* streams not yet started (connects are paced) */
   int idle_announced;
+  sk_tls_ctx *tls;
+  char host[256]; /* TLS server name: the host part of the address */
   hist lat;
 };
 
@@ -190,6 +194,19 @@ static void maybe_announce_idle(struct bench *b) {
   }
 }
 
+static void start_mode(struct conn *c);
+
+static void handshake_done(sk_stream *s, int status) {
+  struct conn *c = s->h.data;
+  if (status != 0) {
+    if (!c->b->stopping && c->b->errors == 0)
+      fprintf(stderr, PROG ": bench: TLS handshake: %s\n", sk_tls_last_error());
+    conn_fail(c, status);
+    return;
+  }
+  start_mode(c);
+}
+
 static void connected(sk_stream *s, int status) {
   struct conn *c = s->h.data;
   struct bench *b = c->b;
@@ -210,6 +227,19 @@ static void connected(sk_stream *s, int status) {
   start_more(b);
   if (s->sock.family != AF_UNIX)
     sk_opt_set_nodelay(&s->sock, 1);
+  if (b->tls != NULL) {
+    int rc = sk_stream_tls_start(s, b->tls, b->host, handshake_done);
+    if (rc != 0)
+      conn_fail(c, rc);
+    return;
+  }
+  start_mode(c);
+}
+
+/* The connection is ready for traffic (after the TLS handshake if any). */
+static void start_mode(struct conn *c) {
+  struct bench *b = c->b;
+  sk_stream *s = &c->s;
   switch (b->o.mode) {
   case B_ECHO:
     sk_stream_recv_start(s, echo_recv);
@@ -364,13 +394,13 @@ static void report(const struct bench *b) {
            ",\"mb_per_sec\":%.2f,\"gbit_per_sec\":%.3f,"
            "\"latency_us\":{\"p50\":%.2f,\"p90\":%.2f,\"p99\":%.2f,"
            "\"p999\":%.2f,\"max\":%.2f,\"mean\":%.2f},"
-           "\"connects_per_sec\":%.1f,\"lost\":%" PRIu64 ",\"errors\":%" PRIu64
-           "}\n",
+           "\"tls\":%s,\"connects_per_sec\":%.1f,\"lost\":%" PRIu64
+           ",\"errors\":%" PRIu64 "}\n",
            mode_names[b->o.mode], b->o.udp ? "udp" : "stream", b->o.conns,
            b->o.size, b->o.pipeline, secs, b->messages, mps, b->bytes, mbps,
            mbps * 8 / 1000, US(50), US(90), US(99), US(99.9),
-           (double)h->max / 1000.0, hist_mean(h) / 1000.0, cps, b->lost,
-           b->errors);
+           (double)h->max / 1000.0, hist_mean(h) / 1000.0,
+           b->tls ? "true" : "false", cps, b->lost, b->errors);
     return;
   }
   printf("bench %s %s%s conns=%" PRIu64 " size=%" PRIu64 " pipeline=%" PRIu64
@@ -408,6 +438,8 @@ static void usage(void) {
          "  --warmup S         unmeasured time before it, default 1\n"
          "  --frame MODE       raw (default), line, len16, len32, ascii4\n"
          "  --udp              datagrams instead of a stream\n"
+         "  --tls              TLS (verifies the server; with --ca FILE,\n"
+         "                     --pin SHA256, --insecure, --servername NAME)\n"
          "  --json             one JSON object on stdout\n");
 }
 
@@ -423,6 +455,11 @@ static int parse(int argc, char **argv, struct opts *o) {
       {"frame", required_argument, NULL, 'f'},
       {"udp", no_argument, NULL, 'u'},
       {"json", no_argument, NULL, 'j'},
+      {"tls", no_argument, NULL, 'T'},
+      {"ca", required_argument, NULL, 'C'},
+      {"pin", required_argument, NULL, 'P'},
+      {"insecure", no_argument, NULL, 'I'},
+      {"servername", required_argument, NULL, 'S'},
       {"help", no_argument, NULL, 'h'},
       {NULL, 0, NULL, 0}};
   int ch;
@@ -480,6 +517,21 @@ static int parse(int argc, char **argv, struct opts *o) {
     case 'j':
       o->json = 1;
       break;
+    case 'T':
+      o->tls = 1;
+      break;
+    case 'C':
+      o->ca = optarg;
+      break;
+    case 'P':
+      o->pin = optarg;
+      break;
+    case 'I':
+      o->insecure = 1;
+      break;
+    case 'S':
+      o->servername = optarg;
+      break;
     case 'h':
       usage();
       exit(0);
@@ -495,6 +547,13 @@ static int parse(int argc, char **argv, struct opts *o) {
   if (o->frame != SK_FRAME_RAW && o->size > sk_frame_mode_limit(o->frame))
     cli_usage_error(PROG, "--size: %" PRIu64 " does not fit a %s frame",
                     o->size, sk_frame_mode_name(o->frame));
+  if (!o->tls && (o->ca || o->pin || o->insecure || o->servername))
+    cli_usage_error(PROG, "--ca, --pin, --insecure and --servername need "
+                          "--tls");
+  if (o->tls && o->udp)
+    cli_usage_error(PROG, "--tls works over streams, not --udp");
+  if (o->insecure && o->pin)
+    cli_usage_error(PROG, "--insecure and --pin exclude each other");
   if (o->udp && o->size > 65507)
     cli_usage_error(PROG, "--size: a UDP datagram holds at most 65507 bytes");
   return 0;
@@ -544,6 +603,20 @@ int bench_main(int argc, char **argv) {
   b->neps = rc;
   if ((rc = build_message(b)) != 0)
     cli_fatal(PROG, 1, "bench: %s", sk_strerror(rc));
+  if (b->o.tls) {
+    sk_tls_options to;
+    uint16_t port;
+    memset(&to, 0, sizeof(to));
+    to.ca_file = b->o.ca;
+    to.pin_sha256 = b->o.pin;
+    to.insecure_no_verify = b->o.insecure;
+    if ((rc = sk_tls_ctx_new(&b->tls, &to)) != 0)
+      cli_fatal(PROG, 1, "TLS: %s", sk_tls_last_error());
+    if (b->o.servername != NULL)
+      snprintf(b->host, sizeof(b->host), "%s", b->o.servername);
+    else if (sk_endpoint_split(b->o.addr, b->host, sizeof(b->host), &port))
+      b->host[0] = '\0';
+  }
   raise_nofile(b->o.conns);
   b->conns = calloc(b->o.conns, sizeof(*b->conns));
   if (b->conns == NULL)
@@ -580,6 +653,8 @@ int bench_main(int argc, char **argv) {
   if (b->o.mode == B_IDLE && b->open_conns < b->o.conns)
     failed = 1;
   report(b);
+  if (b->tls != NULL)
+    sk_tls_ctx_free(b->tls);
   if (sk_loop_free(&b->loop) != 0)
     fprintf(stderr, PROG ": bench: event loop still busy at exit\n");
   for (uint64_t i = 0; i < b->o.conns; i++)
