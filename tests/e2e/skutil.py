@@ -26,8 +26,9 @@ class Server:
     """A running sockit-server. `addrs` maps scheme -> list of addresses as
     printed on the readiness line, e.g. {'tcp': ['127.0.0.1:40113']}."""
 
-    def __init__(self, args, timeout=10.0, env=None, preexec=None):
-        self.args = [SERVER] + list(args)
+    def __init__(self, args, timeout=10.0, env=None, preexec=None,
+                 wrapper=None):
+        self.args = list(wrapper or []) + [SERVER] + list(args)
         self.proc = subprocess.Popen(self.args, stdin=subprocess.DEVNULL,
                                      stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE, env=env,
@@ -177,3 +178,32 @@ def needs(*cmds):
     """Decorator: skip a test when a peer program is not installed."""
     missing = [c for c in cmds if not have(c)]
     return unittest.skipIf(missing, "not installed: %s" % " ".join(missing))
+
+
+def free_tcp_port(host="127.0.0.1"):
+    """A TCP port nobody listens on right now, for peers (openssl s_server)
+    that cannot be told to pick their own and print it."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def wait_file_contains(path, needle, timeout=10.0, proc=None):
+    """Polls a file (a peer's redirected output) until it contains `needle`
+    (bytes); fails early if `proc` exits first. Returns the content."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with open(path, "rb") as f:
+                data = f.read()
+        except FileNotFoundError:
+            data = b""
+        if needle in data:
+            return data
+        if proc is not None and proc.poll() is not None:
+            raise EOFError("peer exited (%s) before printing %r; output:\n%s"
+                           % (proc.returncode, needle, data))
+        if time.monotonic() > deadline:
+            raise TimeoutError("%r not seen in %s; so far:\n%s"
+                               % (needle, path, data))
+        time.sleep(0.02)
