@@ -8,7 +8,7 @@
 set -eu
 what=${1:-build}
 
-pkgs="gcc make cmake pkg-config libssl-dev"
+pkgs="gcc make cmake pkg-config libssl-dev liburing-dev"
 case "$what" in
   test|bench|all) pkgs="$pkgs libcmocka-dev python3 socat netcat-openbsd openssl iproute2 clang libclang-rt-14-dev valgrind" ;;
 esac

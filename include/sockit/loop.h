@@ -5,9 +5,11 @@
  * sk_async_send() and sk_loop_post(), which are the thread-safe ways in.
  *
  * Backends: the loop waits on the kernel through one backend, chosen at
- * sk_loop_init() time: "epoll" (Linux, default) or "poll" (portable). The
- * environment variable SK_BACKEND=poll|epoll overrides the default, so a
- * whole program or test suite can be run on either.
+ * sk_loop_init() time: "epoll" (Linux, default), "poll" (portable) or
+ * "uring" (io_uring readiness polls, when built with liburing and allowed by
+ * the kernel). The environment variable SK_BACKEND=epoll|poll|uring
+ * overrides the default, so a whole program or test suite can be run on
+ * any of them.
  *
  * Callbacks run on the loop's thread, from sk_loop_run(), never from inside
  * the call that started an operation.
@@ -129,7 +131,9 @@ struct sk_loop {
  * errno. */
 SK_EXTERN int sk_loop_init(sk_loop *loop);
 
-/* Initialises with a named backend ("epoll", "poll"); NULL = default. */
+/* Initialises with a named backend ("epoll", "poll", "uring"); NULL =
+ * default. SK_EBACKEND if that backend is not built in or the kernel
+ * refuses it. */
 SK_EXTERN int sk_loop_init_backend(sk_loop *loop, const char *backend);
 
 /* Frees the loop's resources. Returns -EBUSY (and frees nothing) while any
@@ -157,7 +161,7 @@ SK_EXTERN void sk_loop_stop(sk_loop *loop);
 SK_EXTERN uint64_t sk_loop_now(const sk_loop *loop);
 SK_EXTERN void sk_loop_update_time(sk_loop *loop);
 
-/* Name of the backend in use: "epoll" or "poll". */
+/* Name of the backend in use: "epoll", "poll" or "uring". */
 SK_EXTERN const char *sk_loop_backend(const sk_loop *loop);
 
 /* Number of handles initialised and not yet closed. 0 means the loop can be

@@ -57,7 +57,9 @@ uint64_t sk__now_ms(void);
 
 enum { SK__IO_READ = 1u, SK__IO_WRITE = 2u, SK__IO_ERR = 4u };
 
-/* Each backend is one file implementing these. The loop calls update()
+/* Each backend is one file implementing these. poll() must update the
+ * loop's clock (sk_loop_update_time) as soon as the wait returns, before
+ * dispatching, so callbacks see the time of the event. The loop calls update()
  * whenever a watcher's wanted events differ from what the kernel has
  * (events 0 = remove), and poll() to wait and dispatch: for every ready
  * watcher, poll() calls w->cb(loop, w, revents) with revents a mask of
@@ -74,6 +76,7 @@ struct sk__backend {
 
 extern const struct sk__backend sk__backend_epoll;
 extern const struct sk__backend sk__backend_poll;
+extern const struct sk__backend sk__backend_uring;
 
 void sk__io_init(struct sk__io *w, int fd, sk__io_cb cb);
 /* Sets the wanted events of a watcher (0 stops it). */

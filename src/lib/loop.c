@@ -24,6 +24,10 @@ static const struct sk__backend *find_backend(const char *name) {
 #endif
   if (strcmp(name, "poll") == 0)
     return &sk__backend_poll;
+#ifdef SK_HAVE_URING
+  if (strcmp(name, "uring") == 0)
+    return &sk__backend_uring;
+#endif
   return NULL;
 }
 
@@ -392,13 +396,20 @@ int sk_async_init(sk_loop *loop, sk_async *a, sk_async_cb cb) {
   return 0;
 }
 
+/* Marks the loop as woken (call with post_lock held). Returns 1 when the
+ * caller must signal the loop: only the first wake-up since the loop last
+ * looked costs a system call. */
+static int wake_mark(sk_loop *loop) {
+  int need = !loop->wake_pending;
+  loop->wake_pending = 1;
+  return need;
+}
+
 int sk_async_send(sk_async *a) {
   sk_loop *loop = a->h.loop;
-  int need_wake;
   pthread_mutex_lock(&loop->post_lock);
   a->pending = 1;
-  need_wake = !loop->wake_pending;
-  loop->wake_pending = 1;
+  int need_wake = wake_mark(loop);
   pthread_mutex_unlock(&loop->post_lock);
   if (need_wake)
     wake_signal(loop);
@@ -416,8 +427,7 @@ int sk_loop_post(sk_loop *loop, sk_post *req, sk_post_fn fn, void *data) {
   else
     loop->post_head = req;
   loop->post_tail = req;
-  need_wake = !loop->wake_pending;
-  loop->wake_pending = 1;
+  need_wake = wake_mark(loop);
   pthread_mutex_unlock(&loop->post_lock);
   if (need_wake)
     wake_signal(loop);
