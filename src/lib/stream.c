@@ -92,6 +92,19 @@ int sk_stream_open(sk_stream *s, int fd) {
   return 0;
 }
 
+int sk_stream_open_accepted(sk_stream *s, int fd, int family) {
+  if (is_closing(s) || s->sock.fd >= 0)
+    return -EBUSY;
+  if (fd < 0 || (family != AF_INET && family != AF_INET6 && family != AF_UNIX))
+    return -EINVAL;
+  s->sock.fd = fd;
+  s->sock.family = family;
+  s->sock.type = SOCK_STREAM;
+  s->io.fd = fd;
+  s->sflags |= SK__S_CONNECTED;
+  return 0;
+}
+
 int sk_stream_listen(sk_stream *s, const sk_endpoint *ep, int backlog,
                      unsigned flags) {
   unsigned sf = 0;
