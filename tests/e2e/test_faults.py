@@ -402,7 +402,92 @@ class Relay(threading.Thread):
         self.lsock.close()
 
 
+class UdpRelay(threading.Thread):
+    """A UDP relay that drops a share of datagrams both ways and delays the
+    others by random amounts, so datagrams of concurrent clients overtake
+    one another (reordering). Delays stay under the client's timeout, so
+    every resend the client makes answers a real loss."""
+
+    def __init__(self, target, drop=0.3, max_delay=0.05, seed=5):
+        super().__init__(daemon=True)
+        self.target = target
+        self.drop = drop
+        self.max_delay = max_delay
+        self.rnd = random.Random(seed)
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.addr = "127.0.0.1:%d" % self.sock.getsockname()[1]
+        self.up = {}  # client address -> its own socket towards the server
+        self.sel = selectors.DefaultSelector()
+        self.sel.register(self.sock, selectors.EVENT_READ, None)
+        self.queue = []  # (due time, socket, data, destination)
+        self.stop_flag = threading.Event()
+        self.dropped = 0
+
+    def forward(self, sock, data, dest):
+        if self.rnd.random() < self.drop:
+            self.dropped += 1
+            return
+        due = time.monotonic() + self.rnd.random() * self.max_delay
+        self.queue.append((due, sock, data, dest))
+
+    def run(self):
+        while not self.stop_flag.is_set():
+            now = time.monotonic()
+            self.queue.sort(key=lambda q: q[0])
+            while self.queue and self.queue[0][0] <= now:
+                _, sock, data, dest = self.queue.pop(0)
+                sock.sendto(data, dest)
+            wait = 0.01 if not self.queue else max(0, self.queue[0][0] - now)
+            for key, _ in self.sel.select(min(wait, 0.01)):
+                if key.data is None:  # from a client
+                    data, src = self.sock.recvfrom(70000)
+                    up = self.up.get(src)
+                    if up is None:
+                        up = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                        up.bind(("127.0.0.1", 0))
+                        self.up[src] = up
+                        self.sel.register(up, selectors.EVENT_READ, src)
+                    self.forward(up, data, split_addr(self.target))
+                else:  # from the server, back to that client
+                    data, _ = key.fileobj.recvfrom(70000)
+                    self.forward(self.sock, data, key.data)
+
+
 class HostileLinkTest(unittest.TestCase):
+    def test_udp_client_retries_through_a_lossy_reordering_relay(self):
+        with Server(["-q", "--udp", "-l", "127.0.0.1:0"]) as srv:
+            relay = UdpRelay(srv.addrs["udp"][0])
+            relay.start()
+            try:
+                msgs = ["message-%02d" % i for i in range(15)]
+                procs = [subprocess.Popen(
+                    [CLIENT, "-u", "-t", "0.5", "--retries", "20",
+                     relay.addr] + ["%s-%d" % (m, k) for m in msgs],
+                    stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                    for k in range(5)]
+                for k, p in enumerate(procs):
+                    out, err = p.communicate(timeout=120)
+                    self.assertEqual(p.returncode, 0, err)
+                    # Each message answered once, in order, despite losses
+                    # and datagrams of other clients overtaking each other.
+                    want = "".join("%s-%d" % (m, k) for m in msgs)
+                    self.assertEqual(out.decode().replace("\n", ""), want)
+                self.assertGreater(relay.dropped, 0)
+                # With everything dropped, the client gives up as
+                # documented: exit 1 after its tries, one line.
+                relay.drop = 1.0
+                p = subprocess.run([CLIENT, "-u", "-t", "0.2", "--retries",
+                                    "2", relay.addr, "lost"],
+                                   capture_output=True, timeout=30)
+                self.assertEqual(p.returncode, 1)
+                self.assertIn(b"after 3 tries", p.stderr)
+                self.assertEqual(len(p.stderr.strip().splitlines()), 1)
+            finally:
+                relay.stop_flag.set()
+                relay.join(5)
+
+
     def test_file_through_a_recutting_relay_arrives_intact(self):
         size = int(os.environ.get("SK_RELAY_BYTES", 256 << 20))
         with tempfile.TemporaryDirectory() as d, \
