@@ -64,32 +64,29 @@ typedef void (*sk_send_cb)(sk_stream *s, int status, void *arg);
 /* The write queue just became empty. */
 typedef void (*sk_drain_cb)(sk_stream *s);
 
-/* Transport operations (plain socket or TLS). Private. */
-struct sk__transport;
+/* State only a connecting or listening stream needs (deadline, endpoints
+ * to try, cancellation callbacks). Private; allocated when needed so an
+ * established connection stays small. */
+struct sk__sextra;
 
 struct sk_stream {
   sk_handle h;
   /* read-only */
   sk_socket sock;
   /* private */
-  struct sk__io io;
   unsigned sflags;
-  sk_accept_cb accept_cb;
-  sk_connect_cb connect_cb;
+  struct sk__io io;
+  union {
+    sk_accept_cb accept_cb;   /* listeners */
+    sk_connect_cb connect_cb; /* connections */
+  } cb;
   sk_recv_cb recv_cb;
   sk_drain_cb drain_cb;
   struct sk__wreq *wq_head, *wq_tail;
   size_t wq_bytes;
-  struct sk__tnode ctimer;  /* connect deadline */
-  struct sk__pending cpend; /* connect completion */
-  struct sk__pending rpend; /* recv/accept cancellation */
-  int cstatus;
-  int wstatus;       /* error that failed the write side */
-  sk_endpoint *ceps; /* endpoints still to try while connecting */
-  size_t nceps, iceps;
-  const struct sk__transport *tp;
+  struct sk__sextra *x;
   void *tls;
-  size_t max_read; /* bytes read per readiness event before yielding */
+  int wstatus; /* error that failed the write side */
 };
 
 /* Initialises a stream handle with no socket yet. */

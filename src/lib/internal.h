@@ -152,6 +152,8 @@ void sk__iov_copy(unsigned char *dst, const struct iovec *iov, int iovcnt,
 
 /* Handle-type specific parts of sk_close(). */
 void sk__stream_close(sk_stream *s);
+/* The stream's close completed: free what its callbacks needed. */
+void sk__stream_closed(sk_stream *s);
 void sk__udp_close(sk_udp *u);
 
 /* Reads the destination address and interface of a received datagram from

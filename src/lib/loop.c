@@ -266,6 +266,8 @@ static void close_done(struct sk__pending *p) {
   h->loop->nhandles--;
   if (h->type == SK_HANDLE_ASYNC)
     async_unlink((sk_async *)h);
+  else if (h->type == SK_HANDLE_STREAM)
+    sk__stream_closed((sk_stream *)h);
   if (h->close_cb != NULL)
     h->close_cb(h);
 }

@@ -26,6 +26,44 @@
 /* Most endpoints a connect tries. */
 #define CONNECT_MAX_EPS 32
 
+struct sk__sextra {
+  sk_stream *s;
+  struct sk__tnode timer;   /* connect deadline / accept back-off */
+  struct sk__pending cpend; /* connect completion */
+  struct sk__pending rpend; /* recv/accept cancellation */
+  int cstatus;
+  sk_endpoint *eps; /* endpoints still to try while connecting */
+  size_t neps, ieps;
+};
+
+/* The extra state, allocated on first need and freed when the handle's
+ * close completes (its pending callbacks may still be queued until then). */
+static struct sk__sextra *extra(sk_stream *s) {
+  if (s->x == NULL) {
+    s->x = calloc(1, sizeof(*s->x));
+    if (s->x != NULL) {
+      s->x->s = s;
+      sk__tnode_init(&s->x->timer, NULL);
+    }
+  }
+  return s->x;
+}
+
+static int timer_active(const sk_stream *s) {
+  return s->x != NULL && sk__tnode_active(&s->x->timer);
+}
+
+static void timer_stop(sk_stream *s) {
+  if (s->x != NULL)
+    sk__tnode_stop(s->h.loop, &s->x->timer);
+}
+
+/* Called when the handle's close completes. */
+void sk__stream_closed(sk_stream *s) {
+  free(s->x);
+  s->x = NULL;
+}
+
 static void stream_io_cb(sk_loop *loop, struct sk__io *w, unsigned revents);
 
 static int is_closing(const sk_stream *s) {
@@ -40,7 +78,7 @@ static void stream_update(sk_stream *s) {
 
   if (is_closing(s))
     return;
-  if ((f & SK__S_ACCEPTING) && !sk__tnode_active(&s->ctimer))
+  if ((f & SK__S_ACCEPTING) && !timer_active(s))
     ev |= SK__IO_READ;
   if (((f & SK__S_READING) && !(f & SK__S_PAUSED)) || (f & SK__S_TLS_READ))
     ev |= SK__IO_READ;
@@ -61,8 +99,6 @@ int sk_stream_init(sk_loop *loop, sk_stream *s) {
   sk__handle_init(loop, &s->h, SK_HANDLE_STREAM);
   s->sock.fd = -1;
   sk__io_init(&s->io, -1, stream_io_cb);
-  sk__tnode_init(&s->ctimer, NULL);
-  s->max_read = READ_BUDGET;
   return 0;
 }
 
@@ -145,8 +181,8 @@ fail:
 /* ---- accept ---- */
 
 static void accept_resume(struct sk__tnode *n) {
-  sk_stream *s = sk__container_of(n, sk_stream, ctimer);
-  stream_update(s);
+  struct sk__sextra *x = sk__container_of(n, struct sk__sextra, timer);
+  stream_update(x->s);
 }
 
 /* Out of descriptors: give up the spare one, take the waiting connection
@@ -165,8 +201,9 @@ static void accept_shed(sk_stream *s) {
     if (fd >= 0)
       return;
   }
-  s->ctimer.cb = accept_resume;
-  sk__tnode_start(loop, &s->ctimer, loop->now + ACCEPT_BACKOFF_MS);
+  /* The extra state exists: sk_stream_accept_start() allocated it. */
+  s->x->timer.cb = accept_resume;
+  sk__tnode_start(loop, &s->x->timer, loop->now + ACCEPT_BACKOFF_MS);
   stream_update(s);
 }
 
@@ -189,18 +226,18 @@ static void do_accept(sk_stream *s) {
         continue;
       if (err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM) {
         accept_shed(s);
-        s->accept_cb(s, -err, -1, NULL);
+        s->cb.accept_cb(s, -err, -1, NULL);
         return;
       }
       s->sflags &= ~SK__S_ACCEPTING;
       stream_update(s);
-      s->accept_cb(s, -err, -1, NULL);
+      s->cb.accept_cb(s, -err, -1, NULL);
       return;
     }
     memset(&peer, 0, sizeof(peer));
     if (sk_endpoint_from_sockaddr(&peer, (struct sockaddr *)&ss, len) != 0)
       peer.len = 0;
-    s->accept_cb(s, 0, fd, &peer);
+    s->cb.accept_cb(s, 0, fd, &peer);
   }
 }
 
@@ -209,17 +246,19 @@ int sk_stream_accept_start(sk_stream *s, sk_accept_cb cb) {
     return -EBADF;
   if (!(s->sflags & SK__S_LISTENING) || cb == NULL)
     return -EINVAL;
-  s->accept_cb = cb;
+  if (extra(s) == NULL)
+    return -ENOMEM;
+  s->cb.accept_cb = cb;
   s->sflags |= SK__S_ACCEPTING;
   stream_update(s);
   return 0;
 }
 
 static void rpend_cb(struct sk__pending *p) {
-  sk_stream *s = sk__container_of(p, sk_stream, rpend);
+  sk_stream *s = sk__container_of(p, struct sk__sextra, rpend)->s;
   if (s->sflags & SK__S_LISTENING) {
-    if (s->accept_cb != NULL)
-      s->accept_cb(s, -ECANCELED, -1, NULL);
+    if (s->cb.accept_cb != NULL)
+      s->cb.accept_cb(s, -ECANCELED, -1, NULL);
   } else if (s->recv_cb != NULL) {
     s->recv_cb(s, -ECANCELED, NULL);
   }
@@ -229,30 +268,32 @@ int sk_stream_accept_stop(sk_stream *s) {
   if (!(s->sflags & SK__S_ACCEPTING))
     return -EINVAL;
   s->sflags &= ~SK__S_ACCEPTING;
-  sk__tnode_stop(s->h.loop, &s->ctimer);
+  timer_stop(s);
   stream_update(s);
-  sk__pending_add(s->h.loop, &s->rpend, rpend_cb);
+  sk__pending_add(s->h.loop, &s->x->rpend, rpend_cb);
   return 0;
 }
 
 /* ---- connect ---- */
 
 static void connect_done(struct sk__pending *p) {
-  sk_stream *s = sk__container_of(p, sk_stream, cpend);
-  sk_connect_cb cb = s->connect_cb;
-  s->connect_cb = NULL;
+  struct sk__sextra *x = sk__container_of(p, struct sk__sextra, cpend);
+  sk_stream *s = x->s;
+  sk_connect_cb cb = s->cb.connect_cb;
+  s->cb.connect_cb = NULL;
   if (cb != NULL)
-    cb(s, s->cstatus);
+    cb(s, x->cstatus);
 }
 
 /* Ends the connect operation; the callback runs from the pending phase, so
  * it never runs inside sk_stream_connect() itself. */
 static void connect_finish(sk_stream *s, int status) {
   sk_loop *loop = s->h.loop;
-  sk__tnode_stop(loop, &s->ctimer);
-  free(s->ceps);
-  s->ceps = NULL;
-  s->nceps = s->iceps = 0;
+  struct sk__sextra *x = s->x; /* allocated by sk_stream_connect() */
+  sk__tnode_stop(loop, &x->timer);
+  free(x->eps);
+  x->eps = NULL;
+  x->neps = x->ieps = 0;
   s->sflags &= ~SK__S_CONNECTING;
   if (status == 0) {
     s->sflags |= SK__S_CONNECTED;
@@ -261,16 +302,17 @@ static void connect_finish(sk_stream *s, int status) {
     sk__close_fd(s->io.fd);
     s->io.fd = s->sock.fd = -1;
   }
-  s->cstatus = status;
+  x->cstatus = status;
   stream_update(s);
-  sk__pending_add(loop, &s->cpend, connect_done);
+  sk__pending_add(loop, &x->cpend, connect_done);
 }
 
 /* Starts connecting to the next endpoint; finishes with the last error when
  * none is left. */
 static void connect_next(sk_stream *s, int last_err) {
-  while (s->iceps < s->nceps) {
-    const sk_endpoint *ep = &s->ceps[s->iceps++];
+  struct sk__sextra *x = s->x;
+  while (x->ieps < x->neps) {
+    const sk_endpoint *ep = &x->eps[x->ieps++];
     int fd = sk__socket_create(sk_endpoint_family(ep), SOCK_STREAM, 0);
     if (fd < 0) {
       last_err = fd;
@@ -297,8 +339,7 @@ static void connect_next(sk_stream *s, int last_err) {
 }
 
 static void connect_timeout(struct sk__tnode *n) {
-  sk_stream *s = sk__container_of(n, sk_stream, ctimer);
-  connect_finish(s, -ETIMEDOUT);
+  connect_finish(sk__container_of(n, struct sk__sextra, timer)->s, -ETIMEDOUT);
 }
 
 static void connect_ready(sk_stream *s) {
@@ -327,18 +368,21 @@ int sk_stream_connect(sk_stream *s, const sk_endpoint *eps, size_t n,
     return -EINVAL;
   if (n > CONNECT_MAX_EPS)
     n = CONNECT_MAX_EPS;
-  s->ceps = malloc(n * sizeof(*eps));
-  if (s->ceps == NULL)
+  struct sk__sextra *x = extra(s);
+  if (x == NULL)
     return -ENOMEM;
-  memcpy(s->ceps, eps, n * sizeof(*eps));
-  s->nceps = n;
-  s->iceps = 0;
-  s->connect_cb = cb;
+  x->eps = malloc(n * sizeof(*eps));
+  if (x->eps == NULL)
+    return -ENOMEM;
+  memcpy(x->eps, eps, n * sizeof(*eps));
+  x->neps = n;
+  x->ieps = 0;
+  s->cb.connect_cb = cb;
   s->sflags |= SK__S_CONNECTING;
   if (timeout_ms >= 0) {
     sk_loop_update_time(loop);
-    s->ctimer.cb = connect_timeout;
-    sk__tnode_start(loop, &s->ctimer, loop->now + (uint64_t)timeout_ms);
+    x->timer.cb = connect_timeout;
+    sk__tnode_start(loop, &x->timer, loop->now + (uint64_t)timeout_ms);
   }
   connect_next(s, -ECONNREFUSED);
   return 0;
@@ -696,7 +740,7 @@ static int socket_wanted(const sk_stream *s) {
 
 static void do_read(sk_stream *s) {
   sk_loop *loop = s->h.loop;
-  size_t budget = s->max_read;
+  size_t budget = READ_BUDGET;
 
   while (budget > 0) {
     ssize_t n;
@@ -748,9 +792,11 @@ int sk_stream_recv_start(sk_stream *s, sk_recv_cb cb) {
 int sk_stream_recv_stop(sk_stream *s) {
   if (!(s->sflags & SK__S_READING))
     return -EINVAL;
+  if (extra(s) == NULL)
+    return -ENOMEM;
   s->sflags &= ~SK__S_READING;
   stream_update(s);
-  sk__pending_add(s->h.loop, &s->rpend, rpend_cb);
+  sk__pending_add(s->h.loop, &s->x->rpend, rpend_cb);
   return 0;
 }
 
@@ -795,7 +841,7 @@ void sk__stream_close(sk_stream *s) {
   sk_loop *loop = s->h.loop;
   if (s->sflags & SK__S_CONNECTING)
     connect_finish(s, -ECANCELED);
-  sk__tnode_stop(loop, &s->ctimer);
+  timer_stop(s);
   s->sflags &= ~(SK__S_ACCEPTING | SK__S_READING);
   wq_fail(s, -ECANCELED);
   if (s->io.fd >= 0) {
@@ -808,8 +854,7 @@ void sk__stream_close(sk_stream *s) {
     s->io.fd = -1;
     s->sock.fd = -1;
   }
-  free(s->ceps);
-  s->ceps = NULL;
+  /* s->x is freed by sk__stream_closed(): its callbacks may be queued. */
   if (s->tls != NULL)
     sk__tls_free(s);
 }
