@@ -11,6 +11,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
+#include <sys/uio.h>
 
 #include <sockit.h>
 
@@ -52,6 +53,14 @@ struct client_opts {
   int hex_input;    /* --hex-input: MESSAGEs and input lines are hex */
   int timeout_ms;   /* --timeout; -1 = no limit */
   unsigned retries; /* --retries (UDP) */
+  /* TLS (--tls, or a tls:// address). */
+  int tls;
+  const char *ca;   /* --ca: trust these CAs instead of the system's */
+  const char *cert; /* --cert / --key: our certificate (mutual TLS) */
+  const char *key;
+  const char *servername; /* --servername, else the host part of ADDR */
+  const char *pin;        /* --pin: accept exactly this certificate */
+  int insecure;           /* --insecure: no verification at all */
 };
 
 /* ---- client.c: failing, connecting, writing ---- */
@@ -82,6 +91,85 @@ int client_write_all(int fd, const void *buf, size_t len);
 /* Bytes that need room in the output buffer beyond the payload itself:
  * the end of a hex dump (two lines) plus a line terminator, with margin. */
 #define OUTPUT_RESERVE (4 * HEXDUMP_LINE_MAX)
+
+/* ---- tls.c: TLS for the modes ---- */
+
+/* The client context for o (trust, pin, our certificate). On failure (a
+ * file that cannot be loaded, ...) prints the one error line and exits 1.
+ * The servername the server's certificate must show goes to *servername
+ * (NULL for a Unix socket without --servername). */
+sk_tls_ctx *client_tls_ctx(const struct client_opts *o,
+                           const char **servername);
+
+/* Why a call failed, in words: for TLS failures the library's reason
+ * ("certificate verify failed: certificate has expired"), else the code's
+ * text. */
+const char *client_err_text(int err);
+
+/* Fails (exit 1) with the line for a failed handshake, or for a TLS error
+ * that ends the session later (with TLS 1.3 a server rejects a client
+ * certificate only after the client's handshake is done). Returns when
+ * err is not a TLS failure. */
+void client_fail_tls(const struct client_opts *o, int err);
+
+/* A connection for the synchronous modes (send.c): a socket, with TLS on
+ * it when o->tls. The functions fail as the sk_socket_ / sk_tls_ calls
+ * they wrap. */
+struct client_conn {
+  sk_socket sock;
+  sk_tls_socket tls;
+  int use_tls;
+};
+
+/* Connects (client_connect()) and runs the TLS handshake; exits 1 with one
+ * line on failure. */
+void client_conn_open(struct client_conn *c, const struct client_opts *o);
+int client_conn_send(struct client_conn *c, const void *buf, size_t len,
+                     int timeout_ms);
+ssize_t client_conn_recv(struct client_conn *c, void *buf, size_t len,
+                         int timeout_ms);
+/* Graceful close (close_notify first over TLS). */
+int client_conn_close(struct client_conn *c, int timeout_ms);
+/* Closes with a reset, dropping the TLS state. */
+void client_conn_abort(struct client_conn *c);
+
+/* The pump's TLS: an async sk_stream with TLS on a loop of its own, which
+ * the pump's poll() drives (see tls.c for why not the sync API). */
+struct tls_link;
+/* Takes over the connected socket s (the link owns its descriptor from now
+ * on; s->fd becomes -1) and runs the handshake with ctx (the caller may
+ * free its reference afterwards); exits 1 with one line on failure. */
+struct tls_link *tls_link_open(sk_socket *s, const struct client_opts *o,
+                               sk_tls_ctx *ctx, const char *servername);
+/* The descriptor, for poll(). */
+int tls_link_fd(const struct tls_link *l);
+/* Runs the link's loop without waiting: writes what the socket takes,
+ * reads and decrypts what arrived. */
+void tls_link_run(struct tls_link *l);
+/* poll() events the link waits for on its descriptor right now. */
+short tls_link_events(const struct tls_link *l);
+/* Ciphertext queued, not yet taken by the kernel. */
+size_t tls_link_queued(const struct tls_link *l);
+/* Encrypts and queues iov[0..n) (copied). Returns 0 or a negative code. */
+int tls_link_sendv(struct tls_link *l, const struct iovec *iov, int n);
+/* Plaintext received: copies up to len bytes to buf and returns the count;
+ * 0 when nothing is buffered. */
+size_t tls_link_take(struct tls_link *l, void *buf, size_t len);
+/* 1 if tls_link_take() has bytes, the session ended or failed: something
+ * the pump must look at without waiting. */
+int tls_link_ready(const struct tls_link *l);
+/* After everything was taken: 1 if the server ended the session cleanly
+ * (close_notify), a negative code if it failed, else 0. */
+int tls_link_status(const struct tls_link *l);
+/* The library's reason for the failure behind a negative status or a
+ * failed send, kept when it happened; NULL if there is none. */
+const char *tls_link_error(const struct tls_link *l);
+/* Sends close_notify and a FIN after what is queued; receiving goes on.
+ * This is the half-close the sync API cannot do. */
+int tls_link_shutdown(struct tls_link *l);
+/* Ends the link: with wait_ms > 0, half-closes (if not done) and waits
+ * that long for the server's close_notify first. Frees everything. */
+void tls_link_close(struct tls_link *l, int wait_ms);
 
 /* ---- output.c: decoding replies and formatting them for stdout ---- */
 

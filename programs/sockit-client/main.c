@@ -67,6 +67,13 @@ enum {
   OPT_MAX_FRAME,
   OPT_HEX_INPUT,
   OPT_RETRIES,
+  OPT_TLS,
+  OPT_CA,
+  OPT_CERT,
+  OPT_KEY,
+  OPT_SERVERNAME,
+  OPT_INSECURE,
+  OPT_PIN,
 };
 
 static const struct option long_options[] = {
@@ -78,6 +85,13 @@ static const struct option long_options[] = {
     {"file", required_argument, NULL, OPT_FILE},
     {"timeout", required_argument, NULL, 't'},
     {"retries", required_argument, NULL, OPT_RETRIES},
+    {"tls", no_argument, NULL, OPT_TLS},
+    {"ca", required_argument, NULL, OPT_CA},
+    {"cert", required_argument, NULL, OPT_CERT},
+    {"key", required_argument, NULL, OPT_KEY},
+    {"servername", required_argument, NULL, OPT_SERVERNAME},
+    {"insecure", no_argument, NULL, OPT_INSECURE},
+    {"pin", required_argument, NULL, OPT_PIN},
     {"quiet", no_argument, NULL, 'q'},
     {"verbose", no_argument, NULL, 'v'},
     {"help", no_argument, NULL, 'h'},
@@ -113,6 +127,26 @@ static void usage(void) {
       "                         server (default 10; 0 = no limit)\n"
       "      --retries N        UDP: resend an unanswered datagram up to N\n"
       "                         times (default 3)\n"
+      "\n"
+      "TLS (streams only; a tls:// ADDR implies --tls):\n"
+      "      --tls              TLS 1.2/1.3; the server's certificate must "
+      "chain\n"
+      "                         to a trusted CA and name the host of ADDR\n"
+      "      --ca FILE          trust these CAs (PEM) instead of the "
+      "system's\n"
+      "      --servername NAME  the name the certificate must show (default:\n"
+      "                         the host part of ADDR); also sent as SNI\n"
+      "      --pin SHA256       accept exactly the certificate with this "
+      "SHA-256\n"
+      "                         fingerprint (e.g. sockit-server "
+      "--self-signed)\n"
+      "      --insecure         accept any certificate (no protection "
+      "against\n"
+      "                         interception; a warning says so)\n"
+      "      --cert FILE        our certificate, for servers that ask for "
+      "one\n"
+      "      --key FILE         its private key (default: in --cert)\n"
+      "\n"
       "  -q, --quiet            print nothing on stderr but the error line\n"
       "  -v, --verbose          log the connection and byte counts; twice "
       "for\n"
@@ -131,12 +165,22 @@ static void usage(void) {
 }
 
 /* Accepts the URL forms sockit-server prints on its "listening on" line
- * (tcp://HOST:PORT, udp://HOST:PORT, unix:///path), so an address can be
- * pasted from it as is. Returns the address in sockit's own text form. */
-static const char *strip_scheme(const char *addr, int *udp) {
+ * (tcp://HOST:PORT, udp://HOST:PORT, unix:///path, and for TLS
+ * tls://HOST:PORT and tls+unix:///path, which imply --tls), so an address
+ * can be pasted from it as is. Returns the address in sockit's own text
+ * form. */
+static const char *strip_scheme(const char *addr, int *udp, int *tls) {
   static char unix_addr[SK_ENDPOINT_STRLEN + 8];
   if (strncmp(addr, "tcp://", 6) == 0)
     return addr + 6;
+  if (strncmp(addr, "tls://", 6) == 0) {
+    *tls = 1;
+    return addr + 6;
+  }
+  if (strncmp(addr, "tls+unix://", 11) == 0) {
+    *tls = 1;
+    addr += 4;
+  }
   if (strncmp(addr, "udp://", 6) == 0) {
     *udp = 1;
     return addr + 6;
@@ -149,6 +193,55 @@ static const char *strip_scheme(const char *addr, int *udp) {
     return unix_addr;
   }
   return addr;
+}
+
+/* 64 hex digits, with or without a colon between pairs: the form
+ * `openssl x509 -fingerprint -sha256` and sockit-server print. */
+static int pin_ok(const char *pin) {
+  size_t digits = 0;
+  for (const char *q = pin; *q != '\0'; q++) {
+    if (*q == ':') {
+      if (digits % 2 != 0 || q[1] == '\0' || q[1] == ':')
+        return 0;
+      continue;
+    }
+    if (!((*q >= '0' && *q <= '9') || (*q >= 'a' && *q <= 'f') ||
+          (*q >= 'A' && *q <= 'F')))
+      return 0;
+    digits++;
+  }
+  return digits == 64;
+}
+
+/* The TLS options must make sense together; what they name is checked
+ * when the context is made (runtime errors, exit 1). */
+static void check_tls(const struct client_opts *o) {
+  if (!o->tls) {
+    if (o->ca || o->cert || o->key || o->servername || o->pin || o->insecure)
+      cli_usage_error(PROG, "--ca, --cert, --key, --servername, --pin and "
+                            "--insecure need --tls");
+    return;
+  }
+  if (o->udp)
+    cli_usage_error(PROG, "--tls works over streams, not --udp");
+  if (o->insecure && o->pin)
+    cli_usage_error(PROG, "--insecure and --pin exclude each other");
+  if ((o->insecure || o->pin) && o->ca)
+    cli_usage_error(PROG, "--ca does not apply with %s (no CA is consulted)",
+                    o->insecure ? "--insecure" : "--pin");
+  if (o->key && !o->cert)
+    cli_usage_error(PROG, "--key needs --cert");
+  if (o->pin && !pin_ok(o->pin))
+    cli_usage_error(PROG,
+                    "invalid --pin '%s' (expected a SHA-256 fingerprint: 64 "
+                    "hex digits, colons allowed)",
+                    o->pin);
+  /* A Unix address has no host name for the certificate to show. */
+  if (strncmp(o->addr, "unix:", 5) == 0 && !o->servername && !o->pin &&
+      !o->insecure)
+    cli_usage_error(PROG, "--tls over a Unix socket needs --servername NAME "
+                          "(the name the certificate shows), --pin or "
+                          "--insecure");
 }
 
 /* Checks the form of ADDR without resolving it, so that a typo is a usage
@@ -290,6 +383,29 @@ int main(int argc, char **argv) {
                         optarg);
       o.timeout_ms = v == 0 ? -1 : (int)v;
       break;
+    case OPT_TLS:
+      o.tls = 1;
+      break;
+    case OPT_CA:
+      o.ca = optarg;
+      break;
+    case OPT_CERT:
+      o.cert = optarg;
+      break;
+    case OPT_KEY:
+      o.key = optarg;
+      break;
+    case OPT_SERVERNAME:
+      if (optarg[0] == '\0')
+        cli_usage_error(PROG, "--servername needs a name");
+      o.servername = optarg;
+      break;
+    case OPT_INSECURE:
+      o.insecure = 1;
+      break;
+    case OPT_PIN:
+      o.pin = optarg;
+      break;
     case OPT_RETRIES:
       if (cli_parse_u64(optarg, 0, MAX_RETRIES, &v) < 0)
         cli_usage_error(PROG, "invalid --retries '%s' (expected 0 to %d)",
@@ -328,8 +444,9 @@ int main(int argc, char **argv) {
 
   if (optind >= argc)
     cli_usage_error(PROG, "missing ADDR");
-  o.addr = strip_scheme(argv[optind++], &o.udp);
+  o.addr = strip_scheme(argv[optind++], &o.udp, &o.tls);
   check_addr(o.addr);
+  check_tls(&o);
 
   char **args = argv + optind;
   size_t nargs = (size_t)(argc - optind);

@@ -22,7 +22,16 @@
  * as "abandon the connection".
  *
  * Files go out with sendfile(2) when nothing has to change on the way (raw
- * mode, no --hex-input, a regular file): no copy through user space. */
+ * mode, no --hex-input, a regular file): no copy through user space.
+ *
+ * TLS: the socket side is a tls_link (tls.c), an async TLS stream that
+ * this loop drives. Sending hands the queued bytes to the link, which
+ * encrypts and copies them, and is held back while more than LINK_WQ_MAX
+ * bytes of ciphertext wait for the kernel; received plaintext is taken from
+ * the link's buffer, which may hold data while the descriptor shows
+ * nothing. A file is read into a buffer (the kernel cannot encrypt what
+ * sendfile sends), and the half-close at the end of a raw stream is
+ * close_notify then FIN, after which the replies are still read. */
 #include "client.h"
 
 #include <errno.h>
@@ -48,6 +57,10 @@
 /* See send.c: all replies are in, so the close only waits briefly. */
 #define CLOSE_WAIT_MS 2000
 
+/* TLS: ciphertext allowed to wait for the kernel before the input is left
+ * unread, which keeps memory bounded whatever the size of the input. */
+#define LINK_WQ_MAX (256u * 1024u)
+
 enum src_kind {
   SRC_MESSAGES, /* raw MESSAGE arguments, one after the other */
   SRC_FD,       /* read(2) from stdin or a file that is not regular */
@@ -57,7 +70,8 @@ enum src_kind {
 struct pump {
   const struct client_opts *o;
   sk_socket sock;
-  int framed; /* frame mode other than raw */
+  struct tls_link *link; /* --tls: the socket side; sock is then unused */
+  int framed;            /* frame mode other than raw */
 
   /* Input. */
   enum src_kind kind;
@@ -68,6 +82,7 @@ struct pump {
   uint64_t file_left;
   unsigned char *ibuf; /* SRC_FD: bytes read, ibuf[ipos..ilen) unused */
   size_t ipos, ilen;
+  unsigned char *fbuf; /* SRC_SENDFILE over TLS: the file's next chunk */
   int in_eof;          /* read(2) returned 0 */
   int in_done;         /* every input byte has been queued */
   unsigned char *xbuf; /* --hex-input: decoded bytes */
@@ -300,7 +315,78 @@ static void read_input(struct pump *p) {
 /* ---- the socket ---- */
 
 static void fail_send(struct pump *p, int err) {
+  if (p->link != NULL) {
+    /* A server that closed with an alert (it rejected our certificate,
+     * say) makes sends fail too; the alert is the reason to report. */
+    tls_link_run(p->link);
+    int st = tls_link_status(p->link);
+    if (st < 0)
+      client_fail_tls(p->o, st);
+    const char *why = tls_link_error(p->link);
+    client_fail("send to %s: %s", p->o->addr,
+                why != NULL ? why : sk_strerror(err));
+  }
   client_fail("send to %s: %s", p->o->addr, sk_strerror(err));
+}
+
+/* TLS: hands what is queued, or the file's next chunk, to the link, which
+ * encrypts and copies it; only called while the link has room. */
+static void write_tls(struct pump *p) {
+  if (!queue_empty(p)) {
+    size_t total = 0;
+    for (int i = p->iov_first; i < p->iov_count; i++)
+      total += p->iov[i].iov_len;
+    int rc = tls_link_sendv(p->link, p->iov + p->iov_first,
+                            p->iov_count - p->iov_first);
+    if (rc < 0)
+      fail_send(p, rc);
+    p->iov_first = p->iov_count;
+    p->bytes_sent += total;
+    p->last_progress_ms = now_ms();
+    return;
+  }
+  if (p->file_left > 0) {
+    size_t step = p->file_left < IO_BUF ? (size_t)p->file_left : IO_BUF;
+    ssize_t n = pread(p->in_fd, p->fbuf, step, p->file_off);
+    if (n < 0) {
+      if (errno == EINTR)
+        return;
+      client_fail("read %s: %s", p->in_name, sk_strerror(-errno));
+    }
+    if (n == 0)
+      client_fail("%s shrank while it was being sent", p->in_name);
+    struct iovec v = {p->fbuf, (size_t)n};
+    int rc = tls_link_sendv(p->link, &v, 1);
+    if (rc < 0)
+      fail_send(p, rc);
+    p->file_off += n;
+    p->file_left -= (uint64_t)n;
+    p->bytes_sent += (uint64_t)n;
+    p->last_progress_ms = now_ms();
+  }
+}
+
+/* TLS: takes received plaintext from the link, or learns how it ended. */
+static void read_tls(struct pump *p) {
+  size_t n = tls_link_take(p->link, p->rbuf, IO_BUF);
+  if (n > 0) {
+    p->bytes_recv += n;
+    p->rpos = 0;
+    p->rlen = n;
+    p->last_progress_ms = now_ms();
+    return;
+  }
+  int st = tls_link_status(p->link);
+  if (st == 1) {
+    p->sock_eof = 1;
+    p->last_progress_ms = now_ms();
+    log_debug("%s ended the TLS session", p->o->addr);
+  } else if (st < 0) {
+    client_fail_tls(p->o, st);
+    const char *why = tls_link_error(p->link);
+    client_fail("receive from %s: %s", p->o->addr,
+                why != NULL ? why : sk_strerror(st));
+  }
 }
 
 /* Sends what is queued, or the next step of the file; never waits. */
@@ -386,7 +472,8 @@ static void process_replies(struct pump *p) {
   if (p->rpos < p->rlen) {
     ssize_t used = output_feed(&p->out, p->rbuf + p->rpos, p->rlen - p->rpos);
     if (used < 0) {
-      sk_socket_abort(&p->sock);
+      if (p->link == NULL)
+        sk_socket_abort(&p->sock);
       if (used == SK_EFRAMETOOBIG)
         client_fail("reply from %s: %s (--max-frame %zu)", p->o->addr,
                     sk_strerror((int)used), p->o->max_frame);
@@ -517,7 +604,15 @@ int pump_run(const struct client_opts *o) {
   p->rbuf = xmalloc(IO_BUF);
   open_input(p);
 
+  const char *servername = NULL;
+  sk_tls_ctx *ctx = o->tls ? client_tls_ctx(o, &servername) : NULL;
   client_connect(&p->sock, o, SOCK_STREAM);
+  if (ctx != NULL) {
+    p->link = tls_link_open(&p->sock, o, ctx, servername);
+    sk_tls_ctx_free(ctx);
+    if (p->kind == SRC_SENDFILE)
+      p->fbuf = xmalloc(IO_BUF);
+  }
   client_set_output(&p->out);
   uint64_t start = now_ms();
   p->last_progress_ms = start;
@@ -529,7 +624,8 @@ int pump_run(const struct client_opts *o) {
     if (!p->framed && input_finished(p) && !p->wr_shut) {
       /* The end of a raw stream is told by half-closing: the server reads
        * end-of-stream, and can still send us the rest of its replies. */
-      int rc = sk_socket_shutdown(&p->sock, SK_SHUT_WR);
+      int rc = p->link != NULL ? tls_link_shutdown(p->link)
+                               : sk_socket_shutdown(&p->sock, SK_SHUT_WR);
       if (rc < 0 && rc != -ENOTCONN)
         fail_send(p, rc);
       p->wr_shut = 1;
@@ -545,11 +641,22 @@ int pump_run(const struct client_opts *o) {
     int want_send = !queue_empty(p) || p->file_left > 0;
     int want_recv = !p->sock_eof && p->rpos == p->rlen;
     int want_out = output_pending(&p->out) > 0;
+    /* TLS: what can be done without waiting for the descriptor. */
+    int tls_now = 0;
     if (want_in) {
       pfd[nfd] = (struct pollfd){.fd = p->in_fd, .events = POLLIN};
       i_in = nfd++;
     }
-    if (want_send || want_recv) {
+    if (p->link != NULL) {
+      tls_link_run(p->link);
+      tls_now = (want_send && tls_link_queued(p->link) < LINK_WQ_MAX) ||
+                (want_recv && tls_link_ready(p->link));
+      short ev = tls_link_events(p->link);
+      if (ev != 0) {
+        pfd[nfd] = (struct pollfd){.fd = tls_link_fd(p->link), .events = ev};
+        i_sock = nfd++;
+      }
+    } else if (want_send || want_recv) {
       short ev = (short)((want_send ? POLLOUT : 0) | (want_recv ? POLLIN : 0));
       pfd[nfd] = (struct pollfd){.fd = p->sock.fd, .events = ev};
       i_sock = nfd++;
@@ -583,6 +690,8 @@ int pump_run(const struct client_opts *o) {
       }
       wait = (int)(deadline - now);
     }
+    if (tls_now)
+      wait = 0;
     if (nfd == 0 && wait < 0)
       client_fail("internal error: the pump has nothing to wait for");
 
@@ -592,15 +701,24 @@ int pump_run(const struct client_opts *o) {
         continue;
       client_fail("poll: %s", sk_strerror(-errno));
     }
-    if (n == 0)
+    if (n == 0 && !tls_now)
       continue; /* the deadline check above reports it */
 
     const short readable = POLLIN | POLLHUP | POLLERR;
-    if (i_sock >= 0 && want_send &&
-        (pfd[i_sock].revents & (POLLOUT | POLLERR | POLLHUP)))
-      write_socket(p);
-    if (i_sock >= 0 && want_recv && (pfd[i_sock].revents & readable))
-      read_socket(p);
+    if (p->link != NULL) {
+      if (i_sock >= 0 && pfd[i_sock].revents != 0)
+        tls_link_run(p->link);
+      if (want_send && tls_link_queued(p->link) < LINK_WQ_MAX)
+        write_tls(p);
+      if (want_recv && tls_link_ready(p->link))
+        read_tls(p);
+    } else {
+      if (i_sock >= 0 && want_send &&
+          (pfd[i_sock].revents & (POLLOUT | POLLERR | POLLHUP)))
+        write_socket(p);
+      if (i_sock >= 0 && want_recv && (pfd[i_sock].revents & readable))
+        read_socket(p);
+    }
     if (i_in >= 0 && (pfd[i_in].revents & (readable | POLLNVAL)))
       read_input(p);
     if (i_out >= 0 && (pfd[i_out].revents & (POLLOUT | POLLERR | POLLHUP)))
@@ -609,7 +727,16 @@ int pump_run(const struct client_opts *o) {
 
   client_set_output(NULL);
   uint64_t elapsed = now_ms() - start;
-  if (p->framed) {
+  if (p->link != NULL) {
+    /* Framed: our close_notify ends the session and the server's answer
+     * is awaited briefly, as a plain close waits for its FIN. Raw: the
+     * server has ended the session already. */
+    int wait_ms = o->timeout_ms < 0 || o->timeout_ms > CLOSE_WAIT_MS
+                      ? CLOSE_WAIT_MS
+                      : o->timeout_ms;
+    tls_link_close(p->link, p->framed ? wait_ms : 0);
+    p->link = NULL;
+  } else if (p->framed) {
     int wait_ms = o->timeout_ms < 0 || o->timeout_ms > CLOSE_WAIT_MS
                       ? CLOSE_WAIT_MS
                       : o->timeout_ms;
@@ -630,6 +757,7 @@ int pump_run(const struct client_opts *o) {
   output_free(&p->out);
   free(p->rbuf);
   free(p->ibuf);
+  free(p->fbuf);
   free(p->xbuf);
   free(p->line);
   return 0;

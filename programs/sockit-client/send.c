@@ -11,11 +11,15 @@
  * the pump instead, which reads and writes at the same time.
  *
  * Replies are printed as they arrive, piece by piece, so a frame is never
- * held whole in memory here either. */
+ * held whole in memory here either.
+ *
+ * Over TLS the same exchange runs on sk_tls_send() / sk_tls_recv() (see
+ * struct client_conn), and the final close sends close_notify first. */
 #include "client.h"
 
 #include <errno.h>
 #include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -36,9 +40,27 @@ static void fail_frame(const struct client_opts *o, int err) {
   client_fail("reply from %s: %s", o->addr, sk_strerror(err));
 }
 
+/* Over TLS a send fails when the server has already closed, and the reason
+ * (an alert saying it rejected our certificate, say) waits unread: a short
+ * look at the input names it better than "broken pipe" would. */
+static void explain_send_failure(struct client_conn *s,
+                                 const struct client_opts *o) {
+  unsigned char buf[256];
+  if (!s->use_tls)
+    return;
+  for (int i = 0; i < 16; i++) {
+    ssize_t n = client_conn_recv(s, buf, sizeof buf, 200);
+    if (n <= 0) {
+      if (n < 0)
+        client_fail_tls(o, (int)n);
+      return;
+    }
+  }
+}
+
 /* Sends one MESSAGE as one frame: header, payload and trailer go out in a
  * single send so the frame leaves in as few segments as possible. */
-static void send_frame(sk_socket *s, const struct client_opts *o,
+static void send_frame(struct client_conn *s, const struct client_opts *o,
                        const struct message *m, size_t index) {
   unsigned char hdr[4];
   int hlen = sk_frame_header(o->frame, m->len, hdr);
@@ -54,18 +76,22 @@ static void send_frame(sk_socket *s, const struct client_opts *o,
   if (m->len > 0)
     memcpy(frame + hlen, m->data, m->len);
   memcpy(frame + (size_t)hlen + m->len, trailer, tlen);
-  int rc = sk_socket_send(s, frame, total, o->timeout_ms);
+  int rc = client_conn_send(s, frame, total, o->timeout_ms);
   free(frame);
   if (rc == -ETIMEDOUT)
     client_fail("timed out: %s took no data for %s", o->addr,
                 client_timeout_text(o->timeout_ms));
-  if (rc < 0)
-    client_fail("send to %s: %s", o->addr, sk_strerror(rc));
+  if (rc < 0) {
+    char why[256];
+    snprintf(why, sizeof why, "%s", client_err_text(rc));
+    explain_send_failure(s, o);
+    client_fail("send to %s: %s", o->addr, why);
+  }
   log_debug("sent frame %zu (%zu bytes of payload)", index + 1, m->len);
 }
 
 int send_run(const struct client_opts *o) {
-  sk_socket s;
+  struct client_conn s;
   struct output out;
   if (output_init(&out, o->frame, o->hex, o->max_frame) < 0)
     client_fail("out of memory");
@@ -76,7 +102,7 @@ int send_run(const struct client_opts *o) {
   int eof = 0;
   uint64_t received = 0;
 
-  client_connect(&s, o, SOCK_STREAM);
+  client_conn_open(&s, o);
   client_set_output(&out);
 
   for (size_t i = 0; i < o->nmsgs; i++) {
@@ -97,13 +123,15 @@ int send_run(const struct client_opts *o) {
         int rc = output_flush(&out, STDOUT_FILENO);
         if (rc < 0)
           client_fail("write to stdout: %s", sk_strerror(rc));
-        ssize_t n = sk_socket_recv(&s, rbuf, RECV_BUF, o->timeout_ms);
+        ssize_t n = client_conn_recv(&s, rbuf, RECV_BUF, o->timeout_ms);
         if (n == -ETIMEDOUT)
           client_fail("timed out: no reply from %s for %s (reply %zu of %zu)",
                       o->addr, client_timeout_text(o->timeout_ms), i + 1,
                       o->nmsgs);
-        if (n < 0)
-          client_fail("receive from %s: %s", o->addr, sk_strerror((int)n));
+        if (n < 0) {
+          client_fail_tls(o, (int)n);
+          client_fail("receive from %s: %s", o->addr, client_err_text((int)n));
+        }
         if (n == 0) {
           eof = 1;
           rc = output_eof(&out);
@@ -119,7 +147,7 @@ int send_run(const struct client_opts *o) {
       }
       ssize_t used = output_feed(&out, rbuf + rpos, rlen - rpos);
       if (used < 0) {
-        sk_socket_abort(&s);
+        client_conn_abort(&s);
         fail_frame(o, (int)used);
       }
       rpos += (size_t)used;
@@ -138,7 +166,7 @@ int send_run(const struct client_opts *o) {
   int wait_ms = o->timeout_ms < 0 || o->timeout_ms > CLOSE_WAIT_MS
                     ? CLOSE_WAIT_MS
                     : o->timeout_ms;
-  rc = sk_socket_close(&s, wait_ms);
+  rc = client_conn_close(&s, wait_ms);
   if (rc < 0)
     log_debug("close: %s", sk_strerror(rc));
   log_info("sent %zu frames, received %" PRIu64 " frames (%" PRIu64 " bytes)",

@@ -26,13 +26,15 @@ struct chat_line {
 
 /* Sends iov to every other live client. Clients whose output queue passes
  * the cap are marked and disconnected by chat_reap() afterwards, never
- * while the list is being walked. */
+ * while the list is being walked. Connections still in their TLS handshake
+ * are not in the room yet (and cannot be sent to). */
 static int broadcast(struct conn *from, const struct iovec *iov, int n) {
   struct worker *w = from->w;
   size_t cap = conn_cfg(from)->max_queue;
   int count = 0;
   for (struct conn *o = w->conns; o != NULL; o = o->next) {
-    if (o == from || (o->flags & (C_CLOSING | C_SHUT | C_KICK)))
+    if (o == from || !(o->flags & C_OPEN) ||
+        (o->flags & (C_CLOSING | C_SHUT | C_KICK)))
       continue;
     if (sk_stream_sendv(&o->s, iov, n, NULL, NULL) < 0 ||
         sk_stream_write_queue_size(&o->s) > cap)

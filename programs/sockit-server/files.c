@@ -13,6 +13,13 @@
  * when the whole body has arrived. A GET is sent with sendfile(2), no copy
  * through user space.
  *
+ * Over TLS the kernel cannot send the file (the bytes must be encrypted on
+ * the way), so a GET reads it in chunks and sends those, with at most
+ * GET_INFLIGHT chunks waiting for the socket at a time; each chunk's
+ * completion sends the next. While a GET is being sent, input is held back
+ * (conn_hold()): a request pipelined behind it is answered only after its
+ * last byte, so replies never interleave.
+ *
  * Per-connection state exists only while a request is in progress; between
  * requests a connection owns no buffer. */
 #include "server.h"
@@ -35,14 +42,25 @@
 #define FILES_NAME_MAX 255
 #define FILES_HDR_MAX  512
 #define TMP_PREFIX     ".sockit-put."
+/* GET over TLS: bytes read per chunk, and chunks queued at most. */
+#define GET_CHUNK    (64 * 1024)
+#define GET_INFLIGHT 4
 
-enum { F_HEADER, F_PUT, F_SKIP };
+enum { F_HEADER, F_PUT, F_SKIP, F_GET };
 
 struct files_req {
   int state;
   size_t hlen;
   uint64_t size, left;
   int fd, dirfd;
+  /* GET over TLS: the file, where the next chunk starts, bytes still to
+   * read, chunks not yet written, and input that arrived behind the GET. */
+  int get_fd;
+  off_t get_off;
+  uint64_t get_left;
+  int get_inflight;
+  unsigned char *held;
+  size_t held_len;
   char tmp[64];
   char base[FILES_NAME_MAX + 1];
   char name[FILES_NAME_MAX + 1];
@@ -143,7 +161,73 @@ static void get_sent(sk_stream *s, int status, void *arg) {
   close((int)(intptr_t)arg);
 }
 
-static void do_get(struct conn *c, const char *name) {
+/* One chunk's plaintext at a time: sk_stream_send() has encrypted and
+ * queued it (or written it) before it returns, so one buffer per worker
+ * thread serves every connection. */
+static _Thread_local unsigned char get_buf[GET_CHUNK];
+
+static void get_done(struct conn *c, struct files_req *r);
+static void get_chunk_sent(sk_stream *s, int status, void *arg);
+
+static void get_pump(struct conn *c, struct files_req *r) {
+  while (r->get_left > 0 && r->get_inflight < GET_INFLIGHT) {
+    size_t want = r->get_left < GET_CHUNK ? (size_t)r->get_left : GET_CHUNK;
+    ssize_t n;
+    int rc;
+    do
+      n = pread(r->get_fd, get_buf, want, r->get_off);
+    while (n < 0 && errno == EINTR);
+    if (n <= 0) {
+      /* The size is promised already; the only honest end is a cut. */
+      log_error("%s: GET %s: %s after %lld bytes, closing the connection",
+                c->name, r->name, n == 0 ? "the file shrank" : strerror(errno),
+                (long long)r->get_off);
+      conn_close(c, "file read failed");
+      return;
+    }
+    rc = sk_stream_send(&c->s, get_buf, (size_t)n, get_chunk_sent, c);
+    if (rc < 0) {
+      conn_close(c, sk_strerror(rc));
+      return;
+    }
+    r->get_inflight++;
+    r->get_off += n;
+    r->get_left -= (uint64_t)n;
+  }
+  if (r->get_left == 0 && r->get_inflight == 0)
+    get_done(c, r);
+}
+
+/* The connection (not the request) is the argument: it outlives every
+ * completion of its stream, while the request may be freed by a close. */
+static void get_chunk_sent(sk_stream *s, int status, void *arg) {
+  struct conn *c = arg;
+  struct files_req *r = c->mode_data;
+  (void)s;
+  if ((c->flags & C_CLOSING) || r == NULL || r->state != F_GET)
+    return;
+  r->get_inflight--;
+  if (status < 0) {
+    conn_close(c, sk_strerror(status));
+    return;
+  }
+  conn_touch(c);
+  get_pump(c, r);
+}
+
+static void get_start_tls(struct conn *c, struct files_req *r, int fd,
+                          uint64_t size, const char *name) {
+  snprintf(r->name, sizeof(r->name), "%s", name);
+  r->get_fd = fd;
+  r->get_off = 0;
+  r->get_left = size;
+  r->get_inflight = 0;
+  r->state = F_GET;
+  conn_hold(c);
+  get_pump(c, r);
+}
+
+static void do_get(struct conn *c, struct files_req *r, const char *name) {
   int root = c->w->srv->root_fd;
   struct stat st;
   int fd, rc;
@@ -171,6 +255,10 @@ static void do_get(struct conn *c, const char *name) {
   }
   if (st.st_size == 0) {
     close(fd);
+    return;
+  }
+  if (conn_tls(c)) {
+    get_start_tls(c, r, fd, (uint64_t)st.st_size, name);
     return;
   }
   rc = sk_stream_sendfile(&c->s, fd, 0, (size_t)st.st_size, get_sent,
@@ -288,7 +376,7 @@ static void do_put(struct conn *c, struct files_req *r, char *args) {
 static void handle_request(struct conn *c, struct files_req *r) {
   char *line = r->hdr;
   if (strncmp(line, "GET ", 4) == 0)
-    do_get(c, line + 4);
+    do_get(c, r, line + 4);
   else if (strncmp(line, "PUT ", 4) == 0)
     do_put(c, r, line + 4);
   else
@@ -315,7 +403,7 @@ static struct files_req *req_get(struct conn *c) {
     r = calloc(1, sizeof(*r));
     if (r == NULL)
       return NULL;
-    r->fd = r->dirfd = -1;
+    r->fd = r->dirfd = r->get_fd = -1;
     c->mode_data = r;
   }
   return r;
@@ -324,6 +412,32 @@ static struct files_req *req_get(struct conn *c) {
 static int between_requests(const struct conn *c) {
   const struct files_req *r = c->mode_data;
   return r == NULL || (r->state == F_HEADER && r->hlen == 0);
+}
+
+/* Keeps input that arrived behind a GET still being sent over TLS. At
+ * most what one read delivered: reading is paused while the GET runs. */
+static int hold_input(struct files_req *r, const unsigned char *buf,
+                      size_t len) {
+  unsigned char *p = realloc(r->held, r->held_len + len);
+  if (p == NULL)
+    return -1;
+  memcpy(p + r->held_len, buf, len);
+  r->held = p;
+  r->held_len += len;
+  return 0;
+}
+
+/* Between two requests a connection owns no state, and a stopping server
+ * finishes it there. */
+static void request_boundary(struct conn *c) {
+  if (c->flags & C_CLOSING)
+    return;
+  if (between_requests(c)) {
+    free(c->mode_data);
+    c->mode_data = NULL;
+    if (c->flags & C_STOPPING)
+      conn_finish(c);
+  }
 }
 
 static void files_data(struct conn *c, const unsigned char *buf, size_t len) {
@@ -335,6 +449,10 @@ static void files_data(struct conn *c, const unsigned char *buf, size_t len) {
       return;
     }
     switch (r->state) {
+    case F_GET:
+      if (hold_input(r, buf, len) < 0)
+        conn_close(c, "out of memory");
+      return;
     case F_HEADER: {
       const unsigned char *nl = memchr(buf, '\n', len);
       n = nl != NULL ? (size_t)(nl - buf) + 1 : len;
@@ -383,13 +501,29 @@ static void files_data(struct conn *c, const unsigned char *buf, size_t len) {
       break;
     }
   }
+  request_boundary(c);
+}
+
+/* The last chunk of a GET over TLS was written: what arrived behind it is
+ * handled now, then input flows again (unless that started another GET). */
+static void get_done(struct conn *c, struct files_req *r) {
+  unsigned char *held = r->held;
+  size_t held_len = r->held_len;
+
+  close(r->get_fd);
+  r->get_fd = -1;
+  r->held = NULL;
+  r->held_len = 0;
+  r->state = F_HEADER;
+  if (held != NULL)
+    files_data(c, held, held_len);
+  free(held);
   if (c->flags & C_CLOSING)
     return;
-  if (between_requests(c)) {
-    free(c->mode_data);
-    c->mode_data = NULL;
-    if (c->flags & C_STOPPING)
-      conn_finish(c);
+  r = c->mode_data;
+  if (r == NULL || r->state != F_GET) {
+    conn_release(c);
+    request_boundary(c);
   }
 }
 
@@ -413,6 +547,9 @@ static void files_close(struct conn *c) {
              (unsigned long long)r->size);
   }
   put_abort(r);
+  if (r->get_fd >= 0)
+    close(r->get_fd);
+  free(r->held);
   free(r);
   c->mode_data = NULL;
 }

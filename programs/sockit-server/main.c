@@ -1,6 +1,6 @@
-/* sockit-server: options, the mode table, signals, and starting and
- * stopping the workers. Everything about connections is in server.c; each
- * mode is one file. */
+/* sockit-server: options, the mode table, the TLS context, signals, and
+ * starting and stopping the workers. Everything about connections is in
+ * server.c; each mode is one file. */
 #include "server.h"
 
 #include <errno.h>
@@ -40,6 +40,12 @@ enum {
   OPT_GRACE,
   OPT_ROOT,
   OPT_MAX_FILE,
+  OPT_TLS,
+  OPT_CERT,
+  OPT_KEY,
+  OPT_CLIENT_CA,
+  OPT_SELF_SIGNED,
+  OPT_HS_TIMEOUT,
 };
 
 static const struct option long_opts[] = {
@@ -56,6 +62,12 @@ static const struct option long_opts[] = {
     {"grace", required_argument, NULL, OPT_GRACE},
     {"root", required_argument, NULL, OPT_ROOT},
     {"max-file", required_argument, NULL, OPT_MAX_FILE},
+    {"tls", no_argument, NULL, OPT_TLS},
+    {"cert", required_argument, NULL, OPT_CERT},
+    {"key", required_argument, NULL, OPT_KEY},
+    {"client-ca", required_argument, NULL, OPT_CLIENT_CA},
+    {"self-signed", no_argument, NULL, OPT_SELF_SIGNED},
+    {"handshake-timeout", required_argument, NULL, OPT_HS_TIMEOUT},
     {"quiet", no_argument, NULL, 'q'},
     {"verbose", no_argument, NULL, 'v'},
     {"help", no_argument, NULL, 'h'},
@@ -83,6 +95,23 @@ static void usage(void) {
       "  -m, --mode MODE        echo (default), discard, chargen, chat, files\n"
       "  -f, --frame FRAME      raw (default), line, len16, len32, ascii4\n"
       "      --root DIR         files: directory to serve (default: .)\n"
+      "\n"
+      "TLS (stream listeners; the readiness line shows them as tls://):\n"
+      "      --tls              serve TLS 1.2/1.3 on every TCP and Unix "
+      "listener\n"
+      "      --cert FILE        certificate chain (PEM, leaf first)\n"
+      "      --key FILE         its private key (default: in --cert)\n"
+      "      --client-ca FILE   require client certificates signed by these "
+      "CAs\n"
+      "      --self-signed      make a throwaway key and certificate in "
+      "memory;\n"
+      "                         its SHA-256 fingerprint (for sockit-client "
+      "--pin)\n"
+      "                         is printed before the readiness line\n"
+      "      --handshake-timeout S  close connections whose handshake is "
+      "not\n"
+      "                         done after S seconds (default 10; 0 = "
+      "never)\n"
       "\n"
       "Limits:\n"
       "      --max-frame BYTES  largest frame (default 1M); bigger closes\n"
@@ -203,6 +232,69 @@ static void parse_secs_opt(const char *opt, const char *arg, uint64_t max_ms,
                     arg, (unsigned long long)(max_ms / 1000));
 }
 
+/* The TLS options must make sense together, and TLS needs streams. */
+static void check_tls_options(const struct server_config *cfg, int tls,
+                              const char *cert, const char *key,
+                              const char *client_ca, int self_signed,
+                              int hs_given) {
+  if (!tls) {
+    if (cert != NULL || key != NULL || client_ca != NULL || self_signed ||
+        hs_given)
+      cli_usage_error(PROG, "--cert, --key, --client-ca, --self-signed and "
+                            "--handshake-timeout need --tls");
+    return;
+  }
+  if (self_signed && (cert != NULL || key != NULL))
+    cli_usage_error(PROG, "--self-signed makes its own certificate; it "
+                          "excludes --cert and --key");
+  if (!self_signed && cert == NULL)
+    cli_usage_error(PROG, "--tls needs --cert FILE (and --key FILE), or "
+                          "--self-signed");
+  if (key != NULL && cert == NULL)
+    cli_usage_error(PROG, "--key needs --cert");
+  /* DTLS is another protocol; a UDP listener would silently stay plain
+   * next to TLS ones, so it is refused instead. */
+  for (size_t i = 0; i < cfg->nspecs; i++)
+    if (cfg->specs[i].kind == LISTEN_UDP)
+      cli_usage_error(PROG,
+                      "--tls works over TCP and Unix streams; %s is a UDP "
+                      "listener",
+                      cfg->specs[i].text);
+}
+
+/* Loads the certificates (or makes the self-signed one) once, before
+ * anything listens: a bad file is an error at start, not at the first
+ * client. A self-signed certificate's fingerprint is printed whatever the
+ * log level, before the readiness line, since clients need it to --pin. */
+static void make_tls_context(struct server_config *cfg, const char *cert,
+                             const char *key, const char *client_ca,
+                             int self_signed) {
+  sk_tls_options to;
+  char fp[SK_TLS_FINGERPRINT_LEN];
+  int rc;
+
+  memset(&to, 0, sizeof(to));
+  to.server = 1;
+  to.cert_file = cert;
+  to.key_file = key;
+  to.ca_file = client_ca;
+  to.require_client_cert = client_ca != NULL;
+  to.self_signed = self_signed;
+  /* The library reads 0 as its default and a negative value as never. */
+  to.handshake_timeout_ms = cfg->hs_ms == 0 ? -1 : (int)cfg->hs_ms;
+  rc = sk_tls_ctx_new(&cfg->tls, &to);
+  if (rc < 0)
+    cli_fatal(PROG, 1, "TLS: %s",
+              sk_tls_last_error()[0] != '\0' ? sk_tls_last_error()
+                                             : sk_strerror(rc));
+  if (sk_tls_ctx_fingerprint(cfg->tls, fp, sizeof(fp)) == 0) {
+    if (self_signed)
+      fprintf(stderr, "%s: TLS certificate SHA-256 fingerprint %s\n", PROG, fp);
+    else
+      log_info("TLS certificate SHA-256 fingerprint %s", fp);
+  }
+}
+
 /* Raises the soft descriptor limit to the hard one and keeps --max-conns
  * below what the process can actually open. */
 static void fit_max_conns(struct server_config *cfg, int conns_given) {
@@ -244,6 +336,8 @@ int main(int argc, char **argv) {
   size_t nlisten = 0;
   int udp = 0, level = LOG_INFO, frame_given = 0, workers_given = 0;
   int conns_given = 0, opt;
+  int tls = 0, self_signed = 0, hs_given = 0;
+  const char *cert = NULL, *key = NULL, *client_ca = NULL;
   uint64_t v;
   sigset_t sigs;
   int sfd, stops = 0;
@@ -259,6 +353,7 @@ int main(int argc, char **argv) {
   cfg->frame_ms = 30 * 1000;
   cfg->grace_ms = 5 * 1000;
   cfg->max_file = 1024ull * 1024 * 1024;
+  cfg->hs_ms = SK_TLS_HANDSHAKE_TIMEOUT_MS;
   srv.root_fd = -1;
   {
     long n = sysconf(_SC_NPROCESSORS_ONLN);
@@ -333,6 +428,26 @@ int main(int argc, char **argv) {
     case OPT_MAX_FILE:
       parse_size_opt("--max-file", optarg, 0, UINT64_MAX, &cfg->max_file);
       break;
+    case OPT_TLS:
+      tls = 1;
+      break;
+    case OPT_CERT:
+      cert = optarg;
+      break;
+    case OPT_KEY:
+      key = optarg;
+      break;
+    case OPT_CLIENT_CA:
+      client_ca = optarg;
+      break;
+    case OPT_SELF_SIGNED:
+      self_signed = 1;
+      break;
+    case OPT_HS_TIMEOUT:
+      parse_secs_opt("--handshake-timeout", optarg, 24ull * 3600 * 1000,
+                     &cfg->hs_ms);
+      hs_given = 1;
+      break;
     case 'q':
       level = LOG_ERROR;
       break;
@@ -391,8 +506,11 @@ int main(int argc, char **argv) {
                cfg->mode->name, cfg->workers);
     cfg->workers = 1;
   }
+  check_tls_options(cfg, tls, cert, key, client_ca, self_signed, hs_given);
   fit_max_conns(cfg, conns_given);
 
+  if (tls)
+    make_tls_context(cfg, cert, key, client_ca, self_signed);
   if (cfg->mode->setup != NULL && cfg->mode->setup(&srv) < 0)
     return 1;
 

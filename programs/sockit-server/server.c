@@ -1,6 +1,7 @@
-/* sockit-server: listeners, workers, connections, framing, back-pressure,
- * idle timeouts, connection limits and the graceful stop. The modes only
- * see decoded frames (or raw bytes) and a handful of helpers. */
+/* sockit-server: listeners, workers, connections, the TLS handshake,
+ * framing, back-pressure, idle timeouts, connection limits and the graceful
+ * stop. The modes only see decoded frames (or raw bytes) and a handful of
+ * helpers. */
 #include "server.h"
 
 #include <errno.h>
@@ -58,7 +59,8 @@ void conn_close(struct conn *c, const char *why) {
   if (c->flags & C_CLOSING)
     return;
   c->flags |= C_CLOSING;
-  if (m->close != NULL)
+  /* A connection that failed its TLS handshake never reached the mode. */
+  if (m->close != NULL && (c->flags & C_OPEN))
     m->close(c);
   if (c->prev != NULL)
     c->prev->next = c->next;
@@ -71,6 +73,13 @@ void conn_close(struct conn *c, const char *why) {
   atomic_fetch_sub_explicit(&w->srv->nconns, 1, memory_order_relaxed);
   log_info("connection from %s closed%s%s", c->name, why ? ": " : "",
            why ? why : "");
+  /* Over TLS, close_notify tells the peer that the session was ended on
+   * purpose (idle timeout, end of the grace period) rather than cut. It is
+   * sent only when nothing else waits in the queue: the close drops queued
+   * bytes, and a peer that reads nothing would not see it anyway. */
+  if (conn_tls(c) && !(c->flags & (C_HANDSHAKE | C_SHUT)) &&
+      sk_stream_write_queue_size(&c->s) == 0)
+    (void)sk_stream_shutdown(&c->s, NULL, NULL);
   sk_close(&c->s.h, conn_freed);
   if (c->flags & C_TIMER)
     sk_close(&c->idle.h, conn_freed);
@@ -102,6 +111,11 @@ void conn_finish(struct conn *c) {
   int rc;
   if (c->flags & (C_CLOSING | C_SHUT))
     return;
+  if (c->flags & C_HELD) {
+    /* The mode is still producing a reply; the FIN follows it. */
+    c->flags |= C_FINISH_DUE;
+    return;
+  }
   c->flags |= C_SHUT;
   /* From here on input is read and dropped: reading must go on so the
    * peer's FIN is seen and so that unread bytes do not turn the final
@@ -119,6 +133,26 @@ int conn_unread(const struct conn *c) {
   return sk_socket_available(&c->s.sock) > 0;
 }
 
+void conn_hold(struct conn *c) {
+  if (c->flags & (C_CLOSING | C_HELD))
+    return;
+  c->flags |= C_HELD;
+  sk_stream_recv_pause(&c->s);
+}
+
+void conn_release(struct conn *c) {
+  if ((c->flags & (C_CLOSING | C_HELD)) != C_HELD)
+    return;
+  c->flags &= ~C_HELD;
+  /* Back-pressure may have paused reading too; its drain resumes it. */
+  if (!(c->flags & C_PAUSED))
+    sk_stream_recv_resume(&c->s);
+  if (c->flags & C_FINISH_DUE) {
+    c->flags &= ~C_FINISH_DUE;
+    conn_finish(c);
+  }
+}
+
 /* Server stop, per connection: what the client sent before the stop (read
  * or still in the kernel) is answered, the frame in progress is completed,
  * then everything queued goes out, then the FIN. */
@@ -127,6 +161,11 @@ static void conn_stop(struct conn *c) {
   if (c->flags & (C_CLOSING | C_STOPPING))
     return;
   c->flags |= C_STOPPING;
+  if (c->flags & C_HANDSHAKE) {
+    /* Nothing was asked of the mode yet: there is nothing to finish. */
+    conn_close(c, "server stopping");
+    return;
+  }
   if (m->stop != NULL)
     m->stop(c);
   else if (!sk_frame_decoder_busy(&c->dec) && !conn_unread(c))
@@ -190,7 +229,8 @@ static void on_drain(sk_stream *s) {
   conn_touch(c);
   if ((c->flags & C_PAUSED) && !(c->flags & C_CLOSING)) {
     c->flags &= ~C_PAUSED;
-    sk_stream_recv_resume(s);
+    if (!(c->flags & C_HELD))
+      sk_stream_recv_resume(s);
   }
 }
 
@@ -342,6 +382,55 @@ static void accept_error(struct stream_listener *l, int status) {
             sk_strerror(status));
 }
 
+/* Why a TLS call failed, in words: the library's reason when it has one,
+ * else the code's own text. */
+static const char *tls_error_text(int err) {
+  const char *why = sk_tls_last_error();
+  return why[0] != '\0' ? why : sk_strerror(err);
+}
+
+/* The connection can carry data (accepted, and past the TLS handshake if
+ * any): reading starts and the mode takes over. */
+static void conn_ready(struct conn *c) {
+  const struct server_config *cfg = conn_cfg(c);
+  int rc;
+  sk_stream_on_drain(&c->s, on_drain);
+  rc = sk_stream_recv_start(&c->s, on_recv);
+  if (rc < 0) {
+    conn_close(c, sk_strerror(rc));
+    return;
+  }
+  c->flags |= C_OPEN;
+  if (cfg->mode->open != NULL)
+    cfg->mode->open(c);
+  if (c->w->stopping && !(c->flags & C_CLOSING))
+    conn_stop(c);
+}
+
+/* A failed handshake costs one log line and that connection alone: a port
+ * scanner, a plain-text client or a client that rejects our certificate
+ * must not disturb anyone else. */
+static void on_handshake(sk_stream *s, int status) {
+  struct conn *c = s->h.data;
+  if (c->flags & C_CLOSING)
+    return; /* -ECANCELED: closed during the handshake */
+  c->flags &= ~C_HANDSHAKE;
+  if (status < 0) {
+    if (status == -ETIMEDOUT)
+      log_error("%s: TLS handshake failed: not complete after %.3g s", c->name,
+                (double)conn_cfg(c)->hs_ms / 1000.0);
+    else
+      log_error("%s: TLS handshake failed: %s", c->name,
+                tls_error_text(status));
+    conn_close(c, NULL);
+    return;
+  }
+  log_debug("%s: %s, %s", c->name, sk_stream_tls_version(s),
+            sk_stream_tls_cipher(s));
+  conn_touch(c);
+  conn_ready(c);
+}
+
 static void on_accept(sk_stream *ls, int status, int fd,
                       const sk_endpoint *peer) {
   struct stream_listener *l = ls->h.data;
@@ -402,16 +491,21 @@ static void on_accept(sk_stream *ls, int status, int fd,
     sk_timer_start(&c->idle, on_idle, first, 0);
   }
   log_info("connection from %s on %s", c->name, l->spec->url);
-  sk_stream_on_drain(&c->s, on_drain);
-  rc = sk_stream_recv_start(&c->s, on_recv);
-  if (rc < 0) {
-    conn_close(c, sk_strerror(rc));
+  if (cfg->tls != NULL) {
+    /* The handshake reads by itself; the mode starts once it succeeded.
+     * Its deadline (--handshake-timeout) is the context's. */
+    c->flags |= C_HANDSHAKE;
+    rc = sk_stream_tls_start(&c->s, cfg->tls, NULL, on_handshake);
+    if (rc < 0) {
+      log_error("%s: cannot start TLS: %s", c->name, tls_error_text(rc));
+      conn_close(c, NULL);
+      return;
+    }
+    if (w->stopping)
+      conn_stop(c);
     return;
   }
-  if (cfg->mode->open != NULL)
-    cfg->mode->open(c);
-  if (w->stopping && !(c->flags & C_CLOSING))
-    conn_stop(c);
+  conn_ready(c);
 }
 
 /* ---- workers ---- */
@@ -511,16 +605,22 @@ static void *worker_main(void *arg) {
 
 /* ---- binding ---- */
 
-static void format_url(struct listen_spec *sp, const sk_endpoint *bound) {
+/* The address as the readiness line shows it: tcp://, udp://, unix://,
+ * and for TLS listeners tls:// (TCP) or tls+unix:// (Unix), the forms
+ * sockit-client accepts as they are. */
+static void format_url(struct listen_spec *sp, const sk_endpoint *bound,
+                       int tls) {
   char a[SK_ENDPOINT_STRLEN];
-  const char *scheme = sp->kind == LISTEN_UDP ? "udp://" : "tcp://";
+  const char *scheme = sp->kind == LISTEN_UDP ? "udp://"
+                       : tls                  ? "tls://"
+                                              : "tcp://";
   const char *addr = a;
   size_t o = 0;
 
   if (sk_endpoint_format(bound, a, sizeof(a)) < 0)
     snprintf(a, sizeof(a), "%s", sp->text);
   if (sp->kind == LISTEN_UNIX) {
-    scheme = "unix://";
+    scheme = tls ? "tls+unix://" : "unix://";
     if (strncmp(a, "unix:", 5) == 0)
       addr = a + 5;
   }
@@ -630,7 +730,7 @@ static void bind_ip(struct server *srv, size_t idx) {
     cli_fatal(SK_PROG_NAME, 1, "%s: getsockname: %s", sp->text,
               sk_strerror(rc));
   sk_endpoint_set_port(&ep, sk_endpoint_port(&local));
-  format_url(sp, &local);
+  format_url(sp, &local, srv->cfg.tls != NULL);
   for (unsigned i = 1; i < srv->nworkers; i++) {
     rc = bind_one(&srv->workers[i], idx, &ep, flags, &sock);
     if (rc < 0)
@@ -683,7 +783,7 @@ static void bind_unix(struct server *srv, size_t idx) {
   sp->created_path = sp->ep.u.un.sun_path[0] != '\0';
   if (sk_socket_local(&l0->s.sock, &local) < 0)
     local = sp->ep;
-  format_url(sp, &local);
+  format_url(sp, &local, srv->cfg.tls != NULL);
   /* One socket, one accept queue: every worker polls a duplicate of the
    * same descriptor. */
   for (unsigned i = 1; i < srv->nworkers; i++) {
@@ -823,5 +923,8 @@ int server_wait(struct server *srv) {
   close(srv->done_fd);
   if (cfg->mode->teardown != NULL)
     cfg->mode->teardown(srv);
+  /* Every connection holding a reference is gone with its loop. */
+  sk_tls_ctx_free(srv->cfg.tls);
+  srv->cfg.tls = NULL;
   return srv->failed ? 1 : 0;
 }

@@ -10,8 +10,15 @@
  * struct mode: callbacks for a connection opening, for each decoded frame
  * piece (or raw bytes, for modes that parse their own protocol), for the
  * peer's end of stream, for a graceful stop and for the close, plus one for
- * datagrams. server.c does everything else: accepting, framing,
- * back-pressure, idle timeouts, connection limits and the graceful stop.
+ * datagrams. server.c does everything else: accepting, the TLS handshake,
+ * framing, back-pressure, idle timeouts, connection limits and the graceful
+ * stop.
+ *
+ * TLS (--tls) is a property of the stream listeners, not a mode: every
+ * accepted connection first runs its handshake, and the mode sees the
+ * connection only once the handshake has succeeded, with plaintext in and
+ * out exactly as on a plain connection. The one exception is sendfile(2),
+ * which cannot encrypt: the files mode sends files in chunks instead.
  */
 #ifndef SOCKIT_SERVER_H
 #define SOCKIT_SERVER_H
@@ -99,6 +106,8 @@ struct server_config {
   unsigned workers;   /* --workers */
   const char *root;   /* files: --root */
   uint64_t max_file;  /* files: --max-file */
+  sk_tls_ctx *tls;    /* --tls: the server context; NULL = plain */
+  uint64_t hs_ms;     /* --handshake-timeout, 0 = never */
 };
 
 /* ---- runtime ---- */
@@ -151,14 +160,18 @@ struct server {
 
 /* Connection flags. */
 enum {
-  C_CLOSING = 1u << 0,   /* conn_close() ran; memory goes at close cb */
-  C_PAUSED = 1u << 1,    /* reading paused for back-pressure */
-  C_STOPPING = 1u << 2,  /* server stop: finish the frame, then FIN */
-  C_SHUT = 1u << 3,      /* our FIN is queued; input is discarded */
-  C_SHUT_DONE = 1u << 4, /* our FIN went out */
-  C_EOF = 1u << 5,       /* the peer's FIN arrived */
-  C_TIMER = 1u << 6,     /* the idle timer handle is initialised */
-  C_KICK = 1u << 7,      /* chat: to be disconnected (slow reader) */
+  C_CLOSING = 1u << 0,     /* conn_close() ran; memory goes at close cb */
+  C_PAUSED = 1u << 1,      /* reading paused for back-pressure */
+  C_STOPPING = 1u << 2,    /* server stop: finish the frame, then FIN */
+  C_SHUT = 1u << 3,        /* our FIN is queued; input is discarded */
+  C_SHUT_DONE = 1u << 4,   /* our FIN went out */
+  C_EOF = 1u << 5,         /* the peer's FIN arrived */
+  C_TIMER = 1u << 6,       /* the idle timer handle is initialised */
+  C_KICK = 1u << 7,        /* chat: to be disconnected (slow reader) */
+  C_HANDSHAKE = 1u << 8,   /* TLS handshake running; the mode has not opened */
+  C_HELD = 1u << 9,        /* the mode holds input back (conn_hold) */
+  C_FINISH_DUE = 1u << 10, /* conn_finish() came while held */
+  C_OPEN = 1u << 11,       /* the mode's open ran: it knows the connection */
 };
 
 struct conn {
@@ -201,6 +214,16 @@ void conn_finish(struct conn *c);
 void conn_close(struct conn *c, const char *why);
 /* 1 if bytes from the peer wait in the kernel, not yet read. */
 int conn_unread(const struct conn *c);
+/* Stops delivering input to the mode until conn_release(), for a mode that
+ * produces a long reply over time and must not see the next request
+ * before it is done. A graceful finish asked for meanwhile (conn_finish())
+ * waits for the release. */
+void conn_hold(struct conn *c);
+void conn_release(struct conn *c);
+/* 1 if the connection runs TLS. */
+static inline int conn_tls(const struct conn *c) {
+  return c->w->srv->cfg.tls != NULL;
+}
 /* Records a sign of life for the idle timeout. */
 static inline void conn_touch(struct conn *c) {
   c->last_active = sk_loop_now(c->s.h.loop);
