@@ -9,8 +9,10 @@ secs=${2:-60}
 here=$(cd "$(dirname "$0")" && pwd)
 status=0
 mkdir -p "$build/crashes"
-for bin in "$build"/fuzz/fuzz_*; do
-  [ -x "$bin" ] || continue
+
+# One target: runs it, reports, returns non-zero on a finding.
+run_one() {
+  bin=$1
   name=$(basename "$bin" | sed 's/^fuzz_//')
   work="$build/corpus-$name"
   mkdir -p "$work"
@@ -20,9 +22,21 @@ for bin in "$build"/fuzz/fuzz_*; do
       >"$build/fuzz-$name.log" 2>&1; then
     echo "fuzz: $name FAILED (see $build/fuzz-$name.log and $build/crashes/)"
     tail -30 "$build/fuzz-$name.log"
-    status=1
-  else
-    grep -E "stat::number_of_executed_units" "$build/fuzz-$name.log" || true
+    return 1
+  fi
+  echo "fuzz: $name: $(grep -E 'stat::number_of_executed_units' "$build/fuzz-$name.log" | awk '{print $2}') inputs, no finding"
+}
+
+# Two at a time: the machine has two cores.
+pids=""
+for bin in "$build"/fuzz/fuzz_*; do
+  [ -x "$bin" ] || continue
+  run_one "$bin" &
+  pids="$pids $!"
+  if [ "$(echo $pids | wc -w)" -ge 2 ]; then
+    for p in $pids; do wait "$p" || status=1; done
+    pids=""
   fi
 done
+for p in $pids; do wait "$p" || status=1; done
 exit $status

@@ -84,6 +84,18 @@ int cli_parse_duration_ms(const char *s, uint64_t min_ms, uint64_t max_ms,
   return 0;
 }
 
+static void (*exit_hook)(int status);
+
+void cli_set_exit_hook(void (*hook)(int status)) {
+  exit_hook = hook;
+}
+
+static _Noreturn void leave(int status) {
+  if (exit_hook != NULL)
+    exit_hook(status); /* must not return: it longjmps */
+  exit(status);
+}
+
 void cli_usage_error(const char *prog, const char *fmt, ...) {
   va_list ap;
   fprintf(stderr, "%s: ", prog);
@@ -91,7 +103,7 @@ void cli_usage_error(const char *prog, const char *fmt, ...) {
   vfprintf(stderr, fmt, ap);
   va_end(ap);
   fprintf(stderr, "\nTry '%s --help' for more information.\n", prog);
-  exit(2);
+  leave(2);
 }
 
 void cli_fatal(const char *prog, int status, const char *fmt, ...) {
@@ -101,5 +113,5 @@ void cli_fatal(const char *prog, int status, const char *fmt, ...) {
   vfprintf(stderr, fmt, ap);
   va_end(ap);
   fputc('\n', stderr);
-  exit(status);
+  leave(status);
 }

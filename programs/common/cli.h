@@ -20,6 +20,11 @@ int cli_parse_size(const char *s, uint64_t min, uint64_t max, uint64_t *out);
 int cli_parse_duration_ms(const char *s, uint64_t min_ms, uint64_t max_ms,
                           uint64_t *out_ms);
 
+/* Fuzz targets replace exit() with a hook that returns to the harness
+ * (longjmp), so a parser's usage error ends one input, not the process.
+ * NULL restores exit(). The hook must not return. */
+void cli_set_exit_hook(void (*hook)(int status));
+
 /* Prints "PROG: message" and "Try 'PROG --help'." on stderr, exits 2. */
 void cli_usage_error(const char *prog, const char *fmt, ...)
     __attribute__((format(printf, 2, 3), noreturn));
