@@ -1,0 +1,1593 @@
+#!/usr/bin/env python3
+"""sockit benchmark orchestrator (python3 stdlib only).
+
+Runs sockit-server and sockit-client against peers on the same machine, in
+one run, and prints ratios: a libuv and a libevent echo server (bench/peers/),
+sockperf's own server and client, iperf3, and a socat relay. Every server is
+pinned to one core (taskset -c 0) with one worker, every load generator to the
+other core (taskset -c 1). Besides throughput and latency it reports the
+server's CPU time per message (utime+stime from /proc/PID/stat, sampled around
+the measured window) and its RSS per idle connection.
+
+    python3 bench/run.py [--quick] [--runs N] [--cases REGEX] [--out DIR]
+                         [--write-doc] [--from RESULTS_JSON]
+
+See bench/README.md. Writes OUT/results.json, OUT/table.md, OUT/*.svg and,
+with --write-doc, docs/PERFORMANCE.md and docs/perf/*.svg.
+"""
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import re
+import resource
+import shlex
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PEERS_DIR = ROOT / "bench" / "peers"
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+READY_TIMEOUT = 10.0  # seconds a server gets to print its readiness line
+SOCKPERF_WARMUP = 0.4  # sockperf's own warm-up before it measures
+
+
+class BenchError(Exception):
+    """A case that cannot be measured; the message is the reason shown."""
+
+
+# ---------------------------------------------------------------------------
+# Processes
+
+
+class Proc:
+    """A child process in its own session; threads drain stdout and stderr.
+
+    Every Proc is registered until stopped, so cleanup_all() can end them all
+    (servers, relays, load generators) on any exit path, including Ctrl-C.
+    """
+
+    live = set()
+    live_lock = threading.Lock()
+
+    def __init__(self, name, argv, merge_stderr=False):
+        self.name = name
+        self.argv = [str(a) for a in argv]
+        self.out_lines = []
+        self.err_lines = []
+        self.cond = threading.Condition()
+        self.rusage = None
+        self.returncode = None
+        try:
+            self.popen = subprocess.Popen(
+                self.argv,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT if merge_stderr else subprocess.PIPE,
+                start_new_session=True,
+            )
+        except OSError as e:
+            raise BenchError(f"{name}: cannot start {self.argv[0]}: {e}")
+        self.pid = self.popen.pid
+        with Proc.live_lock:
+            Proc.live.add(self)
+        self.threads = [self._drain(self.popen.stdout, self.out_lines)]
+        if not merge_stderr:
+            self.threads.append(self._drain(self.popen.stderr, self.err_lines))
+
+    def _drain(self, stream, lines):
+        def run():
+            for raw in iter(stream.readline, b""):
+                with self.cond:
+                    lines.append(ANSI.sub("", raw.decode(errors="replace")))
+                    self.cond.notify_all()
+            with self.cond:
+                self.cond.notify_all()
+
+        t = threading.Thread(target=run, daemon=True)
+        t.start()
+        return t
+
+    def alive(self):
+        """True while the process has not exited (reaps it if it has)."""
+        if self.returncode is not None:
+            return False
+        try:
+            pid, status, ru = os.wait4(self.pid, os.WNOHANG)
+        except ChildProcessError:
+            self.returncode = -1
+            return False
+        if pid == 0:
+            return True
+        self._reaped(status, ru)
+        return False
+
+    def _reaped(self, status, ru):
+        self.returncode = os.waitstatus_to_exitcode(status)
+        self.rusage = ru
+        self.popen.returncode = self.returncode
+        with Proc.live_lock:
+            Proc.live.discard(self)
+
+    def wait_line(self, regex, timeout, stderr=True):
+        """Wait until a line of output matches regex; return the match.
+
+        Raises BenchError if the process exits first or the deadline passes.
+        """
+        pat = re.compile(regex)
+        lines = self.err_lines if stderr else self.out_lines
+        deadline = time.monotonic() + timeout
+        seen = 0
+        with self.cond:
+            while True:
+                while seen < len(lines):
+                    m = pat.search(lines[seen])
+                    seen += 1
+                    if m:
+                        return m
+                if not self.alive():
+                    raise BenchError(f"{self.name} exited ({self.returncode})"
+                                     f"{self.last_words()}")
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise BenchError(f"{self.name}: no '{regex}' within "
+                                     f"{timeout:g} s{self.last_words()}")
+                self.cond.wait(min(left, 0.05))
+
+    def wait(self, timeout):
+        """Wait for exit (keeping its rusage); kill and raise on timeout."""
+        deadline = time.monotonic() + timeout
+        while self.alive():
+            if time.monotonic() > deadline:
+                self.stop()
+                raise BenchError(f"{self.name}: still running after "
+                                 f"{timeout:g} s, killed")
+            time.sleep(0.005)
+        for t in self.threads:
+            t.join(2)
+        return self.returncode
+
+    def stop(self, grace=3.0):
+        """SIGTERM the process group, then SIGKILL after grace seconds."""
+        if not self.alive():
+            return
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            try:
+                os.killpg(self.pid, sig)
+            except ProcessLookupError:
+                pass
+            deadline = time.monotonic() + grace
+            while time.monotonic() < deadline:
+                if not self.alive():
+                    return
+                time.sleep(0.01)
+
+    def text(self):
+        """Everything the process wrote (stdout then stderr)."""
+        with self.cond:
+            return "".join(self.out_lines) + "".join(self.err_lines)
+
+    def last_words(self):
+        """': <last non-empty line of stderr (or stdout)>' or ''."""
+        with self.cond:
+            for lines in (self.err_lines, self.out_lines):
+                for line in reversed(lines):
+                    if line.strip():
+                        return ": " + line.strip()[:200]
+        return ""
+
+    def cmdline(self):
+        return " ".join(shlex.quote(a) for a in self.argv)
+
+
+def cleanup_all():
+    """Stop every process this script started and has not yet reaped."""
+    with Proc.live_lock:
+        procs = list(Proc.live)
+    for p in procs:
+        p.stop(grace=1.0)
+
+
+# ---------------------------------------------------------------------------
+# /proc sampling
+
+
+def proc_cpu_us(pid):
+    """utime+stime (+ reaped children) of pid and its live descendants,
+    in µs."""
+    total = 0
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        # fields[0] is field 3 (state); utime..cstime are fields 14..17.
+        total += sum(int(x) for x in fields[11:15])
+        kids = []
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{tid}/children") as f:
+                kids += f.read().split()
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return None
+    us = total * 1_000_000 // CLK_TCK
+    for k in kids:
+        us += proc_cpu_us(int(k)) or 0
+    return us
+
+
+def cpu_of(pids):
+    """Summed CPU µs of several process trees; None if one is gone."""
+    vals = [proc_cpu_us(p) for p in pids]
+    return None if any(v is None for v in vals) else sum(vals)
+
+
+def rss_kib(pid):
+    """VmRSS of pid in KiB."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise BenchError(f"no VmRSS for {pid}")
+
+
+def fd_count(pid):
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def listening(port):
+    """True if some socket listens on 127.0.0.1:port (from /proc/net/tcp)."""
+    want = f"0100007F:{port:04X}"
+    try:
+        with open("/proc/net/tcp") as f:
+            next(f)
+            for line in f:
+                parts = line.split()
+                if parts[1] == want and parts[3] == "0A":
+                    return True
+    except OSError:
+        pass
+    return False
+
+
+def free_port():
+    """A port that was free a moment ago (bind 127.0.0.1:0, then close)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# ---------------------------------------------------------------------------
+# Configuration
+
+
+@dataclass
+class Config:
+    server_bin: Path
+    client_bin: Path
+    out: Path
+    runs: int
+    quick: bool
+    duration: float
+    warmup: float
+    server_cpu: str
+    client_cpu: str
+    idle_conns: int
+    file_size: int
+    notes: list = field(default_factory=list)
+    peers_ok: bool = True
+    peers_error: str = ""
+
+    def srv(self, argv):
+        return ["taskset", "-c", self.server_cpu] + [str(a) for a in argv]
+
+    def cli(self, argv):
+        return ["taskset", "-c", self.client_cpu] + [str(a) for a in argv]
+
+
+def pick_cpus():
+    """Cores for the server and the load generator (0 and 1 when present)."""
+    cores = sorted(os.sched_getaffinity(0))
+    if 0 in cores and 1 in cores:
+        return "0", "1", None
+    if len(cores) >= 2:
+        return str(cores[0]), str(cores[1]), None
+    return str(cores[0]), str(cores[0]), (
+        "only one core available: server and load generator share it")
+
+
+def raise_nofile(want):
+    """Raise our soft RLIMIT_NOFILE (inherited by children) toward want."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = want if hard == resource.RLIM_INFINITY else min(want, hard)
+    if soft != resource.RLIM_INFINITY and soft < target:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        soft = target
+    return soft
+
+
+# ---------------------------------------------------------------------------
+# Servers
+
+
+class Server:
+    """A started server (or relay chain): its port and the pids to sample."""
+
+    def __init__(self, label, procs, port, back_port=None):
+        self.label = label
+        self.procs = procs
+        self.port = port
+        self.ports = [port] + ([back_port] if back_port else [])
+        self.main = procs[-1]  # the process clients talk to
+
+    @property
+    def pids(self):
+        return [p.pid for p in self.procs]
+
+    def cmdline(self):
+        return " ; ".join(p.cmdline() for p in self.procs)
+
+    def check_alive(self):
+        for p in self.procs:
+            if not p.alive():
+                raise BenchError(f"{p.name} exited ({p.returncode})"
+                                 f"{p.last_words()}")
+
+    def stop(self):
+        for p in reversed(self.procs):
+            p.stop()
+
+
+def start_port0(name, argv, regex):
+    """Start a server on port 0 and read the real port from its stderr."""
+    p = Proc(name, argv)
+    try:
+        port = int(p.wait_line(regex, READY_TIMEOUT).group(1))
+    except BaseException:
+        p.stop()
+        raise
+    return p, port
+
+
+def start_fixed_port(name, make_argv, merge_stderr=False, tries=4):
+    """Start a server that cannot use port 0: pick a free port, start it and
+    wait until the port listens; retry with another port on failure."""
+    last = ""
+    for _ in range(tries):
+        port = free_port()
+        p = Proc(name, make_argv(port), merge_stderr=merge_stderr)
+        deadline = time.monotonic() + READY_TIMEOUT
+        while time.monotonic() < deadline and p.alive():
+            if listening(port):
+                return p, port
+            time.sleep(0.005)
+        last = (f"{name} not listening on {port}{p.last_words()}"
+                if p.alive() else f"{name} exited ({p.returncode})"
+                f"{p.last_words()}")
+        p.stop()
+    raise BenchError(last)
+
+
+SOCKIT_READY = r"listening on tcp://127\.0\.0\.1:(\d+)"
+PEER_READY = r"listening on 127\.0\.0\.1:(\d+)"
+
+
+def start_server(cfg, kind, mode):
+    """Start server kind ('sockit', 'uv', 'ev', 'sockperf', 'iperf3',
+    'socat') in mode 'echo' or 'discard'; return a Server."""
+    if kind == "sockit":
+        if not cfg.server_bin.exists():
+            raise BenchError(f"{rel(cfg.server_bin)} not built (make build)")
+        argv = [cfg.server_bin, "-q", "--workers", "1", "-l", "127.0.0.1:0"]
+        if mode != "echo":
+            argv += ["--mode", mode]
+        p, port = start_port0("sockit-server", cfg.srv(argv), SOCKIT_READY)
+        return Server(kind, [p], port)
+    if kind in ("uv", "ev"):
+        if not cfg.peers_ok:
+            raise BenchError(cfg.peers_error)
+        binary = PEERS_DIR / "build" / f"{kind}_echo"
+        p, port = start_port0(f"{kind}_echo", cfg.srv([binary, mode, 0]),
+                              PEER_READY)
+        return Server(kind, [p], port)
+    if kind == "sockperf":
+        p, port = start_fixed_port("sockperf-server", lambda port: cfg.srv(
+            ["sockperf", "server", "--tcp", "-i", "127.0.0.1", "-p", port]),
+            merge_stderr=True)
+        return Server(kind, [p], port)
+    if kind == "iperf3":
+        p, port = start_fixed_port("iperf3-server", lambda port: cfg.srv(
+            ["iperf3", "-s", "-B", "127.0.0.1", "-p", port]),
+            merge_stderr=True)
+        return Server(kind, [p], port)
+    if kind == "socat":
+        # socat relays every connection to a sockit discard server; both are
+        # on the server core, and both are sampled.
+        back = start_server(cfg, "sockit", mode)
+        try:
+            p, port = start_fixed_port("socat-relay", lambda port: cfg.srv(
+                ["socat", f"TCP-LISTEN:{port},bind=127.0.0.1,reuseaddr,fork",
+                 f"TCP:127.0.0.1:{back.port}"]))
+        except BaseException:
+            back.stop()
+            raise
+        return Server(kind, back.procs + [p], port, back.port)
+    raise BenchError(f"unknown server {kind}")
+
+
+# ---------------------------------------------------------------------------
+# Load generators: each returns a dict of metrics for one run.
+
+
+def timed_client(cfg, server, name, argv, warmup, timeout, merge=False):
+    """Run a load generator; sample the server's CPU at launch+warmup and at
+    the generator's exit. Returns (proc, cpu_us, window_s, wall_s)."""
+    server.check_alive()
+    c = Proc(name, cfg.cli(argv), merge_stderr=merge)
+    t_launch = time.monotonic()
+    try:
+        while c.alive() and time.monotonic() < t_launch + warmup:
+            time.sleep(min(0.005, max(0.0, t_launch + warmup -
+                                      time.monotonic())))
+        cpu0, t0 = cpu_of(server.pids), time.monotonic()
+        c.wait(timeout)
+        t1 = time.monotonic()
+        cpu1 = cpu_of(server.pids)
+    finally:
+        c.stop()
+    server.check_alive()
+    if cpu0 is None or cpu1 is None:
+        raise BenchError("server vanished during the run")
+    return c, cpu1 - cpu0, max(t1 - t0, 1e-6), t1 - t_launch
+
+
+def client_json(c):
+    """The one JSON object sockit-client --json prints on stdout."""
+    if c.returncode != 0:
+        raise BenchError(f"sockit-client exit {c.returncode}{c.last_words()}")
+    text = "".join(c.out_lines).strip()
+    start = text.find("{")
+    try:
+        return json.loads(text[start:] if start >= 0 else text)
+    except ValueError:
+        raise BenchError(f"sockit-client printed no JSON{c.last_words()}")
+
+
+def add_rate_cpu(m, cpu_us, window, rate, unit):
+    """Server CPU per unit of work over the sampled window, assuming the
+    generator's measured rate held over the whole window."""
+    m["server_cpu_pct"] = 100.0 * cpu_us / 1e6 / window
+    if rate > 0:
+        m[f"server_cpu_us_per_{unit}"] = cpu_us / (rate * window)
+
+
+def run_sockit_bench(cfg, server, case):
+    """sockit-client --bench against server (echo/oneway/connect modes)."""
+    if not cfg.client_bin.exists():
+        raise BenchError(f"{rel(cfg.client_bin)} not built (make build)")
+    p = case.params
+    argv = [cfg.client_bin, "--bench", f"127.0.0.1:{server.port}",
+            "--bench-mode", p["mode"], "--conns", p["conns"],
+            "--duration", f"{cfg.duration:g}", "--warmup",
+            f"{cfg.warmup:g}", "--json"]
+    if p["mode"] in ("echo", "oneway"):
+        argv += ["--size", p["size"]]
+    if p["mode"] == "echo":
+        argv += ["--pipeline", p["pipeline"]]
+    c, cpu_us, window, _ = timed_client(
+        cfg, server, "sockit-client", argv, cfg.warmup,
+        cfg.warmup + cfg.duration + 60)
+    j = client_json(c)
+    m = {"cmd": c.cmdline()}
+    errors = int(j.get("errors", 0) or 0)
+    m["errors"] = errors
+    if p["mode"] == "echo":
+        rate = float(j["msgs_per_sec"])
+        m["msgs_per_sec"] = rate
+        m["mb_per_sec"] = float(j.get("mb_per_sec", 0))
+        for k, v in (j.get("latency_us") or {}).items():
+            m[f"lat_{k}"] = float(v)
+        add_rate_cpu(m, cpu_us, window, rate, "msg")
+    elif p["mode"] == "oneway":
+        mbps = float(j["mb_per_sec"])
+        m["gbit_per_sec"] = mbps * 8 / 1000
+        m["mb_per_sec"] = mbps
+        add_rate_cpu(m, cpu_us, window, mbps, "mb")
+    elif p["mode"] == "connect":
+        rate = float(j["connects_per_sec"])
+        m["connects_per_sec"] = rate
+        add_rate_cpu(m, cpu_us, window, rate, "conn")
+    if not any(v for k, v in m.items() if k.endswith("_per_sec")):
+        raise BenchError(f"no traffic measured ({errors} errors)")
+    return m
+
+
+def parse_sockperf_pp(text):
+    """Round-trip statistics from `sockperf ping-pong --full-rtt` output."""
+    if "No messages were received" in text:
+        raise BenchError(
+            "sockperf client got no valid reply: its 14-byte header carries a "
+            "client flag the server must clear, a plain byte echo sends it "
+            "back unchanged and sockperf discards it")
+    m = re.search(r"\[Valid Duration\] RunTime=([\d.]+) sec; SentMessages="
+                  r"(\d+); ReceivedMessages=(\d+)", text)
+    if not m:
+        raise BenchError("sockperf ping-pong printed no statistics: " +
+                         last_line(text))
+    run_s, received = float(m.group(1)), int(m.group(3))
+    out = {"msgs_per_sec": received / run_s}
+    pct = {float(a): float(b) for a, b in
+           re.findall(r"percentile\s+([\d.]+)\s*=\s*([\d.]+)", text)}
+    for key, q in (("p50", 50.0), ("p90", 90.0), ("p99", 99.0),
+                   ("p999", 99.9)):
+        if q in pct:
+            out[f"lat_{key}"] = pct[q]
+    mx = re.search(r"<MAX> observation\s*=\s*([\d.]+)", text)
+    if mx:
+        out["lat_max"] = float(mx.group(1))
+    avg = re.search(r"avg-(?:rtt|latency)=([\d.]+)", text)
+    if avg:
+        out["lat_mean"] = float(avg.group(1))
+    return out
+
+
+def run_sockperf(cfg, server, case):
+    """sockperf's own client: ping-pong (round trips) or throughput."""
+    p = case.params
+    # sockperf warms up for 400 ms; with -t 1 it may find no valid samples.
+    secs = max(2, round(cfg.duration))
+    sub = "ping-pong" if p["mode"] == "pp" else "throughput"
+    argv = ["sockperf", sub, "--tcp", "-i", "127.0.0.1", "-p", server.port,
+            "-m", p["size"], "-t", secs]
+    if sub == "ping-pong":
+        argv.append("--full-rtt")
+    c, cpu_us, window, _ = timed_client(cfg, server, "sockperf-client", argv,
+                                        SOCKPERF_WARMUP + 0.1, secs + 30,
+                                        merge=True)
+    text = c.text()
+    if sub == "ping-pong":
+        m = parse_sockperf_pp(text)
+    else:
+        t = re.search(r"Total of (\d+) messages sent in ([\d.]+) sec", text)
+        if not t:
+            raise BenchError("sockperf throughput printed no total: " +
+                             last_line(text))
+        m = {"msgs_per_sec": int(t.group(1)) / float(t.group(2))}
+        m["mb_per_sec"] = m["msgs_per_sec"] * int(p["size"]) / 1e6
+    if c.returncode != 0:
+        raise BenchError(f"sockperf exit {c.returncode}: {last_line(text)}")
+    m["cmd"] = c.cmdline()
+    add_rate_cpu(m, cpu_us, window, m["msgs_per_sec"], "msg")
+    return m
+
+
+def run_iperf3(cfg, server, case):
+    """iperf3 -c: one-way bulk (-P streams) or a file (-F)."""
+    p = case.params
+    argv = ["iperf3", "-c", "127.0.0.1", "-p", server.port, "-J"]
+    if p["mode"] == "file":
+        argv += ["-F", p["file"], "-n", cfg.file_size, "-l", "128K"]
+        warm, timeout = 0.0, 300
+    else:
+        secs = max(1, round(cfg.duration))
+        omit = max(1, round(cfg.warmup))
+        argv += ["-t", secs, "-O", omit, "-l", "128K", "-P", p["conns"]]
+        warm, timeout = omit, secs + omit + 30
+    c, cpu_us, window, wall = timed_client(cfg, server, "iperf3-client",
+                                           argv, warm, timeout)
+    try:
+        j = json.loads("".join(c.out_lines))
+    except ValueError:
+        raise BenchError(f"iperf3 printed no JSON{c.last_words()}")
+    if j.get("error"):
+        raise BenchError(f"iperf3: {j['error']}")
+    if c.returncode != 0:
+        raise BenchError(f"iperf3 exit {c.returncode}{c.last_words()}")
+    m = {"cmd": c.cmdline()}
+    if p["mode"] == "file":
+        return file_metrics(m, c, cpu_us, wall, cfg.file_size)
+    mbps = j["end"]["sum_received"]["bits_per_second"] / 8e6
+    m["gbit_per_sec"] = mbps * 8 / 1000
+    m["mb_per_sec"] = mbps
+    add_rate_cpu(m, cpu_us, window, mbps, "mb")
+    return m
+
+
+def file_metrics(m, c, cpu_us, wall, size):
+    """Throughput of a whole-file transfer (wall clock of the sender) and the
+    CPU of both ends per GiB."""
+    m["gbit_per_sec"] = size * 8 / wall / 1e9
+    m["seconds"] = wall
+    gib = size / (1 << 30)
+    if c.rusage is not None:
+        m["client_cpu_ms_per_gib"] = (c.rusage.ru_utime +
+                                      c.rusage.ru_stime) * 1e3 / gib
+    m["server_cpu_ms_per_gib"] = cpu_us / 1e3 / gib
+    return m
+
+
+def run_file_sender(cfg, server, case):
+    """sockit-client --file or socat -u: send the whole file, time it."""
+    p = case.params
+    if p["sender"] == "sockit":
+        if not cfg.client_bin.exists():
+            raise BenchError(f"{rel(cfg.client_bin)} not built (make build)")
+        argv = [cfg.client_bin, "--file", p["file"],
+                f"127.0.0.1:{server.port}"]
+    else:
+        argv = ["socat", "-u", f"OPEN:{p['file']},rdonly",
+                f"TCP:127.0.0.1:{server.port}"]
+    c, cpu_us, _, wall = timed_client(cfg, server, p["sender"], argv, 0.0,
+                                      300)
+    if c.returncode != 0:
+        raise BenchError(f"{p['sender']} exit {c.returncode}"
+                         f"{c.last_words()}")
+    return file_metrics({"cmd": c.cmdline()}, c, cpu_us, wall, cfg.file_size)
+
+
+def run_idle(cfg, server, case):
+    """Open N idle connections; RSS growth of the server divided by N."""
+    if not cfg.client_bin.exists():
+        raise BenchError(f"{rel(cfg.client_bin)} not built (make build)")
+    n = cfg.idle_conns
+    pid = server.main.pid
+    rss0, fds0 = rss_kib(pid), fd_count(pid)
+    argv = [cfg.client_bin, "--bench", f"127.0.0.1:{server.port}",
+            "--bench-mode", "idle", "--conns", n, "--duration", 120]
+    c = Proc("sockit-client", cfg.cli(argv))
+    try:
+        c.wait_line(r"idle: (\d+) connections open", 60)
+        # Connected in the kernel is not yet accepted: wait for the fds.
+        deadline = time.monotonic() + 30
+        while fd_count(pid) < fds0 + n:
+            server.check_alive()
+            if time.monotonic() > deadline:
+                raise BenchError(f"server holds {fd_count(pid) - fds0} of "
+                                 f"{n} connections after 30 s")
+            time.sleep(0.01)
+        rss1 = rss_kib(pid)
+        server.check_alive()
+        # Stop the server first so TIME_WAIT lands on its side, not on the
+        # client's ephemeral ports.
+        server.stop()
+    finally:
+        c.stop()
+    return {"cmd": c.cmdline(), "conns": n,
+            "rss_bytes_per_conn": (rss1 - rss0) * 1024 / n,
+            "rss_before_kib": rss0, "rss_after_kib": rss1}
+
+
+RUNNERS = {
+    "sockit-bench": run_sockit_bench,
+    "sockperf": run_sockperf,
+    "iperf3": run_iperf3,
+    "file": run_file_sender,
+    "idle": run_idle,
+}
+
+
+# ---------------------------------------------------------------------------
+# Cases
+
+
+@dataclass
+class Variant:
+    """One server/generator pairing measured in a case."""
+    label: str  # shown in tables, e.g. "libuv (sockit-client)"
+    server: str  # start_server kind
+    mode: str  # echo | discard
+    runner: str  # RUNNERS key
+    params: dict = field(default_factory=dict)  # overrides case params
+    sockit: bool = False  # the row the ratios are computed from
+    client: str = "sockit-client"
+
+
+@dataclass
+class Case:
+    id: str
+    group: str
+    title: str
+    params: dict
+    variants: list
+    quick: bool = False
+
+
+@dataclass
+class Group:
+    """How a group of cases is summarized: its primary metric (ratios are
+    taken on it) and the other columns shown."""
+    title: str
+    primary: str
+    higher_better: bool
+    columns: list  # (metric key, column title)
+    cpu: str = None  # the CPU metric a second ratio is taken on
+    by_client: bool = False  # the generator is what is compared (file)
+
+
+GROUPS = {
+    "echo": Group("Echo (sockit-client --bench, round trips)", "msgs_per_sec",
+                  True, [("msgs_per_sec", "msgs/s"),
+                         ("server_cpu_us_per_msg", "server CPU µs/msg"),
+                         ("lat_p50", "RTT p50 µs"),
+                         ("lat_p99", "RTT p99 µs")],
+                  cpu="server_cpu_us_per_msg"),
+    "latency": Group("Ping-pong latency, 64 B, 1 connection", "lat_p50",
+                     False, [("lat_p50", "p50 µs"), ("lat_p90", "p90 µs"),
+                             ("lat_p99", "p99 µs"), ("lat_p999", "p99.9 µs"),
+                             ("lat_max", "max µs"),
+                             ("msgs_per_sec", "round trips/s"),
+                             ("server_cpu_us_per_msg", "server CPU µs/msg")],
+                     cpu="server_cpu_us_per_msg"),
+    "sockperf-tp": Group("sockperf throughput (one way, 64 B messages)",
+                         "msgs_per_sec", True,
+                         [("msgs_per_sec", "msgs/s"),
+                          ("server_cpu_us_per_msg", "server CPU µs/msg")],
+                         cpu="server_cpu_us_per_msg"),
+    "oneway": Group("One-way bulk, 128 KiB writes", "gbit_per_sec", True,
+                    [("gbit_per_sec", "Gbit/s"),
+                     ("server_cpu_us_per_mb", "server CPU µs/MB"),
+                     ("server_cpu_pct", "server CPU %")],
+                    cpu="server_cpu_us_per_mb"),
+    "file": Group("File transfer", "gbit_per_sec", True,
+                  [("gbit_per_sec", "Gbit/s"),
+                   ("client_cpu_ms_per_gib", "sender CPU ms/GiB"),
+                   ("server_cpu_ms_per_gib", "receiver CPU ms/GiB")],
+                  cpu="client_cpu_ms_per_gib", by_client=True),
+    "connect": Group("Connection setup rate", "connects_per_sec", True,
+                     [("connects_per_sec", "connections/s"),
+                      ("server_cpu_us_per_conn", "server CPU µs/conn")],
+                     cpu="server_cpu_us_per_conn"),
+    "idle": Group("Idle connections: server RSS growth per connection",
+                  "rss_bytes_per_conn", False,
+                  [("rss_bytes_per_conn", "bytes/conn")]),
+}
+
+ECHO_SERVERS = [("sockit", "sockit-server"), ("uv", "libuv echo"),
+                ("ev", "libevent echo")]
+
+
+def build_cases(cfg, bigfile):
+    """Every case of a full run; cases with quick=True make up --quick."""
+    cases = []
+    quick_echo = {(64, 1, 1), (64, 100, 16), (64, 1000, 1), (4096, 100, 16)}
+    for size in (64, 4096):
+        for conns in (1, 100, 1000):
+            for pipe in (1, 16):
+                cases.append(Case(
+                    f"echo-{size_name(size)}-c{conns}-p{pipe}", "echo",
+                    f"echo {size_name(size)}, {conns} conn, pipeline {pipe}",
+                    {"mode": "echo", "size": size, "conns": conns,
+                     "pipeline": pipe},
+                    [Variant(lbl, k, "echo", "sockit-bench",
+                             sockit=k == "sockit") for k, lbl in ECHO_SERVERS],
+                    quick=(size, conns, pipe) in quick_echo))
+    lat = [Variant(lbl, k, "echo", "sockit-bench", sockit=k == "sockit")
+           for k, lbl in ECHO_SERVERS]
+    lat += [Variant("sockperf server", "sockperf", "echo", "sockperf",
+                    {"mode": "pp"}, client="sockperf"),
+            Variant("sockit-server", "sockit", "echo", "sockperf",
+                    {"mode": "pp"}, sockit=True, client="sockperf")]
+    cases.append(Case("latency-64B", "latency",
+                      "ping-pong 64 B, 1 conn, pipeline 1",
+                      {"mode": "echo", "size": 64, "conns": 1, "pipeline": 1},
+                      lat, quick=True))
+    tp = [Variant(lbl, k, "discard", "sockperf", {"mode": "tp"},
+                  sockit=k == "sockit", client="sockperf")
+          for k, lbl in ECHO_SERVERS]
+    tp.append(Variant("sockperf server", "sockperf", "echo", "sockperf",
+                      {"mode": "tp"}, client="sockperf"))
+    cases.append(Case("sockperf-tp-64B", "sockperf-tp",
+                      "sockperf throughput 64 B, 1 conn",
+                      {"size": 64}, tp, quick=True))
+    for streams in (1, 4):
+        v = [Variant(lbl.replace("echo", "discard"), k, "discard",
+                     "sockit-bench", sockit=k == "sockit")
+             for k, lbl in ECHO_SERVERS]
+        v += [Variant("iperf3 -s", "iperf3", "discard", "iperf3",
+                      client="iperf3 -c"),
+              Variant("socat relay → sockit discard", "socat", "discard",
+                      "sockit-bench")]
+        cases.append(Case(f"oneway-128K-s{streams}", "oneway",
+                          f"one-way 128 KiB writes, {streams} stream(s)",
+                          {"mode": "oneway", "size": 131072,
+                           "conns": streams}, v, quick=True))
+    size = size_name(cfg.file_size)
+    cases.append(Case(
+        f"file-{size}", "file", f"--file {size} (random bytes, page cache)",
+        {"mode": "file", "file": bigfile},
+        [Variant("sockit-server discard", "sockit", "discard", "file",
+                 {"sender": "sockit"}, sockit=True,
+                 client="sockit-client --file"),
+         Variant("sockit-server discard", "sockit", "discard", "file",
+                 {"sender": "socat"}, client="socat -u"),
+         Variant("iperf3 -s", "iperf3", "discard", "iperf3",
+                 client="iperf3 -c -F")], quick=True))
+    cases.append(Case(
+        "connect-c16", "connect", "connect+close, 16 at a time",
+        {"mode": "connect", "conns": 16},
+        [Variant(lbl, k, "echo", "sockit-bench", sockit=k == "sockit")
+         for k, lbl in ECHO_SERVERS], quick=True))
+    cases.append(Case(
+        f"idle-{cfg.idle_conns}", "idle",
+        f"{cfg.idle_conns} idle connections",
+        {"mode": "idle", "conns": cfg.idle_conns},
+        [Variant(lbl, k, "echo", "idle", sockit=k == "sockit")
+         for k, lbl in ECHO_SERVERS], quick=True))
+    return cases
+
+
+# ---------------------------------------------------------------------------
+# Running
+
+
+def run_variant_once(cfg, case, variant):
+    """Start a fresh server, run the generator once, stop the server."""
+    server = start_server(cfg, variant.server, variant.mode)
+    try:
+        sub = Case(case.id, case.group, case.title,
+                   {**case.params, **variant.params}, [])
+        m = RUNNERS[variant.runner](cfg, server, sub)
+        m["server_cmd"] = server.cmdline()
+        m["ports"] = server.ports
+        return m
+    finally:
+        server.stop()
+
+
+def summarize(runs):
+    """{metric: [median, min, max]} over the successful runs."""
+    ok = [r for r in runs if "error" not in r]
+    keys = sorted({k for r in ok for k, v in r.items()
+                   if isinstance(v, (int, float)) and not isinstance(v, bool)})
+    out = {}
+    for k in keys:
+        vals = [r[k] for r in ok if k in r]
+        out[k] = [statistics.median(vals), min(vals), max(vals)]
+    return out
+
+
+def run_cases(cfg, cases, results):
+    """Run every case; results.json is rewritten after each one."""
+    for case in cases:
+        print(f"== {case.id}: {case.title}", flush=True)
+        entry = {"id": case.id, "group": case.group, "title": case.title,
+                 "params": {k: v for k, v in case.params.items()
+                            if k != "file"}, "variants": []}
+        for v in case.variants:
+            entry["variants"].append({
+                "label": v.label, "server": v.server, "client": v.client,
+                "sockit": v.sockit, "runs": []})
+        results["cases"].append(entry)
+        bigfile = case.params.get("file")
+        try:
+            if bigfile:
+                t = time.monotonic()
+                make_bigfile(bigfile, cfg.file_size)
+                print(f"   created {size_name(cfg.file_size)} of random "
+                      f"bytes ({time.monotonic() - t:.1f} s)", flush=True)
+            run_case(cfg, case, entry)
+        finally:
+            if bigfile:
+                Path(bigfile).unlink(missing_ok=True)
+        finish_entry(entry)
+        write_json(cfg.out / "results.json", results)
+
+
+def run_case(cfg, case, entry):
+    """cfg.runs rounds; each round measures every variant once, so drift
+    over time hits every server alike."""
+    for i in range(cfg.runs):
+        for v, ve in zip(case.variants, entry["variants"]):
+            t = time.monotonic()
+            try:
+                m = run_variant_once(cfg, case, v)
+            except BenchError as e:
+                m = {"error": str(e)}
+            except OSError as e:
+                m = {"error": f"{type(e).__name__}: {e}"}
+            ve["runs"].append(m)
+            head = primary_str(GROUPS[case.group], m)
+            print(f"   run {i + 1}/{cfg.runs} {v.label:<30} "
+                  f"{v.client:<22} {head} ({time.monotonic() - t:.1f} s)",
+                  flush=True)
+
+
+def finish_entry(entry):
+    """Summaries, error lists, recorded commands and ratios of a case."""
+    for ve in entry["variants"]:
+        ve["summary"] = summarize(ve["runs"])
+        errs = [r["error"] for r in ve["runs"] if "error" in r]
+        if errs:
+            ve["errors"] = sorted(set(errs))
+        elif not ve["runs"]:
+            ve["errors"] = ["not run (interrupted)"]
+        cmds = [r for r in ve["runs"] if "cmd" in r]
+        if cmds:
+            ve["client_cmd"] = cmds[0]["cmd"]
+            ve["server_cmd"] = cmds[0].get("server_cmd", "")
+            ve["ports"] = cmds[0].get("ports", [])
+    compute_ratios(entry)
+
+
+def compute_ratios(entry):
+    """Ratio sockit ÷ peer on the primary metric and on server CPU."""
+    group = GROUPS[entry["group"]]
+    cpu = cpu_key(group)
+    refs = [v for v in entry["variants"] if v["sockit"]]
+    for v in entry["variants"]:
+        if v["sockit"]:
+            continue
+        # Prefer the sockit row measured with the same generator.
+        have = [r for r in refs if r["summary"].get(group.primary)]
+        ref = next((r for r in have if r["client"] == v["client"]),
+                   have[0] if have else None)
+        if ref is None:
+            continue
+        v["ratio_ref"] = ref["label"] + " / " + ref["client"]
+        v["ratio_same_client"] = (group.by_client or
+                                  ref["client"] == v["client"])
+        for key, name in ((group.primary, "ratio"), (cpu, "cpu_ratio")):
+            a = ref["summary"].get(key) if key else None
+            b = v["summary"].get(key) if key else None
+            if a and b and b[0]:
+                v[name] = a[0] / b[0]
+
+
+# ---------------------------------------------------------------------------
+# Formatting
+
+
+def size_name(n):
+    for unit, div in (("GiB", 1 << 30), ("MiB", 1 << 20), ("K", 1024)):
+        if n >= div and n % div == 0:
+            return f"{n // div}{unit}"
+    return f"{n}B"
+
+
+def fmt_num(v):
+    """3 significant digits, k/M/G suffixes for large values."""
+    if v is None:
+        return "n/a"
+    a = abs(v)
+    for limit, div, suf in ((1e9, 1e9, "G"), (1e6, 1e6, "M"), (1e4, 1e3, "k")):
+        if a >= limit:
+            return f"{v / div:.3g}{suf}"
+    if a >= 100 or a == int(a):
+        return f"{v:.0f}"
+    return f"{v:.3g}"
+
+
+def cell(summary, key):
+    s = summary.get(key)
+    if not s:
+        return "n/a"
+    med, lo, hi = s
+    if lo == hi:
+        return fmt_num(med)
+    return f"{fmt_num(med)} ({fmt_num(lo)}–{fmt_num(hi)})"
+
+
+def primary_str(group, m):
+    if "error" in m:
+        return "n/a: " + m["error"]
+    v = m.get(group.primary)
+    return f"{fmt_num(v)} {dict(group.columns).get(group.primary, '')}"
+
+
+def last_line(text):
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    return lines[-1][:200] if lines else "(no output)"
+
+
+def rel(path):
+    try:
+        return str(Path(path).resolve().relative_to(ROOT))
+    except ValueError:
+        return str(path)
+
+
+def cpu_key(group):
+    """The CPU metric of the group's second ratio, if any."""
+    return group.cpu
+
+
+def table_rows(entry, width=None):
+    """Rows (lists of str) of one case's table; n/a reasons are cut to width
+    characters when width is given (the full text is in variant_notes)."""
+    group = GROUPS[entry["group"]]
+    rows = []
+    for v in entry["variants"]:
+        row = [v["label"], v["client"]]
+        if v["summary"]:
+            row += [cell(v["summary"], k) for k, _ in group.columns]
+        else:
+            reason = "n/a: " + v.get("errors", ["no successful run"])[0]
+            if width and len(reason) > width:
+                reason = reason[:width - 5] + " [*]"
+            row += [reason] + [""] * (len(group.columns) - 1)
+        ratios = [("ratio", group.primary)]
+        if cpu_key(group):
+            ratios.append(("cpu_ratio", cpu_key(group)))
+        for name, _ in ratios:
+            if v["sockit"]:
+                row.append("(reference)" if name == "ratio" else "")
+            elif name in v:
+                mark = "" if v.get("ratio_same_client", True) else " †"
+                row.append(f"{v[name]:.2f}{mark}")
+            else:
+                row.append("n/a")
+        rows.append(row)
+    return rows
+
+
+def table_header(group, short=False):
+    better = "higher" if group.higher_better else "lower"
+    head = ["server", "load generator"] + [t for _, t in group.columns]
+    head.append("sockit÷peer" if short else
+                f"sockit ÷ peer ({better} is better for sockit)")
+    if cpu_key(group):
+        head.append("CPU sockit÷peer" if short else
+                    "CPU sockit ÷ peer (lower is better)")
+    return head
+
+
+def variant_notes(entry):
+    """Footnotes: failed runs (with the full reason) and generator errors."""
+    notes = []
+    for v in entry["variants"]:
+        runs = v["runs"]
+        failed = [r["error"] for r in runs if "error" in r]
+        who = f"{entry['title']}, {v['label']} / {v['client']}"
+        if failed:
+            notes.append(f"{who}: {len(failed)} of {len(runs)} run(s) n/a: "
+                         f"{'; '.join(sorted(set(failed)))}")
+        errs = sum(r.get("errors", 0) for r in runs if "error" not in r)
+        if errs:
+            notes.append(f"{who}: the load generator counted {errs} "
+                         "connection/transfer error(s)")
+    return notes
+
+
+def by_group(results):
+    groups = {}
+    for e in results["cases"]:
+        groups.setdefault(e["group"], []).append(e)
+    return groups
+
+
+def markdown_tables(results):
+    """Markdown: one table per group, one row block per case."""
+    out = []
+    for gkey, entries in by_group(results).items():
+        group = GROUPS[gkey]
+        head = ["case"] + table_header(group)
+        out.append(f"### {group.title}\n")
+        out.append("| " + " | ".join(head) + " |")
+        out.append("|" + "|".join("---" for _ in head) + "|")
+        notes = []
+        for e in entries:
+            for i, row in enumerate(table_rows(e)):
+                first = e["title"] if i == 0 else ""
+                cells = [c.replace("|", "\\|").replace("\n", " ")
+                         for c in [first] + row]
+                out.append("| " + " | ".join(cells) + " |")
+            notes += variant_notes(e)
+        out.append("")
+        out += [f"- {n}" for n in notes]
+        if notes:
+            out.append("")
+    return "\n".join(out)
+
+
+def print_tables(results):
+    """Plain-text tables on stdout, n/a reasons in full below each."""
+    runs = results["config"]["runs"]
+    for gkey, entries in by_group(results).items():
+        group = GROUPS[gkey]
+        head = table_header(group, short=True)
+        rows = []
+        notes = []
+        for e in entries:
+            rows.append([f"[{e['title']}]"] + [""] * (len(head) - 1))
+            rows += table_rows(e, width=40)
+            notes += variant_notes(e)
+        widths = [max(len(r[i]) for r in rows[1:] + [head])
+                  for i in range(len(head))]
+        print(f"\n{group.title}  (median (min–max) of {runs} run(s); "
+              f"sockit÷peer {'>' if group.higher_better else '<'} 1 "
+              "favours sockit)")
+        print("  ".join(h.ljust(w) for h, w in zip(head, widths)).rstrip())
+        for r in rows:
+            print("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
+        for n in notes:
+            print(f"  [*] {n}")
+    print("\n† ratio against the sockit row measured with another load "
+          "generator.")
+
+
+# ---------------------------------------------------------------------------
+# Plots (gnuplot)
+
+
+def gnuplot(script, data_files):
+    """Run gnuplot on a script; data_files maps path -> text."""
+    for path, text in data_files.items():
+        Path(path).write_text(text)
+    r = subprocess.run(["gnuplot"], input=script.encode(),
+                       capture_output=True, timeout=60)
+    if r.returncode != 0:
+        raise BenchError("gnuplot: " + last_line(r.stderr.decode()))
+
+
+SVG_TERM = ("set encoding utf8\n"
+            "set terminal svg size 860,520 dynamic enhanced font 'sans,12'\n")
+COLORS = {"sockit": "#1f4e9c", "uv": "#2ca02c", "ev": "#e6770f",
+          "sockperf": "#7f7f7f", "iperf3": "#9467bd", "socat": "#8c564b"}
+
+
+def plot_throughput(results, outdir):
+    """Echo 64 B msgs/s vs connections, pipeline 1 and 16, per server."""
+    series = {}
+    for e in results["cases"]:
+        p = e["params"]
+        if e["group"] != "echo" or p.get("size") != 64:
+            continue
+        for v in e["variants"]:
+            s = v["summary"].get("msgs_per_sec")
+            if s:
+                key = (p["pipeline"], v["server"], v["label"])
+                series.setdefault(key, []).append((p["conns"], s))
+    if not series:
+        return None
+    data = outdir / "throughput-vs-conns.dat"
+    blocks, plots = [], []
+    order = list(COLORS)
+    items = sorted(series.items(), key=lambda kv: (
+        kv[0][0], order.index(kv[0][1]) if kv[0][1] in order else 99))
+    for i, ((pipe, kind, label), pts) in enumerate(items):
+        blocks.append(f"# {label} pipeline {pipe}\n" + "".join(
+            f"{c} {s[0]} {s[1]} {s[2]}\n" for c, s in sorted(pts)))
+        style = "dt 1 pt 7" if pipe == 1 else "dt 2 pt 5"
+        plots.append(f"'{data}' index {i} using 1:2:3:4 with yerrorlines "
+                     f"lw 2 {style} lc rgb '{COLORS.get(kind, '#000000')}' "
+                     f"title '{label}, pipeline {pipe}'")
+    svg = outdir / "throughput-vs-conns.svg"
+    script = (SVG_TERM + f"set output '{svg}'\n"
+              "set title 'Echo 64 B: messages/s vs connections "
+              "(server on 1 core; median, min–max)'\n"
+              "set logscale x\nset xlabel 'connections'\n"
+              "set ylabel 'messages/s'\nset format y '%.1s%c'\n"
+              "set yrange [0:*]\nset key outside right\nset grid\n"
+              "set xrange [0.7:1500]\n"
+              "plot " + ", \\\n  ".join(plots) + "\n")
+    gnuplot(script, {data: "\n\n".join(blocks)})
+    return svg
+
+
+def plot_latency(results, outdir):
+    """Round-trip percentiles per server (ping-pong 64 B, 1 connection)."""
+    entry = next((e for e in results["cases"] if e["group"] == "latency"),
+                 None)
+    if entry is None:
+        return None
+    keys = [("lat_p50", "p50"), ("lat_p90", "p90"), ("lat_p99", "p99"),
+            ("lat_p999", "p99.9"), ("lat_max", "max")]
+    rows = []
+    for v in entry["variants"]:
+        vals = [v["summary"].get(k, [None])[0] for k, _ in keys]
+        if all(x is not None and x > 0 for x in vals):
+            rows.append((v, vals))
+    if not rows:
+        return None
+    data = outdir / "latency.dat"
+    text = "".join(f"{i} {name} " + " ".join(str(r[1][i]) for r in rows)
+                   + "\n" for i, (_, name) in enumerate(keys))
+    plots = []
+    for j, (v, _) in enumerate(rows):
+        dash = "dt 1" if v["client"] == "sockit-client" else "dt 2"
+        plots.append(f"'{data}' using 1:{j + 3}:xtic(2) with linespoints "
+                     f"lw 2 pt 7 {dash} "
+                     f"lc rgb '{COLORS.get(v['server'], '#000000')}' "
+                     f"title '{v['label']} ({v['client']})'")
+    svg = outdir / "latency.svg"
+    script = (SVG_TERM + f"set output '{svg}'\n"
+              "set title 'Ping-pong round trip, 64 B, 1 connection "
+              "(median of runs)'\n"
+              "set logscale y\nset ylabel 'round trip µs'\n"
+              "set xlabel 'percentile'\nset key outside right\nset grid\n"
+              f"set xrange [-0.3:{len(keys) - 0.7}]\n"
+              "plot " + ", \\\n  ".join(plots) + "\n")
+    gnuplot(script, {data: text})
+    return svg
+
+
+# ---------------------------------------------------------------------------
+# Machine, documentation, results
+
+
+def sh(argv):
+    """First line of a command's output, or '?'."""
+    try:
+        r = subprocess.run(argv, capture_output=True, timeout=10)
+        text = ANSI.sub("", (r.stdout + r.stderr).decode(errors="replace"))
+        lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+        return lines[0] if lines else "?"
+    except (OSError, subprocess.SubprocessError):
+        return "?"
+
+
+def machine_info(cfg):
+    """Facts about the machine and the peer versions, for the report."""
+    model = "?"
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    mem = "?"
+    try:
+        with open("/proc/meminfo") as f:
+            kib = int(f.readline().split()[1])
+            mem = f"{kib / (1 << 20):.1f} GiB"
+    except (OSError, ValueError, IndexError):
+        pass
+    debian = "?"
+    try:
+        debian = Path("/etc/debian_version").read_text().strip()
+    except OSError:
+        pass
+    commit = sh(["git", "-C", str(ROOT), "describe", "--always", "--dirty"])
+    return {
+        "date": datetime.datetime.now().astimezone().isoformat(
+            timespec="seconds"),
+        "nproc": os.cpu_count(),
+        "cpu": model,
+        "memory": mem,
+        "kernel": platform.release(),
+        "os": f"Debian {debian}",
+        "nofile": resource.getrlimit(resource.RLIMIT_NOFILE)[0],
+        "loadavg": " ".join(f"{x:.2f}" for x in os.getloadavg()),
+        "server_cpu": cfg.server_cpu,
+        "client_cpu": cfg.client_cpu,
+        "sockit": commit,
+        "cc": sh(["cc", "--version"]),
+        "python": platform.python_version(),
+        "libuv": sh(["pkg-config", "--modversion", "libuv"]),
+        "libevent": sh(["pkg-config", "--modversion", "libevent"]),
+        "sockperf": sh(["sockperf", "--version"]),
+        "iperf3": sh(["iperf3", "--version"]),
+        "socat": sh(["sh", "-c", "socat -V | grep 'socat version'"]),
+        "gnuplot": sh(["gnuplot", "--version"]),
+    }
+
+
+def show_cmd(cmd, ports, out_dir):
+    """A recorded command as the doc shows it: paths relative to the repo,
+    the output directory as $OUT, the run's ports as PORT (and BACKPORT)."""
+    cmd = cmd.replace(str(ROOT) + "/", "")
+    if out_dir:
+        cmd = cmd.replace(rel(out_dir), "$OUT").replace(str(out_dir), "$OUT")
+    for port, name in zip(ports, ("PORT", "BACKPORT")):
+        cmd = re.sub(rf"(?<!\d){port}(?!\d)", name, cmd)
+    return cmd
+
+
+def commands_md(results):
+    """The exact commands of every row."""
+    out = []
+    out_dir = results["config"].get("out")
+    for e in results["cases"]:
+        out.append(f"**{e['title']}** (`{e['id']}`)\n")
+        out.append("```sh")
+        for v in e["variants"]:
+            if "client_cmd" not in v:
+                out.append(f"# {v['label']} / {v['client']}: not measured")
+                continue
+            ports = v.get("ports", [])
+            out.append(f"# {v['label']} / {v['client']}")
+            for c in v["server_cmd"].split(" ; "):
+                out.append(show_cmd(c, ports, out_dir) + " &")
+            out.append(show_cmd(v["client_cmd"], ports, out_dir))
+        out.append("```\n")
+    return "\n".join(out)
+
+
+def write_doc(results, doc, plots):
+    """Rewrite docs/PERFORMANCE.md (and its plots) from the results."""
+    mi = results["machine"]
+    cfg = results["config"]
+    perf = doc.parent / "perf"
+    perf.mkdir(parents=True, exist_ok=True)
+    imgs = []
+    for title, svg in plots:
+        if svg:
+            shutil.copy(svg, perf / svg.name)
+            imgs.append(f"![{title}](perf/{svg.name})\n")
+    notes = "".join(f"- {n}\n" for n in results.get("notes", []))
+    text = f"""# sockit performance
+
+Generated by `bench/run.py` ({'--quick, ' if cfg['quick'] else ''}{cfg['runs']}
+run(s) per case) on {mi['date']}. Regenerate with `make bench` (all cases,
+then `python3 bench/run.py --write-doc`) or
+`python3 bench/run.py --from bench/results/<run>/results.json --write-doc`.
+Every number here comes from one run of the script: the peers were measured
+right next to sockit, on the same machine, with the same load generator where
+the protocol allows.
+
+## Machine
+
+| | |
+|---|---|
+| CPU | {mi['cpu']} ({mi['nproc']} cores) |
+| memory | {mi['memory']} |
+| OS, kernel | {mi['os']}, Linux {mi['kernel']} |
+| open files limit | {mi['nofile']} |
+| load average at start | {mi.get('loadavg', '?')} |
+| sockit | `{mi['sockit']}` |
+| compiler | {mi['cc']} |
+| libuv / libevent | {mi['libuv']} / {mi['libevent']} |
+| sockperf | {mi['sockperf']} |
+| iperf3 | {mi['iperf3']} |
+| socat | {mi['socat']} |
+| gnuplot | {mi['gnuplot']} |
+
+## Method
+
+- Loopback only (127.0.0.1). Each server runs with one worker, pinned to core
+  {mi['server_cpu']} (`taskset -c {mi['server_cpu']}`); each load generator
+  is pinned to core {mi['client_cpu']}. A fresh server is started for every
+  measurement; the runs of a case interleave the servers.
+- Durations: {cfg['duration']} s measured after {cfg['warmup']} s of warm-up
+  (sockit-client `--duration/--warmup`, sockperf `-t` with its own 400 ms
+  warm-up, iperf3 `-t/-O`).
+- Every cell is the median of {cfg['runs']} run(s), with min–max in
+  parentheses. `n/a` carries the reason the case could not be measured.
+- **Server CPU per message**: utime+stime of the server process tree from
+  `/proc/PID/stat`, sampled when the generator's warm-up ends and when it
+  exits, divided by (measured rate × sampled window).
+- **RSS per idle connection**: VmRSS of the server before the generator
+  connects and after it reports `idle: N connections open` and the server
+  holds N more file descriptors, divided by N (user-space memory only; the
+  kernel's socket memory is not in RSS).
+- **Ratios** are sockit ÷ peer of the medians. For throughput a ratio above 1
+  favours sockit; for latency, CPU and memory a ratio below 1 does. A `†`
+  marks a ratio taken against a sockit row measured with another load
+  generator.
+- The libuv and libevent peers are `bench/peers/uv_echo.c` and
+  `bench/peers/ev_echo.c`: single-threaded, TCP_NODELAY, idiomatic
+  back-pressure (libuv: stop reading above 1 MiB of write queue; libevent:
+  bufferevent watermarks).
+
+## Results
+
+{markdown_tables(results)}
+## Plots
+
+{''.join(imgs) or '(no plot: no data)'}
+## Notes
+
+{notes or '- none'}
+
+## Exact commands
+
+The server command(s), then the load generator, for each row, from the
+first run (run from the repository root; PORT is the port the server
+reported or was given, BACKPORT the sockit discard server behind socat, $OUT
+the results directory).
+
+{commands_md(results)}"""
+    doc.write_text(text)
+
+
+def write_json(path, obj):
+    tmp = Path(str(path) + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=1, default=str))
+    tmp.replace(path)
+
+
+def build_peers(cfg):
+    """make -C bench/peers; on failure the uv/ev rows become n/a."""
+    r = subprocess.run(["make", "-s", "-C", str(PEERS_DIR)],
+                       capture_output=True)
+    missing = [b for b in ("uv_echo", "ev_echo")
+               if not (PEERS_DIR / "build" / b).exists()]
+    if r.returncode != 0 or missing:
+        cfg.peers_ok = False
+        cfg.peers_error = ("bench/peers build failed: " +
+                           last_line((r.stdout + r.stderr).decode()))
+        print(cfg.peers_error, file=sys.stderr)
+
+
+def check_tools(cfg):
+    """Note every external tool that is missing (its rows become n/a)."""
+    for tool in ("taskset", "sockperf", "iperf3", "socat", "gnuplot"):
+        if shutil.which(tool) is None:
+            cfg.notes.append(f"`{tool}` not found (scripts/deps.sh bench); "
+                             "its rows are n/a")
+    if shutil.which("taskset") is None:
+        raise SystemExit("bench: taskset is required (util-linux)")
+
+
+def make_bigfile(path, size):
+    """A file of random bytes (no zero-page or compression shortcut)."""
+    chunk = 16 << 20
+    with open(path, "wb") as f:
+        left = size
+        while left > 0:
+            n = min(chunk, left)
+            f.write(os.urandom(n))
+            left -= n
+
+
+# ---------------------------------------------------------------------------
+# Main
+
+
+def parse_args(argv):
+    ap = argparse.ArgumentParser(
+        description="sockit benchmarks against peers (bench/README.md)")
+    ap.add_argument("--quick", action="store_true",
+                    help="1 run per case, short durations, fewer cases")
+    ap.add_argument("--runs", type=int, help="runs per case (default 3)")
+    ap.add_argument("--cases", help="only cases whose id matches this regex")
+    ap.add_argument("--list", action="store_true", help="list case ids")
+    ap.add_argument("--out", type=Path,
+                    help="results directory (default bench/results/<time>)")
+    ap.add_argument("--duration", type=float,
+                    help="measured seconds per run (default 4, quick 1)")
+    ap.add_argument("--warmup", type=float,
+                    help="warm-up seconds per run (default 1, quick 0.5)")
+    ap.add_argument("--write-doc", action="store_true",
+                    help="rewrite docs/PERFORMANCE.md and docs/perf/*.svg")
+    ap.add_argument("--doc", type=Path, default=ROOT / "docs" /
+                    "PERFORMANCE.md", help=argparse.SUPPRESS)
+    ap.add_argument("--from", dest="from_json", type=Path,
+                    help="re-render tables/plots/doc from a results.json")
+    ap.add_argument("--build-dir", type=Path, default=ROOT / "build",
+                    help="sockit build directory (default build/)")
+    ap.add_argument("--server", type=Path, help="sockit-server binary")
+    ap.add_argument("--client", type=Path, help="sockit-client binary")
+    return ap.parse_args(argv)
+
+
+def render(results, out, args):
+    """Tables on stdout, table.md and plots in out, and the doc if asked."""
+    print_tables(results)
+    (out / "table.md").write_text(markdown_tables(results))
+    plots = []
+    for title, fn in (("Throughput vs connections", plot_throughput),
+                      ("Latency distribution", plot_latency)):
+        try:
+            plots.append((title, fn(results, out)))
+        except (BenchError, OSError, subprocess.SubprocessError) as e:
+            print(f"plot '{title}' failed: {e}", file=sys.stderr)
+    if args.write_doc:
+        write_doc(results, args.doc, plots)
+        print(f"\nwrote {rel(args.doc)} and {rel(args.doc.parent / 'perf')}/")
+    print(f"results: {rel(out)}/results.json")
+
+
+def main(argv=None):
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    if args.from_json:
+        results = json.loads(args.from_json.read_text())
+        render(results, args.from_json.parent, args)
+        return 0
+
+    # SIGINT/SIGTERM/SIGHUP end the run through the finally below (SIGINT
+    # too: a shell may start us with it ignored).
+    def on_signal(signum, frame):
+        raise KeyboardInterrupt
+
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, on_signal)
+
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    out = args.out or ROOT / "bench" / "results" / stamp
+    out.mkdir(parents=True, exist_ok=True)
+    server_cpu, client_cpu, cpu_note = pick_cpus()
+    nofile = raise_nofile(20000)
+    idle = 10000
+    notes = []
+    if cpu_note:
+        notes.append(cpu_note)
+    if nofile < idle + 100:
+        idle = max(100, (nofile - 100) // 1000 * 1000 or 100)
+        notes.append(f"open-files limit {nofile}: idle case scaled down to "
+                     f"{idle} connections (10,000 needs ≥ 10100)")
+    cfg = Config(
+        server_bin=args.server or args.build_dir / "programs" /
+        "sockit-server",
+        client_bin=args.client or args.build_dir / "programs" /
+        "sockit-client",
+        out=out,
+        runs=args.runs or (1 if args.quick else 3),
+        quick=args.quick,
+        duration=args.duration or (1.0 if args.quick else 4.0),
+        warmup=args.warmup if args.warmup is not None else (
+            0.5 if args.quick else 1.0),
+        server_cpu=server_cpu, client_cpu=client_cpu, idle_conns=idle,
+        file_size=(256 << 20) if args.quick else (1 << 30), notes=notes)
+    bigfile = out / "bigfile.bin"
+    cases = build_cases(cfg, bigfile)
+    if args.quick:
+        cases = [c for c in cases if c.quick]
+    if args.cases:
+        cases = [c for c in cases if re.search(args.cases, c.id)]
+    if args.list:
+        print("\n".join(c.id for c in cases))
+        return 0
+    check_tools(cfg)
+    build_peers(cfg)
+
+    results = {"config": {"runs": cfg.runs, "quick": cfg.quick,
+                          "duration": cfg.duration, "warmup": cfg.warmup,
+                          "idle_conns": cfg.idle_conns,
+                          "file_size": cfg.file_size,
+                          "server": rel(cfg.server_bin),
+                          "out": str(out),
+                          "client": rel(cfg.client_bin)},
+               "machine": machine_info(cfg), "notes": cfg.notes,
+               "cases": []}
+    print(f"sockit bench: {len(cases)} case(s), {cfg.runs} run(s) each, "
+          f"server on core {server_cpu}, load on core {client_cpu}; "
+          f"output in {rel(out)}/")
+    load = os.getloadavg()[0]
+    if load > 0.5:
+        cfg.notes.append(f"load average {load:.2f} when the run started: "
+                         "other work on the machine adds noise")
+    started = time.monotonic()
+    interrupted = False
+    try:
+        run_cases(cfg, cases, results)
+    except KeyboardInterrupt:
+        interrupted = True
+        print("\ninterrupted: stopping everything", file=sys.stderr)
+    finally:
+        cleanup_all()
+    for e in results["cases"]:
+        if any("summary" not in v for v in e["variants"]):
+            finish_entry(e)  # the interrupted case
+    results["elapsed_s"] = round(time.monotonic() - started, 1)
+    check_sockperf_note(results)
+    write_json(out / "results.json", results)
+    render(results, out, args)
+    print(f"elapsed: {results['elapsed_s']} s")
+    return 130 if interrupted else 0
+
+
+def check_sockperf_note(results):
+    """Record what sockperf's client did against servers not its own."""
+    for e in results["cases"]:
+        works, fails = [], []
+        for v in e["variants"]:
+            if v["client"] != "sockperf" or v["server"] == "sockperf":
+                continue
+            if v["summary"]:
+                works.append(v["label"])
+            elif v.get("errors"):
+                fails.append(f"{v['label']}: {v['errors'][0]}")
+        if works:
+            results["notes"].append(f"{e['title']}: sockperf's client works "
+                                    f"against {', '.join(works)}.")
+        for f in fails:
+            results["notes"].append(f"{e['title']}: sockperf's client "
+                                    f"against {f}.")
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    finally:
+        cleanup_all()
