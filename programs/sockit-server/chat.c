@@ -59,7 +59,7 @@ static void chat_reap(struct worker *w) {
       break;
     log_warn("%s: not reading its messages (output queue over %zu bytes), "
              "disconnecting",
-             o->name, conn_cfg(o)->max_queue);
+             conn_name(o), conn_cfg(o)->max_queue);
     conn_close(o, "slow reader");
   }
   w->reaping = 0;
@@ -68,7 +68,7 @@ static void chat_reap(struct worker *w) {
 static void announce(struct conn *c, const char *what) {
   char msg[128];
   struct iovec iov;
-  int n = snprintf(msg, sizeof(msg), "* %s %s\n", c->name, what);
+  int n = snprintf(msg, sizeof(msg), "* %s %s\n", conn_name(c), what);
   iov.iov_base = msg;
   iov.iov_len = (size_t)n;
   broadcast(c, &iov, 1);
@@ -76,13 +76,16 @@ static void announce(struct conn *c, const char *what) {
 }
 
 static void send_line(struct conn *c, const unsigned char *data, size_t len) {
+  /* A copy: conn_name()'s buffer is reused by log lines about the others
+   * during the broadcast. */
+  char name[SK_ENDPOINT_STRLEN];
+  snprintf(name, sizeof(name), "%s", conn_name(c));
   struct iovec iov[5] = {
-      {"[", 1},  {c->name, strlen(c->name)}, {"] ", 2}, {(void *)data, len},
-      {"\n", 1},
+      {"[", 1}, {name, strlen(name)}, {"] ", 2}, {(void *)data, len}, {"\n", 1},
   };
   int n = broadcast(c, iov, 5);
   if (log_level() >= LOG_INFO)
-    log_msg(LOG_INFO, "sent %zu bytes from %s to %d client%s", len, c->name, n,
+    log_msg(LOG_INFO, "sent %zu bytes from %s to %d client%s", len, name, n,
             n == 1 ? "" : "s");
   chat_reap(c->w);
 }

@@ -36,7 +36,7 @@ static void echo_piece(struct conn *c, const sk_frame_piece *p) {
   if (n > 0 && conn_send(c, iov, n) < 0)
     return;
   if ((p->flags & SK_FRAME_END) && log_level() >= LOG_INFO)
-    log_msg(LOG_INFO, "sent %zu bytes to %s", c->frame_bytes, c->name);
+    log_msg(LOG_INFO, "sent %zu bytes to %s", c->frame_bytes, conn_name(c));
 }
 
 static void echo_dgram(struct udp_listener *u, const unsigned char *buf,

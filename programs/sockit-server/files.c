@@ -151,7 +151,7 @@ static void reply(struct conn *c, const char *fmt, ...) {
 
 static void reply_err(struct conn *c, const char *req, const char *name,
                       const char *text) {
-  log_info("%s: %s %s: ERR %s", c->name, req, name, text);
+  log_info("%s: %s %s: ERR %s", conn_name(c), req, name, text);
   reply(c, "ERR %s\n", text);
 }
 
@@ -180,7 +180,8 @@ static void get_pump(struct conn *c, struct files_req *r) {
     if (n <= 0) {
       /* The size is promised already; the only honest end is a cut. */
       log_error("%s: GET %s: %s after %lld bytes, closing the connection",
-                c->name, r->name, n == 0 ? "the file shrank" : strerror(errno),
+                conn_name(c), r->name,
+                n == 0 ? "the file shrank" : strerror(errno),
                 (long long)r->get_off);
       conn_close(c, "file read failed");
       return;
@@ -247,7 +248,8 @@ static void do_get(struct conn *c, struct files_req *r, const char *name) {
     reply_err(c, "GET", name, "not a regular file");
     return;
   }
-  log_info("%s: GET %s: OK %lld bytes", c->name, name, (long long)st.st_size);
+  log_info("%s: GET %s: OK %lld bytes", conn_name(c), name,
+           (long long)st.st_size);
   reply(c, "OK %lld\n", (long long)st.st_size);
   if (c->flags & C_CLOSING) {
     close(fd);
@@ -292,7 +294,7 @@ static void put_done(struct conn *c, struct files_req *r) {
     unlinkat(r->dirfd, r->tmp, 0);
     reply_err(c, "PUT", r->name, err_text(err));
   } else {
-    log_info("%s: PUT %s: OK %llu bytes", c->name, r->name,
+    log_info("%s: PUT %s: OK %llu bytes", conn_name(c), r->name,
              (unsigned long long)r->size);
     reply(c, "OK %llu\n", (unsigned long long)r->size);
   }
@@ -543,7 +545,7 @@ static void files_close(struct conn *c) {
     put_abort(r);
     log_info("%s: PUT %s: connection closed after %llu of %llu bytes, "
              "upload discarded",
-             c->name, r->name, (unsigned long long)(r->size - r->left),
+             conn_name(c), r->name, (unsigned long long)(r->size - r->left),
              (unsigned long long)r->size);
   }
   put_abort(r);

@@ -38,9 +38,27 @@ static int rate_ok(atomic_uint_fast64_t *last_ms, uint64_t now) {
 /* ---- connections ---- */
 
 static void conn_freed(sk_handle *h) {
-  struct conn *c = h->data;
-  if (--c->handles == 0)
-    free(c);
+  free(h->data);
+}
+
+const char *conn_name(const struct conn *c) {
+  static _Thread_local char buf[SK_ENDPOINT_STRLEN];
+  sk_endpoint ep;
+  memset(&ep, 0, sizeof(ep));
+  if (c->peer_family == AF_INET) {
+    ep.u.in4.sin_family = AF_INET;
+    memcpy(&ep.u.in4.sin_addr, c->peer_addr, 4);
+    ep.u.in4.sin_port = htons(c->peer_port);
+    ep.len = sizeof(ep.u.in4);
+  } else if (c->peer_family == AF_INET6) {
+    ep.u.in6.sin6_family = AF_INET6;
+    memcpy(&ep.u.in6.sin6_addr, c->peer_addr, 16);
+    ep.u.in6.sin6_port = htons(c->peer_port);
+    ep.len = sizeof(ep.u.in6);
+  }
+  if (ep.len == 0 || sk_endpoint_format(&ep, buf, sizeof(buf)) <= 0)
+    snprintf(buf, sizeof(buf), "%.100s#%d", c->spec->url, c->peer_fd);
+  return buf;
 }
 
 static void worker_maybe_finish(struct worker *w) {
@@ -50,6 +68,7 @@ static void worker_maybe_finish(struct worker *w) {
    * sk_loop_run() returns and the thread ends. */
   w->finished = 1;
   sk_close(&w->grace.h, NULL);
+  sk_close(&w->sweep.h, NULL);
 }
 
 void conn_close(struct conn *c, const char *why) {
@@ -71,7 +90,7 @@ void conn_close(struct conn *c, const char *why) {
   c->prev = c->next = NULL;
   w->nconns--;
   atomic_fetch_sub_explicit(&w->srv->nconns, 1, memory_order_relaxed);
-  log_info("connection from %s closed%s%s", c->name, why ? ": " : "",
+  log_info("connection from %s closed%s%s", conn_name(c), why ? ": " : "",
            why ? why : "");
   /* Over TLS, close_notify tells the peer that the session was ended on
    * purpose (idle timeout, end of the grace period) rather than cut. It is
@@ -81,8 +100,6 @@ void conn_close(struct conn *c, const char *why) {
       sk_stream_write_queue_size(&c->s) == 0)
     (void)sk_stream_shutdown(&c->s, NULL, NULL);
   sk_close(&c->s.h, conn_freed);
-  if (c->flags & C_TIMER)
-    sk_close(&c->idle.h, conn_freed);
   worker_maybe_finish(w);
 }
 
@@ -178,15 +195,11 @@ static int frame_timed(const struct conn *c) {
   return conn_cfg(c)->frame_ms > 0 && sk_frame_decoder_busy(&c->dec);
 }
 
-/* One timer per connection serves both the idle timeout and the frame
- * timeout (the defence against a peer that trickles a frame a byte at a
- * time, which the idle timeout alone never catches). */
-static void on_idle(sk_timer *t) {
-  struct conn *c = t->h.data;
+/* Applies the idle and frame timeouts to one connection. Returns 1 if it
+ * closed it. */
+static int conn_check_timeouts(struct conn *c, uint64_t now) {
   const struct server_config *cfg = conn_cfg(c);
-  uint64_t now = sk_loop_now(t->h.loop);
   size_t q = sk_stream_write_queue_size(&c->s);
-  uint64_t next = UINT64_MAX;
   char why[80];
 
   /* Output still moving to a peer that reads counts as life; a queue
@@ -194,34 +207,50 @@ static void on_idle(sk_timer *t) {
   if (q != 0 && q != c->last_wq)
     c->last_active = now;
   c->last_wq = q;
-  if (cfg->idle_ms > 0) {
-    if (now - c->last_active >= cfg->idle_ms) {
-      snprintf(why, sizeof(why), "idle for %llu s",
-               (unsigned long long)((now - c->last_active) / 1000));
-      conn_close(c, why);
-      return;
-    }
-    next = c->last_active + cfg->idle_ms;
+  if (cfg->idle_ms > 0 && now - c->last_active >= cfg->idle_ms) {
+    snprintf(why, sizeof(why), "idle for %llu s",
+             (unsigned long long)((now - c->last_active) / 1000));
+    conn_close(c, why);
+    return 1;
   }
-  if (frame_timed(c)) {
-    if (now - c->frame_start >= cfg->frame_ms) {
-      snprintf(why, sizeof(why), "frame not complete after %llu s",
-               (unsigned long long)((now - c->frame_start) / 1000));
-      log_error("%s: %s, closing the connection", c->name, why);
-      conn_close(c, why);
-      return;
-    }
-    if (c->frame_start + cfg->frame_ms < next)
-      next = c->frame_start + cfg->frame_ms;
-  } else if (cfg->frame_ms > 0 && cfg->frame != SK_FRAME_RAW &&
-             now + cfg->frame_ms < next) {
-    /* Between frames: look again one frame timeout from now. */
-    next = now + cfg->frame_ms;
+  /* The frame timeout is the defence against a peer that trickles a frame
+   * a byte at a time, which the idle timeout alone never catches. */
+  if (frame_timed(c) && now - c->frame_start >= cfg->frame_ms) {
+    snprintf(why, sizeof(why), "frame not complete after %llu s",
+             (unsigned long long)((now - c->frame_start) / 1000));
+    log_error("%s: %s, closing the connection", conn_name(c), why);
+    conn_close(c, why);
+    return 1;
   }
-  /* Re-armed lazily: activity only stores a time stamp, and the timer
-   * moves once per period rather than once per message. */
-  if (next != UINT64_MAX)
-    sk_timer_start(t, on_idle, next - now, 0);
+  return 0;
+}
+
+/* One timer per worker walks its connections a few times per timeout
+ * period, instead of one timer per connection: activity only stores a
+ * time stamp, and an idle connection carries no timer of its own. A
+ * timeout fires between its period and a quarter period later. */
+static void sweep_cb(sk_timer *t) {
+  struct worker *w = t->h.data;
+  uint64_t now = sk_loop_now(t->h.loop);
+  struct conn *c, *next;
+  for (c = w->conns; c != NULL; c = next) {
+    next = c->next;
+    if (!(c->flags & C_CLOSING))
+      conn_check_timeouts(c, now);
+  }
+}
+
+/* How often sweep_cb runs: a quarter of the shortest timeout, between
+ * 50 ms and 1 s; 0 when no timeout is set. */
+static uint64_t sweep_interval(const struct server_config *cfg) {
+  uint64_t t = cfg->idle_ms;
+  if (cfg->frame != SK_FRAME_RAW && cfg->frame_ms > 0 &&
+      (t == 0 || cfg->frame_ms < t))
+    t = cfg->frame_ms;
+  if (t == 0)
+    return 0;
+  t /= 4;
+  return t < 50 ? 50 : t > 1000 ? 1000 : t;
 }
 
 static void on_drain(sk_stream *s) {
@@ -243,7 +272,7 @@ static void frame_error(struct conn *c, int err) {
              conn_cfg(c)->max_frame);
   else
     snprintf(why, sizeof(why), "%s, closing the connection", sk_strerror(err));
-  log_error("%s: %s", c->name, why);
+  log_error("%s: %s", conn_name(c), why);
   conn_close(c, sk_strerror(err));
 }
 
@@ -253,7 +282,7 @@ static void deliver(struct conn *c, const sk_frame_piece *p) {
     c->frame_bytes = 0;
   c->frame_bytes += p->len;
   if ((p->flags & SK_FRAME_END) && log_level() >= LOG_INFO)
-    log_msg(LOG_INFO, "recv %zu bytes from %s", c->frame_bytes, c->name);
+    log_msg(LOG_INFO, "recv %zu bytes from %s", c->frame_bytes, conn_name(c));
   conn_cfg(c)->mode->piece(c, p);
 }
 
@@ -294,7 +323,7 @@ static void on_eof(struct conn *c) {
     if (rc < 0) {
       /* What was echoed of earlier frames still goes out before the
        * FIN; only the cut frame is lost. */
-      log_warn("%s: stream ended inside a frame (%s)", c->name,
+      log_warn("%s: stream ended inside a frame (%s)", conn_name(c),
                sk_strerror(rc));
     } else if (rc == 1) {
       deliver(c, &p);
@@ -329,7 +358,7 @@ static void on_recv(sk_stream *s, ssize_t n, const void *buf) {
         sk_stream_write_queue_size(s) > cfg->max_queue) {
       c->flags |= C_PAUSED;
       sk_stream_recv_pause(s);
-      log_debug("%s: output queue over %zu bytes, reading paused", c->name,
+      log_debug("%s: output queue over %zu bytes, reading paused", conn_name(c),
                 cfg->max_queue);
     }
     return;
@@ -343,14 +372,21 @@ static void on_recv(sk_stream *s, ssize_t n, const void *buf) {
   conn_close(c, sk_strerror((int)n));
 }
 
-/* A name for log lines: the peer's address, or for Unix peers (which
- * rarely have one) the listener and the descriptor number. */
-static void conn_name(struct conn *c, const sk_endpoint *peer,
-                      const struct stream_listener *l, int fd) {
-  if (peer != NULL && sk_endpoint_family(peer) != AF_UNIX &&
-      sk_endpoint_format(peer, c->name, sizeof(c->name)) > 0)
+/* Keeps what conn_name() needs: 32 bytes instead of a formatted string. */
+static void conn_set_peer(struct conn *c, const sk_endpoint *peer,
+                          const struct stream_listener *l, int fd) {
+  c->spec = l->spec;
+  c->peer_fd = fd;
+  if (peer == NULL)
     return;
-  snprintf(c->name, sizeof(c->name), "%.50s#%d", l->spec->url, fd);
+  if (sk_endpoint_family(peer) == AF_INET) {
+    c->peer_family = AF_INET;
+    memcpy(c->peer_addr, &peer->u.in4.sin_addr, 4);
+  } else if (sk_endpoint_family(peer) == AF_INET6) {
+    c->peer_family = AF_INET6;
+    memcpy(c->peer_addr, &peer->u.in6.sin6_addr, 16);
+  }
+  c->peer_port = sk_endpoint_port(peer);
 }
 
 static void refuse(struct worker *w, int fd, const sk_endpoint *peer) {
@@ -417,15 +453,15 @@ static void on_handshake(sk_stream *s, int status) {
   c->flags &= ~C_HANDSHAKE;
   if (status < 0) {
     if (status == -ETIMEDOUT)
-      log_error("%s: TLS handshake failed: not complete after %.3g s", c->name,
-                (double)conn_cfg(c)->hs_ms / 1000.0);
+      log_error("%s: TLS handshake failed: not complete after %.3g s",
+                conn_name(c), (double)conn_cfg(c)->hs_ms / 1000.0);
     else
-      log_error("%s: TLS handshake failed: %s", c->name,
+      log_error("%s: TLS handshake failed: %s", conn_name(c),
                 tls_error_text(status));
     conn_close(c, NULL);
     return;
   }
-  log_debug("%s: %s, %s", c->name, sk_stream_tls_version(s),
+  log_debug("%s: %s, %s", conn_name(c), sk_stream_tls_version(s),
             sk_stream_tls_cipher(s));
   conn_touch(c);
   conn_ready(c);
@@ -457,10 +493,9 @@ static void on_accept(sk_stream *ls, int status, int fd,
     return;
   }
   c->w = w;
-  c->handles = 1;
   sk_stream_init(&w->loop, &c->s);
   c->s.h.data = c;
-  rc = sk_stream_open(&c->s, fd);
+  rc = sk_stream_open_accepted(&c->s, fd, l->s.sock.family);
   if (rc < 0) {
     atomic_fetch_sub(&srv->nconns, 1);
     close(fd);
@@ -468,7 +503,7 @@ static void on_accept(sk_stream *ls, int status, int fd,
     sk_close(&c->s.h, conn_freed);
     return;
   }
-  conn_name(c, peer, l, fd);
+  conn_set_peer(c, peer, l, fd);
   /* Echoes are small writes that must not wait for Nagle's algorithm. */
   if (l->spec->kind == LISTEN_TCP)
     sk_opt_set_nodelay(&c->s.sock, 1);
@@ -479,25 +514,14 @@ static void on_accept(sk_stream *ls, int status, int fd,
   w->conns = c;
   w->nconns++;
   conn_touch(c);
-  if (cfg->idle_ms > 0 || (cfg->frame_ms > 0 && cfg->frame != SK_FRAME_RAW)) {
-    uint64_t first = cfg->idle_ms;
-    if (cfg->frame != SK_FRAME_RAW && cfg->frame_ms > 0 &&
-        (first == 0 || cfg->frame_ms < first))
-      first = cfg->frame_ms;
-    sk_timer_init(&w->loop, &c->idle);
-    c->idle.h.data = c;
-    c->flags |= C_TIMER;
-    c->handles++;
-    sk_timer_start(&c->idle, on_idle, first, 0);
-  }
-  log_info("connection from %s on %s", c->name, l->spec->url);
+  log_info("connection from %s on %s", conn_name(c), l->spec->url);
   if (cfg->tls != NULL) {
     /* The handshake reads by itself; the mode starts once it succeeded.
      * Its deadline (--handshake-timeout) is the context's. */
     c->flags |= C_HANDSHAKE;
     rc = sk_stream_tls_start(&c->s, cfg->tls, NULL, on_handshake);
     if (rc < 0) {
-      log_error("%s: cannot start TLS: %s", c->name, tls_error_text(rc));
+      log_error("%s: cannot start TLS: %s", conn_name(c), tls_error_text(rc));
       conn_close(c, NULL);
       return;
     }
@@ -855,6 +879,14 @@ void server_start(struct server *srv) {
     sk_async_init(&w->loop, &w->keepalive, keepalive_cb);
     sk_timer_init(&w->loop, &w->grace);
     w->grace.h.data = w;
+    sk_timer_init(&w->loop, &w->sweep);
+    w->sweep.h.data = w;
+    if (sweep_interval(cfg) > 0) {
+      uint64_t iv = sweep_interval(cfg);
+      sk_timer_start(&w->sweep, sweep_cb, iv, iv);
+      /* It never keeps a worker alive by itself. */
+      sk_unref(&w->sweep.h);
+    }
     w->tcp = calloc(cfg->nspecs, sizeof(*w->tcp));
     w->udp = calloc(cfg->nspecs, sizeof(*w->udp));
     if (w->tcp == NULL || w->udp == NULL)

@@ -136,6 +136,7 @@ struct worker {
   sk_async keepalive;
   sk_post stop_post, force_post;
   sk_timer grace;
+  sk_timer sweep;              /* idle and frame timeouts of every connection */
   struct stream_listener *tcp; /* one per stream spec (NULL slot = none) */
   struct udp_listener *udp;    /* one per datagram spec */
   struct conn *conns;          /* every open connection of this worker */
@@ -166,7 +167,6 @@ enum {
   C_SHUT = 1u << 3,        /* our FIN is queued; input is discarded */
   C_SHUT_DONE = 1u << 4,   /* our FIN went out */
   C_EOF = 1u << 5,         /* the peer's FIN arrived */
-  C_TIMER = 1u << 6,       /* the idle timer handle is initialised */
   C_KICK = 1u << 7,        /* chat: to be disconnected (slow reader) */
   C_HANDSHAKE = 1u << 8,   /* TLS handshake running; the mode has not opened */
   C_HELD = 1u << 9,        /* the mode holds input back (conn_hold) */
@@ -176,19 +176,28 @@ enum {
 
 struct conn {
   sk_stream s;
-  sk_timer idle;
   struct worker *w;
   struct conn *prev, *next;
   sk_frame_decoder dec;
   uint64_t last_active; /* loop time (ms) of the last sign of life */
   uint64_t frame_start; /* loop time (ms) the unfinished frame began */
-  size_t last_wq;       /* write queue size when the idle timer last ran */
+  size_t last_wq;       /* write queue size at the last timeout sweep */
   size_t frame_bytes;   /* payload bytes of the current frame so far */
   void *mode_data;
   unsigned flags;
-  int handles; /* close callbacks still to come before the memory goes */
-  char name[64];
+  /* The peer, kept compact for log lines (see conn_name()): an IP address
+   * and port, or for Unix peers the listener and the descriptor. */
+  const struct listen_spec *spec;
+  unsigned char peer_addr[16];
+  uint16_t peer_port;
+  unsigned char peer_family;
+  int peer_fd;
 };
+
+/* The peer's name for log lines ("127.0.0.1:40113", "[::1]:5000",
+ * "unix:///tmp/s#7"), formatted on demand into a per-thread buffer that
+ * the next call reuses: use one per log statement. */
+const char *conn_name(const struct conn *c);
 
 /* ---- server.c: used by main.c ---- */
 
