@@ -18,7 +18,7 @@
  * starve the connections it already has. */
 #define ACCEPT_BATCH 64
 /* Bytes read per readiness event before yielding to other handles. */
-#define READ_BUDGET (256 * 1024)
+#define READ_BUDGET (2 * 1024 * 1024)
 /* Queued requests gathered into one sendmsg. */
 #define WRITE_IOV_MAX 64
 /* After EMFILE with no spare descriptor, accepting pauses this long. */
