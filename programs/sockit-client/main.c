@@ -74,6 +74,7 @@ enum {
   OPT_SERVERNAME,
   OPT_INSECURE,
   OPT_PIN,
+  OPT_CHECK,
 };
 
 static const struct option long_options[] = {
@@ -96,6 +97,7 @@ static const struct option long_options[] = {
     {"verbose", no_argument, NULL, 'v'},
     {"help", no_argument, NULL, 'h'},
     {"version", no_argument, NULL, 'V'},
+    {"check", no_argument, NULL, OPT_CHECK},
     {NULL, 0, NULL, 0},
 };
 
@@ -151,6 +153,7 @@ static void usage(void) {
       "  -v, --verbose          log the connection and byte counts; twice "
       "for\n"
       "                         every read and write\n"
+      "      --check            check the options and MESSAGEs, send nothing\n"
       "  -h, --help             show this help and exit\n"
       "  -V, --version          show the version and exit\n"
       "\n"
@@ -339,7 +342,7 @@ int main(int argc, char **argv) {
   o.max_frame = SK_FRAME_MAX_DEFAULT;
   o.timeout_ms = DEFAULT_TIMEOUT_MS;
   o.retries = DEFAULT_RETRIES;
-  int verbose = 0, quiet = 0;
+  int verbose = 0, quiet = 0, check_only = 0;
   uint64_t v;
   struct message *msgs = NULL;
 
@@ -421,6 +424,9 @@ int main(int argc, char **argv) {
     case 'h':
       usage();
       return 0;
+    case OPT_CHECK:
+      check_only = 1;
+      break;
     case 'V':
       printf("%s %s (libsockit %s)\n", PROG, SK_VERSION_STRING, sk_version());
       return 0;
@@ -485,6 +491,11 @@ int main(int argc, char **argv) {
                     sk_frame_mode_name(o.frame));
 
   int status = 1;
+  if (check_only) {
+    /* The options and MESSAGEs are valid; nothing is sent. */
+    free_messages(msgs, o.nmsgs, o.hex_input);
+    return 0;
+  }
   for (size_t i = 0; i < sizeof modes / sizeof modes[0]; i++) {
     if (modes[i].serves(&o)) {
       log_debug("mode %s, frame %s", modes[i].name,

@@ -37,6 +37,7 @@ enum {
   OPT_MAX_QUEUE,
   OPT_IDLE,
   OPT_FRAME_TIMEOUT,
+  OPT_CHECK,
   OPT_GRACE,
   OPT_ROOT,
   OPT_MAX_FILE,
@@ -72,6 +73,7 @@ static const struct option long_opts[] = {
     {"verbose", no_argument, NULL, 'v'},
     {"help", no_argument, NULL, 'h'},
     {"version", no_argument, NULL, 'V'},
+    {"check", no_argument, NULL, OPT_CHECK},
     {NULL, 0, NULL, 0},
 };
 
@@ -133,6 +135,8 @@ static void usage(void) {
       "Output:\n"
       "  -q, --quiet            log errors only\n"
       "  -v, --verbose          log debug messages too\n"
+      "      --check            check the options (and certificates, root)\n"
+      "                         and exit without listening\n"
       "  -h, --help             show this help\n"
       "  -V, --version          show the version\n"
       "\n"
@@ -336,13 +340,15 @@ int main(int argc, char **argv) {
   size_t nlisten = 0;
   int udp = 0, level = LOG_INFO, frame_given = 0, workers_given = 0;
   int conns_given = 0, opt;
-  int tls = 0, self_signed = 0, hs_given = 0;
+  int tls = 0, self_signed = 0, hs_given = 0, check_only = 0;
   const char *cert = NULL, *key = NULL, *client_ca = NULL;
   uint64_t v;
   sigset_t sigs;
   int sfd, stops = 0;
 
   signal(SIGPIPE, SIG_IGN);
+  /* Fresh state on every call: the CLI fuzzer runs main() many times. */
+  memset(&srv, 0, sizeof(srv));
 
   cfg->mode = &mode_echo;
   cfg->frame = SK_FRAME_RAW;
@@ -457,6 +463,9 @@ int main(int argc, char **argv) {
     case 'h':
       usage();
       return 0;
+    case OPT_CHECK:
+      check_only = 1;
+      break;
     case 'V':
       printf("%s %s (libsockit %s)\n", PROG, SK_VERSION_STRING, sk_version());
       return 0;
@@ -513,6 +522,12 @@ int main(int argc, char **argv) {
     make_tls_context(cfg, cert, key, client_ca, self_signed);
   if (cfg->mode->setup != NULL && cfg->mode->setup(&srv) < 0)
     return 1;
+  if (check_only) {
+    /* Like nginx -t: the options, certificates and root were checked;
+     * nothing is bound. */
+    log_info("configuration OK");
+    return 0;
+  }
 
   /* Signals are taken by the main thread alone, through a signalfd; the
    * workers inherit the blocked mask and never see them. */

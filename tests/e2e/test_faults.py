@@ -489,7 +489,7 @@ class HostileLinkTest(unittest.TestCase):
 
 
     def test_file_through_a_recutting_relay_arrives_intact(self):
-        size = int(os.environ.get("SK_RELAY_BYTES", 256 << 20))
+        size = int(os.environ.get("SK_RELAY_BYTES", 1 << 30))
         with tempfile.TemporaryDirectory() as d, \
                 Server(["-l", "127.0.0.1:0", "-q"]) as srv:
             path = os.path.join(d, "blob")
