@@ -9,7 +9,7 @@
 #include "log.h"
 
 static void echo_piece(struct conn *c, const sk_frame_piece *p) {
-  sk_frame_mode fm = c->dec.mode;
+  sk_frame_mode fm = conn_cfg(c)->frame;
   unsigned char hdr[4];
   struct iovec iov[3];
   int n = 0;
@@ -36,7 +36,8 @@ static void echo_piece(struct conn *c, const sk_frame_piece *p) {
   if (n > 0 && conn_send(c, iov, n) < 0)
     return;
   if ((p->flags & SK_FRAME_END) && log_level() >= LOG_INFO)
-    log_msg(LOG_INFO, "sent %zu bytes to %s", c->frame_bytes, conn_name(c));
+    log_msg(LOG_INFO, "sent %zu bytes to %s", conn_frame_len(c, p),
+            conn_name(c));
 }
 
 static void echo_dgram(struct udp_listener *u, const unsigned char *buf,

@@ -170,6 +170,16 @@ void conn_release(struct conn *c) {
   }
 }
 
+/* 1 if the connection carries a frame decoder (not --frame raw). */
+static int conn_framed(const struct conn *c) {
+  return conn_cfg(c)->frame != SK_FRAME_RAW;
+}
+
+/* 1 if bytes of an unfinished frame have arrived. */
+static int conn_mid_frame(const struct conn *c) {
+  return conn_framed(c) && sk_frame_decoder_busy(&c->dec);
+}
+
 /* Server stop, per connection: what the client sent before the stop (read
  * or still in the kernel) is answered, the frame in progress is completed,
  * then everything queued goes out, then the FIN. */
@@ -185,14 +195,18 @@ static void conn_stop(struct conn *c) {
   }
   if (m->stop != NULL)
     m->stop(c);
-  else if (!sk_frame_decoder_busy(&c->dec) && !conn_unread(c))
+  else if (!conn_mid_frame(c) && !conn_unread(c))
     conn_finish(c);
   /* Otherwise on_recv() finishes at the first frame boundary. */
 }
 
+size_t conn_frame_len(const struct conn *c, const sk_frame_piece *p) {
+  return conn_framed(c) ? c->frame_bytes : p->len;
+}
+
 /* 1 if an unfinished frame is being timed (--frame-timeout). */
 static int frame_timed(const struct conn *c) {
-  return conn_cfg(c)->frame_ms > 0 && sk_frame_decoder_busy(&c->dec);
+  return conn_cfg(c)->frame_ms > 0 && conn_mid_frame(c);
 }
 
 /* Applies the idle and frame timeouts to one connection. Returns 1 if it
@@ -278,17 +292,26 @@ static void frame_error(struct conn *c, int err) {
 
 /* One decoded piece to the mode, with the per-frame log line. */
 static void deliver(struct conn *c, const sk_frame_piece *p) {
-  if (p->flags & SK_FRAME_BEGIN)
-    c->frame_bytes = 0;
-  c->frame_bytes += p->len;
+  if (conn_framed(c)) {
+    if (p->flags & SK_FRAME_BEGIN)
+      c->frame_bytes = 0;
+    c->frame_bytes += p->len;
+  }
   if ((p->flags & SK_FRAME_END) && log_level() >= LOG_INFO)
-    log_msg(LOG_INFO, "recv %zu bytes from %s", c->frame_bytes, conn_name(c));
+    log_msg(LOG_INFO, "recv %zu bytes from %s", conn_frame_len(c, p),
+            conn_name(c));
   conn_cfg(c)->mode->piece(c, p);
 }
 
 /* Cuts the bytes into frame pieces without ever holding a frame whole:
  * each piece points into the loop's read buffer and is passed on at once. */
 static void feed_frames(struct conn *c, const unsigned char *p, size_t len) {
+  if (!conn_framed(c)) {
+    /* raw: whatever arrived is one whole frame. */
+    sk_frame_piece piece = {p, len, SK_FRAME_BEGIN | SK_FRAME_END, 0};
+    deliver(c, &piece);
+    return;
+  }
   while (len > 0) {
     sk_frame_piece piece;
     int was_busy = sk_frame_decoder_busy(&c->dec);
@@ -317,7 +340,7 @@ static void on_eof(struct conn *c) {
       conn_close(c, NULL);
     return;
   }
-  if (!(m->flags & MODE_UNFRAMED)) {
+  if (!(m->flags & MODE_UNFRAMED) && conn_framed(c)) {
     sk_frame_piece p;
     int rc = sk_frame_decode_eof(&c->dec, &p);
     if (rc < 0) {
@@ -347,8 +370,7 @@ static void on_recv(sk_stream *s, ssize_t n, const void *buf) {
     else
       feed_frames(c, buf, (size_t)n);
     if ((c->flags & (C_STOPPING | C_CLOSING | C_SHUT)) == C_STOPPING &&
-        !(cfg->mode->flags & MODE_UNFRAMED) &&
-        !sk_frame_decoder_busy(&c->dec)) {
+        !(cfg->mode->flags & MODE_UNFRAMED) && !conn_mid_frame(c)) {
       conn_finish(c);
       return;
     }
@@ -485,7 +507,7 @@ static void on_accept(sk_stream *ls, int status, int fd,
     refuse(w, fd, peer);
     return;
   }
-  c = calloc(1, sizeof(*c));
+  c = calloc(1, cfg->frame == SK_FRAME_RAW ? CONN_RAW_SIZE : sizeof(*c));
   if (c == NULL) {
     atomic_fetch_sub(&srv->nconns, 1);
     close(fd);
@@ -507,7 +529,8 @@ static void on_accept(sk_stream *ls, int status, int fd,
   /* Echoes are small writes that must not wait for Nagle's algorithm. */
   if (l->spec->kind == LISTEN_TCP)
     sk_opt_set_nodelay(&c->s.sock, 1);
-  sk_frame_decoder_init(&c->dec, cfg->frame, cfg->max_frame);
+  if (cfg->frame != SK_FRAME_RAW)
+    sk_frame_decoder_init(&c->dec, cfg->frame, cfg->max_frame);
   c->next = w->conns;
   if (w->conns != NULL)
     w->conns->prev = c;
