@@ -823,6 +823,21 @@ static int attach_bio(SSL *ssl, BIO_METHOD **m, void *arg) {
   return 0;
 }
 
+/* A new SSL for ctx whose I/O goes through a BIO of method m on arg (the
+ * async stream's memory BIO or the sync socket's fd BIO). On failure
+ * nothing is left allocated and *out is NULL. */
+static int ssl_with_bio(sk_tls_ctx *ctx, const char *servername, BIO_METHOD **m,
+                        void *arg, SSL **out) {
+  int rc = ssl_new(ctx, servername, out);
+  if (rc == 0 && (rc = attach_bio(*out, m, arg)) != 0)
+    set_error("out of memory");
+  if (rc != 0) {
+    SSL_free(*out);
+    *out = NULL;
+  }
+  return rc;
+}
+
 static void tls_destroy(struct tls_stream *t) {
   SSL_free(t->ssl);
   sk_tls_ctx_free(t->ctx);
@@ -1203,14 +1218,8 @@ int sk_stream_tls_start(sk_stream *s, sk_tls_ctx *ctx, const char *servername,
   t = calloc(1, sizeof(*t));
   if (t == NULL)
     return -ENOMEM;
-  rc = ssl_new(ctx, servername, &t->ssl);
-  if (rc == 0) {
-    rc = attach_bio(t->ssl, &abio_method, t);
-    if (rc != 0)
-      set_error("out of memory");
-  }
+  rc = ssl_with_bio(ctx, servername, &abio_method, t, &t->ssl);
   if (rc != 0) {
-    SSL_free(t->ssl);
     free(t);
     return rc;
   }
@@ -1351,14 +1360,8 @@ static int sync_start(sk_tls_socket *t, sk_socket *sock, sk_tls_ctx *ctx,
   st = calloc(1, sizeof(*st));
   if (st == NULL)
     return -ENOMEM;
-  rc = ssl_new(ctx, servername, &st->ssl);
-  if (rc == 0) {
-    rc = attach_bio(st->ssl, &fbio_method, st);
-    if (rc != 0)
-      set_error("out of memory");
-  }
+  rc = ssl_with_bio(ctx, servername, &fbio_method, st, &st->ssl);
   if (rc != 0) {
-    SSL_free(st->ssl);
     free(st);
     return rc;
   }
