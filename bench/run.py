@@ -386,7 +386,9 @@ def start_server(cfg, kind, mode):
     if kind == "sockit":
         if not cfg.server_bin.exists():
             raise BenchError(f"{rel(cfg.server_bin)} not built (make build)")
-        argv = [cfg.server_bin, "-q", "--workers", "1", "-l", "127.0.0.1:0"]
+        # --max-conns above the default 10000 for the held-connections case.
+        argv = [cfg.server_bin, "-q", "--workers", "1", "--max-conns",
+                "19500", "-l", "127.0.0.1:0"]
         if mode != "echo":
             argv += ["--mode", mode]
         p, port = start_port0("sockit-server", cfg.srv(argv), SOCKIT_READY)
@@ -665,7 +667,55 @@ def run_idle(cfg, server, case):
             "rss_before_kib": rss0, "rss_after_kib": rss1}
 
 
+def fresh_client_ms(port, tries=50):
+    """Connect + 4-byte echo + close, `tries` times: milliseconds each."""
+    out = []
+    for _ in range(tries):
+        t0 = time.perf_counter()
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+            s.sendall(b"ping")
+            got = b""
+            while len(got) < 4:
+                b = s.recv(4 - len(got))
+                if not b:
+                    raise BenchError("server closed a fresh client")
+                got += b
+        out.append((time.perf_counter() - t0) * 1000)
+    return sorted(out)
+
+
+def run_held(cfg, server, case):
+    """Hold N connections open, then time fresh clients against the loaded
+    server (issue target: answered in under 10 ms at 19,000)."""
+    n = case.params["conns"]
+    pid = server.main.pid
+    rss0, fds0 = rss_kib(pid), fd_count(pid)
+    argv = [cfg.client_bin, "--bench", f"127.0.0.1:{server.port}",
+            "--bench-mode", "idle", "--conns", n, "--duration", 300]
+    c = Proc("sockit-client", cfg.cli(argv))
+    try:
+        c.wait_line(r"idle: (\d+) connections open", 120)
+        deadline = time.monotonic() + 60
+        while fd_count(pid) < fds0 + n:
+            server.check_alive()
+            if time.monotonic() > deadline:
+                raise BenchError(f"server holds {fd_count(pid) - fds0} of "
+                                 f"{n} connections after 60 s")
+            time.sleep(0.01)
+        rss1 = rss_kib(pid)
+        ms = fresh_client_ms(server.port)
+        server.check_alive()
+        server.stop()
+    finally:
+        c.stop()
+    return {"cmd": c.cmdline(), "conns": n,
+            "rss_bytes_per_conn": (rss1 - rss0) * 1024 / n,
+            "fresh_ms_p50": ms[len(ms) // 2],
+            "fresh_ms_p90": ms[int(len(ms) * 0.9)], "fresh_ms_max": ms[-1]}
+
+
 RUNNERS = {
+    "held": run_held,
     "sockit-bench": run_sockit_bench,
     "sockperf": run_sockperf,
     "iperf3": run_iperf3,
@@ -745,6 +795,12 @@ GROUPS = {
                      [("connects_per_sec", "connections/s"),
                       ("server_cpu_us_per_conn", "server CPU µs/conn")],
                      cpu="server_cpu_us_per_conn"),
+    "held": Group("Held connections: a fresh client's connect + echo on a "
+                  "loaded server", "fresh_ms_p50", False,
+                  [("fresh_ms_p50", "fresh p50 ms"),
+                   ("fresh_ms_p90", "fresh p90 ms"),
+                   ("fresh_ms_max", "fresh max ms"),
+                   ("rss_bytes_per_conn", "bytes/conn")]),
     "idle": Group("Idle connections: server RSS growth per connection",
                   "rss_bytes_per_conn", False,
                   [("rss_bytes_per_conn", "bytes/conn")]),
@@ -821,6 +877,12 @@ def build_cases(cfg, bigfile):
         {"mode": "idle", "conns": cfg.idle_conns},
         [Variant(lbl, k, "echo", "idle", sockit=k == "sockit")
          for k, lbl in ECHO_SERVERS], quick=True))
+    held = min(19000, cfg.idle_conns * 19 // 10)
+    cases.append(Case(
+        f"held-{held}", "held", f"{held} connections held, fresh clients",
+        {"mode": "idle", "conns": held},
+        [Variant(lbl, k, "echo", "held", sockit=k == "sockit")
+         for k, lbl in ECHO_SERVERS[:2]]))
     return cases
 
 
