@@ -829,8 +829,9 @@ def build_cases(cfg, bigfile):
            for k, lbl in ECHO_SERVERS]
     lat += [Variant("sockperf server", "sockperf", "echo", "sockperf",
                     {"mode": "pp"}, client="sockperf"),
-            Variant("sockit-server", "sockit", "echo", "sockperf",
-                    {"mode": "pp"}, sockit=True, client="sockperf")]
+            Variant("sockit-server --mode sockperf", "sockit", "sockperf",
+                    "sockperf", {"mode": "pp"}, sockit=True,
+                    client="sockperf")]
     cases.append(Case("latency-64B", "latency",
                       "ping-pong 64 B, 1 conn, pipeline 1",
                       {"mode": "echo", "size": 64, "conns": 1, "pipeline": 1},

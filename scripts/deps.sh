@@ -10,7 +10,7 @@ what=${1:-build}
 
 pkgs="gcc make cmake pkg-config libssl-dev liburing-dev"
 case "$what" in
-  test|bench|all) pkgs="$pkgs libcmocka-dev python3 socat netcat-openbsd openssl iproute2 clang libclang-rt-14-dev valgrind" ;;
+  test|bench|all) pkgs="$pkgs libcmocka-dev python3 socat netcat-openbsd openssl iproute2 clang libclang-rt-14-dev valgrind sockperf" ;;
 esac
 case "$what" in
   bench|all) pkgs="$pkgs libuv1-dev libevent-dev sockperf iperf3 gnuplot-nox" ;;

@@ -27,7 +27,8 @@
 
 /* The mode table: adding a mode is one file and one row here. */
 static const struct mode *const modes[] = {
-    &mode_echo, &mode_discard, &mode_chargen, &mode_chat, &mode_files,
+    &mode_echo, &mode_discard, &mode_chargen,
+    &mode_chat, &mode_files,   &mode_sockperf,
 };
 #define NMODES (sizeof(modes) / sizeof(modes[0]))
 

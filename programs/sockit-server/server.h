@@ -79,6 +79,7 @@ extern const struct mode mode_discard;
 extern const struct mode mode_chargen;
 extern const struct mode mode_chat;
 extern const struct mode mode_files;
+extern const struct mode mode_sockperf;
 
 /* ---- configuration ---- */
 

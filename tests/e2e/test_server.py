@@ -958,3 +958,51 @@ class Cli(ServerTest):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class SockperfPeer(ServerTest):
+    """sockperf's own client (a load generator nobody here wrote) against
+    --mode sockperf, and the header rules checked byte by byte."""
+
+    @needs("sockperf")
+    def test_sockperf_client_ping_pong_and_throughput(self):
+        with Server(["-q", "-w", "1", "--mode", "sockperf",
+                     "-l", "127.0.0.1:0"]) as srv:
+            port = str(srv.host_port()[1])
+            p = subprocess.run(["sockperf", "ping-pong", "--tcp", "-i",
+                                "127.0.0.1", "-p", port, "-m", "64", "-t",
+                                "1"], capture_output=True, timeout=60)
+            out = p.stdout.decode(errors="replace")
+            self.assertEqual(p.returncode, 0, out + p.stderr.decode())
+            m = re.search(r"SentMessages=(\d+); ReceivedMessages=(\d+)", out)
+            self.assertIsNotNone(m, out)
+            self.assertGreater(int(m.group(2)), 100)
+            self.assertIn("Summary: Latency is", out)
+            p = subprocess.run(["sockperf", "throughput", "--tcp", "-i",
+                                "127.0.0.1", "-p", port, "-m", "64", "-t",
+                                "1"], capture_output=True, timeout=60)
+            self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+            self.assertIn(b"Message Rate is", p.stdout)
+
+    def test_sockperf_header_rules(self):
+        with Server(["-q", "--mode", "sockperf", "-l", "127.0.0.1:0",
+                     "--max-frame", "4096"]) as srv:
+            def msg(seq, flags, body):
+                return struct.pack(">QHI", seq, flags, 14 + len(body)) + body
+            with connect(srv.tcp) as s:
+                # A reply is asked for: the client flag is cleared, the
+                # rest comes back as sent, even fed a byte at a time.
+                m = msg(7, 3, b"x" * 50)
+                for b in m:
+                    s.sendall(bytes([b]))
+                self.assertEqual(recv_exact(s, len(m)), msg(7, 2, b"x" * 50))
+                # No reply asked for (throughput mode): nothing comes back,
+                # and the next request is still answered.
+                s.sendall(msg(8, 1, b"y" * 10) + msg(9, 3, b""))
+                self.assertEqual(recv_exact(s, 14), msg(9, 2, b""))
+            with connect(srv.tcp) as s:
+                # A length over --max-frame (or under 14) closes only this
+                # connection.
+                s.sendall(struct.pack(">QHI", 1, 3, 100000))
+                self.assertEqual(s.recv(10), b"")
+            srv.wait_log("sockperf message length")

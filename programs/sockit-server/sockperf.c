@@ -1,0 +1,102 @@
+/* sockperf: the echo that sockperf's own client expects, so that a load
+ * generator nobody here wrote can measure sockit-server (its ping-pong and
+ * under-load modes do not accept a plain byte echo).
+ *
+ * sockperf frames each message with a 14-byte big-endian header: an 8-byte
+ * sequence number, 2 bytes of flags and the 4-byte length of the whole
+ * message, header included. Flag 1 marks a message from a client and flag 2
+ * asks for a reply. A message that asks is sent back with flag 1 cleared;
+ * one that does not (throughput mode) is dropped, as sockperf's server
+ * does. Only the header is buffered (14 bytes per connection, allocated
+ * while a header is split between reads); the rest streams through. */
+#include "server.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+
+#define SP_HDR         14
+#define SP_FLAG_CLIENT 0x0001u
+#define SP_FLAG_REPLY  0x0002u
+
+struct sp_state {
+  unsigned char hdr[SP_HDR];
+  unsigned have; /* header bytes so far */
+  uint32_t left; /* body bytes of the current message still to come */
+  int reply;     /* the current message is echoed */
+};
+
+static struct sp_state *state(struct conn *c) {
+  if (c->mode_data == NULL)
+    c->mode_data = calloc(1, sizeof(struct sp_state));
+  return c->mode_data;
+}
+
+/* The header is complete: check it, and send it back (flag cleared) if a
+ * reply is asked for. Returns -1 if the connection was closed. */
+static int sp_header(struct conn *c, struct sp_state *st) {
+  uint16_t flags = (uint16_t)(st->hdr[8] << 8 | st->hdr[9]);
+  uint32_t len = (uint32_t)st->hdr[10] << 24 | (uint32_t)st->hdr[11] << 16 |
+                 (uint32_t)st->hdr[12] << 8 | st->hdr[13];
+  if (len < SP_HDR || len > conn_cfg(c)->max_frame) {
+    log_error("%s: sockperf message length %u out of range (14-%zu), "
+              "closing the connection",
+              conn_name(c), len, conn_cfg(c)->max_frame);
+    conn_close(c, "bad sockperf header");
+    return -1;
+  }
+  st->left = len - SP_HDR;
+  st->reply = (flags & SP_FLAG_REPLY) != 0;
+  st->have = 0;
+  if (st->reply) {
+    flags &= (uint16_t)~SP_FLAG_CLIENT;
+    st->hdr[8] = (unsigned char)(flags >> 8);
+    st->hdr[9] = (unsigned char)flags;
+    struct iovec iov = {st->hdr, SP_HDR};
+    return conn_send(c, &iov, 1);
+  }
+  return 0;
+}
+
+static void sp_data(struct conn *c, const unsigned char *buf, size_t len) {
+  struct sp_state *st = state(c);
+  if (st == NULL) {
+    conn_close(c, "out of memory");
+    return;
+  }
+  while (len > 0) {
+    if (st->left > 0) {
+      size_t n = len < st->left ? len : st->left;
+      if (st->reply) {
+        struct iovec iov = {(void *)buf, n};
+        if (conn_send(c, &iov, 1) < 0)
+          return;
+      }
+      st->left -= (uint32_t)n;
+      buf += n;
+      len -= n;
+      continue;
+    }
+    size_t n = SP_HDR - st->have < len ? SP_HDR - st->have : len;
+    memcpy(st->hdr + st->have, buf, n);
+    st->have += (unsigned)n;
+    buf += n;
+    len -= n;
+    if (st->have == SP_HDR && sp_header(c, st) < 0)
+      return;
+  }
+}
+
+static void sp_close(struct conn *c) {
+  free(c->mode_data);
+  c->mode_data = NULL;
+}
+
+const struct mode mode_sockperf = {
+    .name = "sockperf",
+    .summary = "echo for sockperf's client (its 14-byte message header)",
+    .flags = MODE_UNFRAMED,
+    .data = sp_data,
+    .close = sp_close,
+};
