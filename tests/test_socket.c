@@ -2,7 +2,7 @@
  *
  * Everything talks over loopback or Unix sockets in a private temporary
  * directory. Concurrency comes from a pthread or a child process driving
- * the other end; waits are bounded by poll() timeouts, never by sleep(). A
+ * the other end; waits are bounded by poll() timeouts, never by sleeping. A
  * helper thread never asserts (cmocka's failure path is not thread-safe);
  * it records its result for the main thread to check.
  */
