@@ -80,6 +80,28 @@ static int get_bool(const sk_socket *s, int level, int name, int *on) {
   return rc;
 }
 
+/* Options that both IP families have under different names: the socket's
+ * family picks the IPv4 (IPPROTO_IP) or the IPv6 (IPPROTO_IPV6) one. */
+static int set_ip_int(const sk_socket *s, int v4, int v6, int value) {
+  int rc = check_ip(s);
+  if (rc < 0)
+    return rc;
+  if (s->family == AF_INET)
+    return set_int(s, IPPROTO_IP, v4, value);
+  return set_int(s, IPPROTO_IPV6, v6, value);
+}
+
+static int get_ip_int(const sk_socket *s, int v4, int v6, int *value) {
+  int rc = check_ip(s);
+  if (rc < 0)
+    return rc;
+  if (value == NULL)
+    return -EINVAL;
+  if (s->family == AF_INET)
+    return get_int(s, IPPROTO_IP, v4, value);
+  return get_int(s, IPPROTO_IPV6, v6, value);
+}
+
 /* ---- TCP ---- */
 
 int sk_opt_set_nodelay(sk_socket *s, int on) {
@@ -262,23 +284,11 @@ int sk_opt_get_sndtimeo(const sk_socket *s, int *ms) {
 /* ---- IP ---- */
 
 int sk_opt_set_ttl(sk_socket *s, int ttl) {
-  int rc = check_ip(s);
-  if (rc < 0)
-    return rc;
-  if (s->family == AF_INET)
-    return set_int(s, IPPROTO_IP, IP_TTL, ttl);
-  return set_int(s, IPPROTO_IPV6, IPV6_UNICAST_HOPS, ttl);
+  return set_ip_int(s, IP_TTL, IPV6_UNICAST_HOPS, ttl);
 }
 
 int sk_opt_get_ttl(const sk_socket *s, int *ttl) {
-  int rc = check_ip(s);
-  if (rc < 0)
-    return rc;
-  if (ttl == NULL)
-    return -EINVAL;
-  if (s->family == AF_INET)
-    return get_int(s, IPPROTO_IP, IP_TTL, ttl);
-  return get_int(s, IPPROTO_IPV6, IPV6_UNICAST_HOPS, ttl);
+  return get_ip_int(s, IP_TTL, IPV6_UNICAST_HOPS, ttl);
 }
 
 /* Broadcast exists only in IPv4. */
@@ -379,41 +389,22 @@ int sk_opt_leave_group(sk_socket *s, const sk_endpoint *group,
 }
 
 int sk_opt_set_multicast_loop(sk_socket *s, int on) {
-  int rc = check_ip(s);
-  if (rc < 0)
-    return rc;
-  if (s->family == AF_INET)
-    return set_int(s, IPPROTO_IP, IP_MULTICAST_LOOP, on != 0);
-  return set_int(s, IPPROTO_IPV6, IPV6_MULTICAST_LOOP, on != 0);
+  return set_ip_int(s, IP_MULTICAST_LOOP, IPV6_MULTICAST_LOOP, on != 0);
 }
 
 int sk_opt_get_multicast_loop(const sk_socket *s, int *on) {
-  int rc = check_ip(s);
-  if (rc < 0)
-    return rc;
-  if (s->family == AF_INET)
-    return get_bool(s, IPPROTO_IP, IP_MULTICAST_LOOP, on);
-  return get_bool(s, IPPROTO_IPV6, IPV6_MULTICAST_LOOP, on);
+  int rc = get_ip_int(s, IP_MULTICAST_LOOP, IPV6_MULTICAST_LOOP, on);
+  if (rc == 0)
+    *on = *on != 0;
+  return rc;
 }
 
 int sk_opt_set_multicast_ttl(sk_socket *s, int ttl) {
-  int rc = check_ip(s);
-  if (rc < 0)
-    return rc;
-  if (s->family == AF_INET)
-    return set_int(s, IPPROTO_IP, IP_MULTICAST_TTL, ttl);
-  return set_int(s, IPPROTO_IPV6, IPV6_MULTICAST_HOPS, ttl);
+  return set_ip_int(s, IP_MULTICAST_TTL, IPV6_MULTICAST_HOPS, ttl);
 }
 
 int sk_opt_get_multicast_ttl(const sk_socket *s, int *ttl) {
-  int rc = check_ip(s);
-  if (rc < 0)
-    return rc;
-  if (ttl == NULL)
-    return -EINVAL;
-  if (s->family == AF_INET)
-    return get_int(s, IPPROTO_IP, IP_MULTICAST_TTL, ttl);
-  return get_int(s, IPPROTO_IPV6, IPV6_MULTICAST_HOPS, ttl);
+  return get_ip_int(s, IP_MULTICAST_TTL, IPV6_MULTICAST_HOPS, ttl);
 }
 
 int sk_opt_set_multicast_if(sk_socket *s, unsigned ifindex) {
