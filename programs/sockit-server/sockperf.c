@@ -8,7 +8,8 @@
  * asks for a reply. A message that asks is sent back with flag 1 cleared;
  * one that does not (throughput mode) is dropped, as sockperf's server
  * does. Only the header is buffered (14 bytes per connection, allocated
- * while a header is split between reads); the rest streams through. */
+ * while a header is split between reads); the rest streams through, and the
+ * replies to one read leave in one sendv. */
 #include "server.h"
 
 #include <stdlib.h>
@@ -33,45 +34,78 @@ static struct sp_state *state(struct conn *c) {
   return c->mode_data;
 }
 
-/* The header is complete: check it, and send it back (flag cleared) if a
- * reply is asked for. Returns -1 if the connection was closed. */
-static int sp_header(struct conn *c, struct sp_state *st) {
+/* The replies produced by one read, sent with one sendv: header and body of
+ * a message must leave in the same segment, or the client wakes up for a
+ * bare header and pays a second wake-up for the body. */
+#define SP_BATCH 64
+struct sp_out {
+  struct iovec iov[2 * SP_BATCH];
+  unsigned char hdr[SP_BATCH][SP_HDR];
+  int niov, nhdr;
+};
+
+static int sp_flush(struct conn *c, struct sp_out *o) {
+  int rc = o->niov > 0 ? conn_send(c, o->iov, o->niov) : 0;
+  o->niov = o->nhdr = 0;
+  return rc;
+}
+
+static void sp_add(struct sp_out *o, const void *p, size_t n) {
+  struct iovec *last = o->niov > 0 ? &o->iov[o->niov - 1] : NULL;
+  if (last != NULL && (const char *)last->iov_base + last->iov_len == p) {
+    last->iov_len += n; /* contiguous with the previous piece */
+    return;
+  }
+  o->iov[o->niov].iov_base = (void *)p;
+  o->iov[o->niov].iov_len = n;
+  o->niov++;
+}
+
+/* The header is complete: check it, and queue it for sending back (flag
+ * cleared) if a reply is asked for. Returns -1 if the connection was
+ * closed. */
+static int sp_header(struct conn *c, struct sp_state *st, struct sp_out *o) {
   uint16_t flags = (uint16_t)(st->hdr[8] << 8 | st->hdr[9]);
   uint32_t len = (uint32_t)st->hdr[10] << 24 | (uint32_t)st->hdr[11] << 16 |
                  (uint32_t)st->hdr[12] << 8 | st->hdr[13];
+  st->have = 0;
   if (len < SP_HDR || len > conn_cfg(c)->max_frame) {
     log_error("%s: sockperf message length %u out of range (14-%zu), "
               "closing the connection",
               conn_name(c), len, conn_cfg(c)->max_frame);
-    conn_close(c, "bad sockperf header");
+    if (sp_flush(c, o) == 0) /* the replies owed before it still go out */
+      conn_close(c, "bad sockperf header");
     return -1;
   }
   st->left = len - SP_HDR;
   st->reply = (flags & SP_FLAG_REPLY) != 0;
-  st->have = 0;
-  if (st->reply) {
-    flags &= (uint16_t)~SP_FLAG_CLIENT;
-    st->hdr[8] = (unsigned char)(flags >> 8);
-    st->hdr[9] = (unsigned char)flags;
-    struct iovec iov = {st->hdr, SP_HDR};
-    return conn_send(c, &iov, 1);
-  }
+  if (!st->reply)
+    return 0;
+  if (o->nhdr == SP_BATCH && sp_flush(c, o) < 0)
+    return -1;
+  flags &= (uint16_t)~SP_FLAG_CLIENT;
+  st->hdr[8] = (unsigned char)(flags >> 8);
+  st->hdr[9] = (unsigned char)flags;
+  memcpy(o->hdr[o->nhdr], st->hdr, SP_HDR);
+  sp_add(o, o->hdr[o->nhdr++], SP_HDR);
   return 0;
 }
 
 static void sp_data(struct conn *c, const unsigned char *buf, size_t len) {
   struct sp_state *st = state(c);
+  struct sp_out o;
   if (st == NULL) {
     conn_close(c, "out of memory");
     return;
   }
+  o.niov = o.nhdr = 0;
   while (len > 0) {
     if (st->left > 0) {
       size_t n = len < st->left ? len : st->left;
       if (st->reply) {
-        struct iovec iov = {(void *)buf, n};
-        if (conn_send(c, &iov, 1) < 0)
+        if (o.niov == 2 * SP_BATCH && sp_flush(c, &o) < 0)
           return;
+        sp_add(&o, buf, n);
       }
       st->left -= (uint32_t)n;
       buf += n;
@@ -83,9 +117,10 @@ static void sp_data(struct conn *c, const unsigned char *buf, size_t len) {
     st->have += (unsigned)n;
     buf += n;
     len -= n;
-    if (st->have == SP_HDR && sp_header(c, st) < 0)
+    if (st->have == SP_HDR && sp_header(c, st, &o) < 0)
       return;
   }
+  sp_flush(c, &o);
 }
 
 static void sp_close(struct conn *c) {

@@ -1001,6 +1001,28 @@ class SockperfPeer(ServerTest):
                 s.sendall(msg(8, 1, b"y" * 10) + msg(9, 3, b""))
                 self.assertEqual(recv_exact(s, 14), msg(9, 2, b""))
             with connect(srv.tcp) as s:
+                # 300 messages in one write (more than one batch of
+                # replies): every asked-for reply comes back, in order.
+                rnd = random.Random(5)
+                sent, want = [], []
+                for seq in range(300):
+                    flags = rnd.choice([1, 3, 3])
+                    body = bytes([seq % 251]) * rnd.choice([0, 1, 50, 700])
+                    sent.append(msg(seq, flags, body))
+                    if flags & 2:
+                        want.append(msg(seq, flags & ~1, body))
+                s.sendall(b"".join(sent))
+                want = b"".join(want)
+                self.assertEqual(recv_exact(s, len(want)), want)
+            with connect(srv.tcp) as s:
+                # A bad length after good messages in the same write: the
+                # replies owed before it still go out, then the close.
+                s.sendall(msg(1, 3, b"a") + msg(2, 3, b"b") +
+                          struct.pack(">QHI", 3, 3, 5))
+                want = msg(1, 2, b"a") + msg(2, 2, b"b")
+                self.assertEqual(recv_exact(s, len(want)), want)
+                self.assertEqual(s.recv(10), b"")
+            with connect(srv.tcp) as s:
                 # A length over --max-frame (or under 14) closes only this
                 # connection.
                 s.sendall(struct.pack(">QHI", 1, 3, 100000))
