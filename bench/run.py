@@ -383,20 +383,23 @@ PEER_READY = r"listening on 127\.0\.0\.1:(\d+)"
 def start_server(cfg, kind, mode):
     """Start server kind ('sockit', 'uv', 'ev', 'sockperf', 'iperf3',
     'socat') in mode 'echo' or 'discard'; return a Server."""
-    if kind == "sockit":
+    if kind in ("sockit", "sockit-uring"):
         if not cfg.server_bin.exists():
             raise BenchError(f"{rel(cfg.server_bin)} not built (make build)")
         # --max-conns above the default 10000 for the held-connections case.
         argv = [cfg.server_bin, "-q", "--workers", "1", "--max-conns",
                 "19500", "-l", "127.0.0.1:0"]
+        if kind == "sockit-uring":
+            argv = ["env", "SK_BACKEND=uring"] + argv
         if mode != "echo":
             argv += ["--mode", mode]
         p, port = start_port0("sockit-server", cfg.srv(argv), SOCKIT_READY)
         return Server(kind, [p], port)
-    if kind in ("uv", "ev"):
+    if kind in ("uv", "ev", "ur"):
         if not cfg.peers_ok:
             raise BenchError(cfg.peers_error)
-        binary = PEERS_DIR / "build" / f"{kind}_echo"
+        binary = PEERS_DIR / "build" / {"ur": "uring_echo"}.get(
+            kind, f"{kind}_echo")
         p, port = start_port0(f"{kind}_echo", cfg.srv([binary, mode, 0]),
                               PEER_READY)
         return Server(kind, [p], port)
@@ -808,6 +811,11 @@ GROUPS = {
 
 ECHO_SERVERS = [("sockit", "sockit-server"), ("uv", "libuv echo"),
                 ("ev", "libevent echo")]
+# The same server on the io_uring backend, next to the epoll one, and the
+# completion-based io_uring design as a bare peer (bench/peers/uring_echo.c):
+# what multishot recv, provided buffers and batched sends gain here.
+URING = [("sockit-uring", "sockit-server, io_uring"),
+         ("ur", "io_uring completion echo")]
 
 
 def build_cases(cfg, bigfile):
@@ -823,10 +831,11 @@ def build_cases(cfg, bigfile):
                     {"mode": "echo", "size": size, "conns": conns,
                      "pipeline": pipe},
                     [Variant(lbl, k, "echo", "sockit-bench",
-                             sockit=k == "sockit") for k, lbl in ECHO_SERVERS],
+                             sockit=k == "sockit")
+                     for k, lbl in ECHO_SERVERS + URING],
                     quick=(size, conns, pipe) in quick_echo))
     lat = [Variant(lbl, k, "echo", "sockit-bench", sockit=k == "sockit")
-           for k, lbl in ECHO_SERVERS]
+           for k, lbl in ECHO_SERVERS + URING]
     lat += [Variant("sockperf server", "sockperf", "echo", "sockperf",
                     {"mode": "pp"}, client="sockperf"),
             Variant("sockit-server --mode sockperf", "sockit", "sockperf",
@@ -871,7 +880,7 @@ def build_cases(cfg, bigfile):
         "connect-c16", "connect", "connect+close, 16 at a time",
         {"mode": "connect", "conns": 16},
         [Variant(lbl, k, "echo", "sockit-bench", sockit=k == "sockit")
-         for k, lbl in ECHO_SERVERS], quick=True))
+         for k, lbl in ECHO_SERVERS + URING], quick=True))
     cases.append(Case(
         f"idle-{cfg.idle_conns}", "idle",
         f"{cfg.idle_conns} idle connections",
@@ -1192,7 +1201,8 @@ def gnuplot(script, data_files):
 
 SVG_TERM = ("set encoding utf8\n"
             "set terminal svg size 860,520 dynamic enhanced font 'sans,12'\n")
-COLORS = {"sockit": "#1f4e9c", "uv": "#2ca02c", "ev": "#e6770f",
+COLORS = {"sockit": "#1f4e9c", "sockit-uring": "#17becf", "uv": "#2ca02c",
+          "ev": "#e6770f", "ur": "#d62728",
           "sockperf": "#7f7f7f", "iperf3": "#9467bd", "socat": "#8c564b"}
 
 
@@ -1366,6 +1376,153 @@ def commands_md(results):
     return "\n".join(out)
 
 
+# ---------------------------------------------------------------------------
+# The issue's targets, judged from the run
+
+
+def _med(v, key):
+    s = v["summary"].get(key) if v else None
+    return s[0] if s and s[0] else None
+
+
+def _find(entry, server, client=None):
+    for v in entry["variants"] if entry else []:
+        if v["server"] == server and (client is None or v["client"] == client):
+            return v
+    return None
+
+
+def _ratio(a, b):
+    return a / b if a is not None and b else None
+
+
+def _r(x):
+    return "n/a" if x is None else f"{x:.2f}×"
+
+
+def targets_md(results):
+    """The 'Against the targets' table: each target of issue 5 with the
+    same-run ratios it is judged on and a verdict."""
+    cases = {e["id"]: e for e in results["cases"]}
+    rows = []
+
+    def verdict(ok):
+        return "n/a" if ok is None else ("**met**" if ok else "**missed**")
+
+    def judge(pairs, ok_fn):
+        """pairs: (label, value); all must pass; None values are n/a."""
+        vals = [v for _, v in pairs if v is not None]
+        if not vals:
+            return "n/a", ""
+        ok = all(ok_fn(v) for v in vals)
+        detail = "; ".join(f"{lbl} {_r(v)}" for lbl, v in pairs)
+        if len(vals) < len(pairs):
+            detail += " (the n/a ones are not judged)"
+        return verdict(ok), detail
+
+    echo = [e for e in results["cases"] if e["group"] == "echo"]
+    pairs = [(e["title"].replace("echo ", ""),
+              _ratio(_med(_find(e, "sockit"), "msgs_per_sec"),
+                     _med(_find(e, "uv"), "msgs_per_sec"))) for e in echo]
+    met = sum(1 for _, v in pairs if v is not None and v >= 1.3)
+    v, d = judge(pairs, lambda x: x >= 1.3)
+    rows.append(("echo msgs/s ≥ 1.3× libuv at every size and connection count",
+                 f"{v} ({met} of {len(pairs)} cases): {d}"))
+    pairs = [(e["title"].replace("echo ", ""),
+              _ratio(_med(_find(e, "sockit"), "msgs_per_sec"),
+                     _med(_find(e, "uv"), "msgs_per_sec")))
+             for e in echo if e["params"].get("size", 0) >= 4096]
+    v, d = judge(pairs, lambda x: x >= 1.0)
+    rows.append(("echo bulk (4 KiB messages) ≥ libuv", f"{v}: {d}"))
+
+    lat = cases.get("latency-64B")
+    tp = cases.get("sockperf-tp-64B")
+    sp_pp = (_find(lat, "sockit", "sockperf"), _find(lat, "sockperf"))
+    sp_tp = (_find(tp, "sockit"), _find(tp, "sockperf"))
+    pairs = [("ping-pong round trips/s (sockperf's client)",
+              _ratio(_med(sp_pp[0], "msgs_per_sec"),
+                     _med(sp_pp[1], "msgs_per_sec"))),
+             ("throughput msgs/s (sockperf's client)",
+              _ratio(_med(sp_tp[0], "msgs_per_sec"),
+                     _med(sp_tp[1], "msgs_per_sec")))]
+    v, d = judge(pairs, lambda x: x >= 1.0)
+    rows.append(("echo msgs/s ≥ 1.0× sockperf's server", f"{v}: {d}"))
+    pairs = [("ping-pong", _ratio(_med(sp_pp[0], "server_cpu_us_per_msg"),
+                                  _med(sp_pp[1], "server_cpu_us_per_msg"))),
+             ("throughput", _ratio(_med(sp_tp[0], "server_cpu_us_per_msg"),
+                                   _med(sp_tp[1], "server_cpu_us_per_msg")))]
+    v, d = judge(pairs, lambda x: x <= 0.8)
+    rows.append(("server CPU per message ≤ 0.8× sockperf's server", f"{v}: {d}"))
+
+    pairs = []
+    mine = _find(lat, "sockit", "sockit-client")
+    for key, name in (("lat_p50", "p50"), ("lat_p99", "p99")):
+        peers = [_med(_find(lat, k, "sockit-client"), key) for k in ("uv", "ev")]
+        peers = [x for x in peers if x is not None]
+        pairs.append((f"{name} vs best of libuv/libevent (sockit-client)",
+                      _ratio(_med(mine, key), min(peers) if peers else None)))
+        pairs.append((f"{name} vs sockperf server (sockperf's client)",
+                      _ratio(_med(sp_pp[0], key), _med(sp_pp[1], key))))
+    v, d = judge(pairs, lambda x: x <= 1.0)
+    rows.append(("p50 and p99 ping-pong latency no worse than the best peer",
+                 f"{v}: {d} (below 1 is better)"))
+
+    pairs = []
+    for e in results["cases"]:
+        if e["group"] == "oneway":
+            pairs.append((f"{e['params'].get('conns')} stream(s)",
+                          _ratio(_med(_find(e, "sockit"), "gbit_per_sec"),
+                                 _med(_find(e, "iperf3"), "gbit_per_sec"))))
+    v, d = judge(pairs, lambda x: x >= 0.9)
+    rows.append(("one-way bulk TCP ≥ 0.9× iperf3", f"{v}: {d}"))
+    fe = next((e for e in results["cases"] if e["group"] == "file"), None)
+    pairs = [("--file vs iperf3 -F",
+              _ratio(_med(_find(fe, "sockit", "sockit-client --file"),
+                          "gbit_per_sec"),
+                     _med(_find(fe, "iperf3"), "gbit_per_sec")))]
+    v, d = judge(pairs, lambda x: x >= 0.9)
+    rows.append(("file transfer with sendfile ≥ 0.9× iperf3", f"{v}: {d}"))
+    ie = next((e for e in results["cases"] if e["group"] == "idle"), None)
+    a = _med(_find(ie, "sockit"), "rss_bytes_per_conn")
+    b = _med(_find(ie, "uv"), "rss_bytes_per_conn")
+    v, d = judge([("sockit ÷ libuv", _ratio(a, b))], lambda x: x < 1.0)
+    rows.append(("user-space memory per idle connection below libuv's",
+                 f"{v}: {d} ({fmt_num(a) if a else 'n/a'} vs "
+                 f"{fmt_num(b) if b else 'n/a'} bytes)"))
+    he = next((e for e in results["cases"] if e["group"] == "held"), None)
+    hv = _find(he, "sockit")
+    mx = _med(hv, "fresh_ms_max")
+    rows.append((f"{he['params'].get('conns') if he else 19000} connections "
+                 "held, a new client answered in < 10 ms",
+                 "n/a" if mx is None else
+                 f"{verdict(mx < 10)}: fresh client p50 "
+                 f"{fmt_num(_med(hv, 'fresh_ms_p50'))} ms, max {fmt_num(mx)} "
+                 "ms (median over runs of each run's max)"))
+    pairs = []
+    for e in results["cases"]:
+        base = _find(e, "sockit")
+        key, ck = GROUPS[e["group"]].primary, GROUPS[e["group"]].cpu
+        parts = []
+        for kind, name in (("sockit-uring", "backend"),
+                           ("ur", "completion echo")):
+            u = _find(e, kind)
+            if u is not None:
+                parts.append(f"{name} {_r(_ratio(_med(u, key), _med(base, key)))}"
+                             f"/{_r(_ratio(_med(u, ck), _med(base, ck)))}")
+        if parts:
+            pairs.append(f"{e['title']}: " + ", ".join(parts))
+    rows.append(("io_uring: where it wins. Each entry: sockit's io_uring "
+                 "backend, then the completion-based io_uring peer "
+                 "(multishot recv, provided buffers, sends batched with the "
+                 "wait), each as rate/CPU relative to sockit-server on epoll "
+                 "(primary metric above 1 and CPU below 1 favour io_uring; "
+                 "for latency the primary metric is p50, lower is better)",
+                 "; ".join(pairs) if pairs else "n/a: no io_uring rows"))
+    out = ["| target | result |", "|---|---|"]
+    out += [f"| {t} | {r} |" for t, r in rows]
+    return "\n".join(out) + "\n"
+
+
 def write_doc(results, doc, plots):
     """Rewrite docs/PERFORMANCE.md (and its plots) from the results."""
     mi = results["machine"]
@@ -1435,6 +1592,12 @@ the protocol allows.
 ## Results
 
 {markdown_tables(results)}
+## Against the targets (issue 5), judged from the run above
+
+{targets_md(results)}
+Where the time goes, and why some targets are out of reach on this machine:
+[PERFORMANCE-NOTES.md](PERFORMANCE-NOTES.md).
+
 ## Plots
 
 {''.join(imgs) or '(no plot: no data)'}
@@ -1463,7 +1626,7 @@ def build_peers(cfg):
     """make -C bench/peers; on failure the uv/ev rows become n/a."""
     r = subprocess.run(["make", "-s", "-C", str(PEERS_DIR)],
                        capture_output=True)
-    missing = [b for b in ("uv_echo", "ev_echo")
+    missing = [b for b in ("uv_echo", "ev_echo", "uring_echo")
                if not (PEERS_DIR / "build" / b).exists()]
     if r.returncode != 0 or missing:
         cfg.peers_ok = False
