@@ -1,5 +1,7 @@
 #include "cli.h"
 
+#include "log.h"
+
 #include <ctype.h>
 #include <errno.h>
 #include <math.h>
@@ -108,6 +110,7 @@ void cli_usage_error(const char *prog, const char *fmt, ...) {
 
 void cli_fatal(const char *prog, int status, const char *fmt, ...) {
   va_list ap;
+  log_stop(1000); /* the lines logged before come first */
   fprintf(stderr, "%s: ", prog);
   va_start(ap, fmt);
   vfprintf(stderr, fmt, ap);

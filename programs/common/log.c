@@ -1,13 +1,32 @@
 #include "log.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 static const char *g_prog = "sockit";
 static int g_level = LOG_INFO;
+
+/* The writer thread's state (see log.h). Lines wait in `fill` until the
+ * writer swaps it with `drain` and writes `drain` out, blocking only
+ * itself. A line that does not fit is counted, never waited for. */
+#define LOG_BUF (256 * 1024)
+static struct {
+  pthread_mutex_t mu;
+  pthread_cond_t more; /* lines or the stop request arrived */
+  pthread_cond_t done; /* the writer went idle or ended */
+  pthread_t thread;
+  char *fill, *drain;
+  size_t len;
+  uint64_t dropped;
+  int started, stopping, writing, ended;
+} g_w = {.mu = PTHREAD_MUTEX_INITIALIZER};
 
 void log_init(const char *prog, int level) {
   g_prog = prog;
@@ -16,6 +35,140 @@ void log_init(const char *prog, int level) {
 
 int log_level(void) {
   return g_level;
+}
+
+static void write_all(const char *p, size_t n) {
+  while (n > 0) {
+    ssize_t w = write(STDERR_FILENO, p, n);
+    if (w < 0) {
+      if (errno == EINTR)
+        continue;
+      return; /* stderr closed or broken: nothing else to do with it */
+    }
+    p += w;
+    n -= (size_t)w;
+  }
+}
+
+static void *writer(void *arg) {
+  (void)arg;
+  pthread_mutex_lock(&g_w.mu);
+  for (;;) {
+    while (g_w.len == 0 && g_w.dropped == 0 && !g_w.stopping)
+      pthread_cond_wait(&g_w.more, &g_w.mu);
+    if (g_w.len == 0 && g_w.dropped == 0)
+      break; /* stopping, and everything is out */
+    char *out = g_w.fill;
+    size_t n = g_w.len;
+    uint64_t dropped = g_w.dropped;
+    g_w.fill = g_w.drain;
+    g_w.drain = out;
+    g_w.len = 0;
+    g_w.dropped = 0;
+    g_w.writing = 1;
+    pthread_mutex_unlock(&g_w.mu);
+    write_all(out, n);
+    if (dropped > 0) {
+      char note[160];
+      int m = snprintf(note, sizeof(note),
+                       "%s: warn: %llu log line%s dropped: stderr is not "
+                       "being read fast enough\n",
+                       g_prog, (unsigned long long)dropped,
+                       dropped == 1 ? "" : "s");
+      if (m > 0)
+        write_all(note, (size_t)m < sizeof(note) ? (size_t)m : sizeof(note));
+    }
+    pthread_mutex_lock(&g_w.mu);
+    g_w.writing = 0;
+    pthread_cond_broadcast(&g_w.done);
+  }
+  g_w.ended = 1;
+  pthread_cond_broadcast(&g_w.done);
+  pthread_mutex_unlock(&g_w.mu);
+  return NULL;
+}
+
+int log_start(void) {
+  pthread_condattr_t ca;
+  if (g_w.started)
+    return 0;
+  g_w.fill = malloc(LOG_BUF);
+  g_w.drain = malloc(LOG_BUF);
+  if (g_w.fill == NULL || g_w.drain == NULL)
+    goto fail;
+  pthread_condattr_init(&ca);
+  pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+  pthread_cond_init(&g_w.more, NULL);
+  pthread_cond_init(&g_w.done, &ca);
+  pthread_condattr_destroy(&ca);
+  if (pthread_create(&g_w.thread, NULL, writer, NULL) != 0) {
+    pthread_cond_destroy(&g_w.more);
+    pthread_cond_destroy(&g_w.done);
+    goto fail;
+  }
+  pthread_mutex_lock(&g_w.mu);
+  g_w.started = 1;
+  pthread_mutex_unlock(&g_w.mu);
+  return 0;
+fail:
+  free(g_w.fill);
+  free(g_w.drain);
+  g_w.fill = g_w.drain = NULL;
+  return -1;
+}
+
+void log_stop(int timeout_ms) {
+  struct timespec dl;
+  int ended;
+  pthread_mutex_lock(&g_w.mu);
+  if (!g_w.started || g_w.stopping) {
+    pthread_mutex_unlock(&g_w.mu);
+    return;
+  }
+  g_w.stopping = 1;
+  pthread_cond_signal(&g_w.more);
+  clock_gettime(CLOCK_MONOTONIC, &dl);
+  dl.tv_sec += timeout_ms / 1000;
+  dl.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+  if (dl.tv_nsec >= 1000000000L) {
+    dl.tv_sec++;
+    dl.tv_nsec -= 1000000000L;
+  }
+  while (!g_w.ended &&
+         pthread_cond_timedwait(&g_w.done, &g_w.mu, &dl) != ETIMEDOUT)
+    ;
+  ended = g_w.ended;
+  pthread_mutex_unlock(&g_w.mu);
+  if (ended) {
+    pthread_join(g_w.thread, NULL);
+    free(g_w.fill);
+    free(g_w.drain);
+    g_w.fill = g_w.drain = NULL;
+  }
+  /* Otherwise the writer is stuck on a stderr nobody reads: leave it (and
+   * its buffers) to the process exit rather than hang the exit too. */
+}
+
+void log_write(const char *line, size_t n) {
+  pthread_mutex_lock(&g_w.mu);
+  if (!g_w.started || g_w.stopping) {
+    /* Before log_start() or once stopping: write it here, in order
+     * behind what the writer took (a writer still busy finishes first
+     * only if it is not stuck; the mutex is not held while writing). */
+    pthread_mutex_unlock(&g_w.mu);
+    write_all(line, n);
+    return;
+  }
+  if (n <= LOG_BUF - g_w.len) {
+    memcpy(g_w.fill + g_w.len, line, n);
+    g_w.len += n;
+    if (g_w.len == n)
+      pthread_cond_signal(&g_w.more);
+  } else {
+    if (g_w.dropped++ == 0)
+      pthread_cond_signal(&g_w.more);
+  }
+  pthread_mutex_unlock(&g_w.mu);
 }
 
 void log_msg(int level, const char *fmt, ...) {
@@ -38,16 +191,6 @@ void log_msg(int level, const char *fmt, ...) {
   if (n > (int)sizeof(line) - 2)
     n = (int)sizeof(line) - 2;
   line[n++] = '\n';
-  /* One write per line keeps lines from different threads whole. */
-  const char *p = line;
-  while (n > 0) {
-    ssize_t w = write(STDERR_FILENO, p, (size_t)n);
-    if (w < 0) {
-      if (errno == EINTR)
-        continue;
-      return;
-    }
-    p += w;
-    n -= (int)w;
-  }
+  /* Whole lines only, so lines from different threads never interleave. */
+  log_write(line, (size_t)n);
 }

@@ -1,12 +1,28 @@
 /* Logging for the programs (the library never prints). One line per event on
  * stderr: "PROG: [LEVEL] message". Safe from several threads: each line is
- * formatted first and written with one write(2). */
+ * formatted whole before it is written.
+ *
+ * Until log_start(), lines are written by the caller. A long-running program
+ * (the server) calls log_start(): from then on a writer thread does the
+ * writing, and the event loops only copy the line into a 256 KiB buffer. A
+ * stderr that nobody reads (a full pipe) then stalls only the writer, never
+ * a loop: lines that do not fit are dropped and counted, and the writer
+ * reports the count ("N log lines dropped") once it can write again. */
 #ifndef SK_LOG_H
 #define SK_LOG_H
+
+#include <stddef.h>
 
 enum { LOG_ERROR = 0, LOG_WARN = 1, LOG_INFO = 2, LOG_DEBUG = 3 };
 
 void log_init(const char *prog, int level);
+/* Starts the writer thread (with the caller's signal mask). 0 or -1. */
+int log_start(void);
+/* Flushes what is buffered and ends the writer, waiting at most timeout_ms
+ * for a stderr that does not drain; later lines are written directly. */
+void log_stop(int timeout_ms);
+/* Writes n bytes of whole lines, through the writer once started. */
+void log_write(const char *line, size_t n);
 int log_level(void);
 void log_msg(int level, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));

@@ -333,6 +333,12 @@ static void fit_max_conns(struct server_config *cfg, int conns_given) {
   }
 }
 
+/* At exit: what is still buffered is written, unless stderr stays blocked
+ * for 2 s (an exit must not hang on a reader that went away). */
+static void flush_log(void) {
+  log_stop(2000);
+}
+
 int main(int argc, char **argv) {
   static struct server srv;
   struct server_config *cfg = &srv.cfg;
@@ -540,6 +546,9 @@ int main(int argc, char **argv) {
   sfd = signalfd(-1, &sigs, SFD_CLOEXEC);
   if (sfd < 0)
     cli_fatal(PROG, 1, "signalfd: %s", strerror(errno));
+  /* From here on no loop ever blocks on stderr (see log.h). */
+  if (log_start() == 0)
+    atexit(flush_log);
 
   server_start(&srv);
   log_debug("%u worker%s, max %llu connections, idle timeout %llu ms, "

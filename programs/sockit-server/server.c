@@ -870,16 +870,7 @@ static void print_ready(const struct server *srv) {
     o = sizeof(line) - 2;
   line[o++] = '\n';
   /* Printed whatever the log level: scripts and tests wait for it. */
-  for (const char *p = line; o > 0;) {
-    ssize_t n = write(STDERR_FILENO, p, o);
-    if (n < 0) {
-      if (errno == EINTR)
-        continue;
-      break;
-    }
-    p += n;
-    o -= (size_t)n;
-  }
+  log_write(line, o);
 }
 
 void server_start(struct server *srv) {

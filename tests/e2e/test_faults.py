@@ -330,6 +330,31 @@ class FaultTest(unittest.TestCase):
         finally:
             srv.stop()
 
+    def test_unread_stderr_never_stalls_the_server(self):
+        # After the readiness line nobody reads the server's stderr (a
+        # pipe). At the default level each connection logs about four
+        # lines, so 3000 of them write far more than the pipe (64 KiB) and
+        # the log buffer (256 KiB) hold. The loops must keep serving; the
+        # lines that did not fit are dropped and counted, and the count is
+        # reported once stderr drains.
+        with Server(["-w", "2", "-l", "127.0.0.1:0"]) as srv:
+            by = Bystander(srv.tcp)
+            by.start()
+            deadline = time.monotonic() + 60
+            for _ in range(3000):
+                self.assertLess(time.monotonic(), deadline, "server stalled")
+                with connect(srv.tcp, timeout=5) as s:
+                    s.sendall(b"x" * 100)
+                    self.assertEqual(recv_exact(s, 100), b"x" * 100)
+            assert_serves(self, srv.tcp)
+            by.finish(self)
+            line = srv.wait_log("log lines dropped", timeout=30)
+            self.assertRegex(line, r"warn: \d+ log lines dropped")
+            srv.signal(signal.SIGTERM)
+            self.assertEqual(srv.wait(15), 0)
+            self.assertTrue(any("stopped" in l for l in srv.log[-5:]),
+                            srv.log[-5:])
+
     def test_udp_floods_and_oversize_datagrams(self):
         with Server(["-q", "--udp", "-l", "127.0.0.1:0"]) as srv:
             host, port = srv.host_port("udp")
