@@ -16,6 +16,7 @@
  * - every send and re-arm of one iteration goes to the kernel in the same
  *   io_uring_enter that waits for the next completions.
  *
+ * Needs Linux 6.0+ (multishot recv) and liburing 2.2+ (buffer rings).
  * Listens on 127.0.0.1:PORT (0: the kernel chooses), one thread. Prints
  * `listening on 127.0.0.1:PORT` on stderr once bound; exits 0 on SIGINT or
  * SIGTERM. A connection holding more than MAX_HELD buffers stops receiving
