@@ -320,6 +320,46 @@ static void test_slow_reader_large_send(void **state) {
   pair_close(&p);
 }
 
+/* A send that times out says how much went out: exactly what the peer
+ * then receives, so the caller can resume without loss or duplication. */
+static void test_send_all_counts_on_timeout(void **state) {
+  (void)state;
+  const size_t len = (size_t)8 << 20;
+  struct pair p;
+  pair_open_bufs(&p, AF_INET, 4096, 4096);
+  unsigned char *data = malloc_or_fail(len), *got = malloc_or_fail(len);
+  sk_test_fill_random(data, len, 11);
+
+  size_t sent = SIZE_MAX;
+  /* Nobody reads: the small buffers fill and the deadline passes. */
+  assert_int_equal(sk_socket_send_all(&p.cli, data, len, &sent, 200),
+                   -ETIMEDOUT);
+  assert_true(sent > 0 && sent < len);
+
+  /* The counted bytes, and nothing more, reach the peer. */
+  SK_ASSERT_OK(sk_socket_shutdown(&p.cli, SK_SHUT_WR));
+  size_t off = 0;
+  for (;;) {
+    ssize_t n = sk_socket_recv(&p.srv, got + off, len - off, 5000);
+    assert_true(n >= 0);
+    if (n == 0)
+      break;
+    off += (size_t)n;
+  }
+  assert_int_equal(off, sent);
+  assert_memory_equal(got, data, sent);
+
+  /* On success the count is the whole length; on a closed socket, 0. */
+  SK_ASSERT_OK(sk_socket_send_all(&p.srv, data, 1000, &sent, 5000));
+  assert_int_equal(sent, 1000);
+  sk_socket_abort(&p.srv);
+  assert_int_equal(sk_socket_send_all(&p.srv, data, 10, &sent, 0), -EBADF);
+  assert_int_equal(sent, 0);
+  free(data);
+  free(got);
+  pair_close(&p);
+}
+
 /* ---- connect errors and timeouts ---- */
 
 static void test_connect_refused(void **state) {
@@ -1212,6 +1252,7 @@ SK_TEST_MAIN(
     cmocka_unit_test(test_tcp_v4_exchange),
     cmocka_unit_test(test_tcp_v6_exchange),
     cmocka_unit_test(test_unix_stream_exchange),
+    cmocka_unit_test(test_send_all_counts_on_timeout),
     cmocka_unit_test(test_slow_reader_large_send),
     cmocka_unit_test(test_connect_refused),
     cmocka_unit_test(test_connect_timeout),

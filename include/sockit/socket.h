@@ -69,6 +69,12 @@ SK_EXTERN int sk_socket_connect(sk_socket *s, const sk_endpoint *ep,
 SK_EXTERN int sk_socket_send(sk_socket *s, const void *buf, size_t len,
                              int timeout_ms);
 
+/* sk_socket_send(), and *sent (when sent is not NULL) is the count the
+ * kernel took, on success (len) as on a timeout or an error, so the caller
+ * knows exactly what went out and can resume at buf + *sent. */
+SK_EXTERN int sk_socket_send_all(sk_socket *s, const void *buf, size_t len,
+                                 size_t *sent, int timeout_ms);
+
 /* Receives what is there, up to len bytes, waiting up to timeout_ms for
  * something to arrive. Returns the count (> 0), 0 when the peer closed its
  * side (stream sockets), or a negative errno. */

@@ -449,7 +449,15 @@ static ssize_t send_one(const sk_socket *s, const void *buf, size_t len,
 }
 
 int sk_socket_send(sk_socket *s, const void *buf, size_t len, int timeout_ms) {
+  return sk_socket_send_all(s, buf, len, NULL, timeout_ms);
+}
+
+int sk_socket_send_all(sk_socket *s, const void *buf, size_t len, size_t *sent,
+                       int timeout_ms) {
+  size_t done = 0;
   int rc = check_open(s);
+  if (sent != NULL)
+    *sent = 0;
   if (rc < 0)
     return rc;
   if (buf == NULL && len > 0)
@@ -457,25 +465,34 @@ int sk_socket_send(sk_socket *s, const void *buf, size_t len, int timeout_ms) {
   uint64_t deadline = deadline_after(timeout_ms);
   if (s->type == SOCK_DGRAM) {
     ssize_t n = send_one(s, buf, len, NULL, 0, deadline);
-    return n < 0 ? (int)n : 0;
+    if (n < 0)
+      return (int)n;
+    if (sent != NULL)
+      *sent = len;
+    return 0;
   }
   const char *p = buf;
-  while (len > 0) {
-    ssize_t n = send(s->fd, p, len, MSG_NOSIGNAL);
+  rc = 0;
+  while (done < len) {
+    ssize_t n = send(s->fd, p + done, len - done, MSG_NOSIGNAL);
     if (n > 0) {
-      p += n;
-      len -= (size_t)n;
+      done += (size_t)n;
       continue;
     }
     if (n < 0 && errno == EINTR)
       continue;
-    if (n < 0 && !is_again(errno))
-      return sk__err();
+    if (n < 0 && !is_again(errno)) {
+      rc = sk__err();
+      break;
+    }
     rc = wait_fd(s->fd, POLLOUT, deadline);
     if (rc < 0)
-      return rc;
+      break;
+    rc = 0;
   }
-  return 0;
+  if (sent != NULL)
+    *sent = done;
+  return rc;
 }
 
 /* What one recvmsg() call returned besides the data. */
