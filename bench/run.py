@@ -638,36 +638,44 @@ def run_file_sender(cfg, server, case):
     return file_metrics({"cmd": c.cmdline()}, c, cpu_us, wall, cfg.file_size)
 
 
-def run_idle(cfg, server, case):
-    """Open N idle connections; RSS growth of the server divided by N."""
+def hold_idle(cfg, server, n, open_timeout, then):
+    """Have the generator open n idle connections, wait until the server
+    holds all of them, measure its RSS growth per connection, run then()
+    on the loaded server, and stop the server before the generator (so
+    TIME_WAIT lands on the server's side, not on the client's ephemeral
+    ports). Returns (generator command, bytes per connection, then())."""
     if not cfg.client_bin.exists():
         raise BenchError(f"{rel(cfg.client_bin)} not built (make build)")
-    n = cfg.idle_conns
     pid = server.main.pid
     rss0, fds0 = rss_kib(pid), fd_count(pid)
     argv = [cfg.client_bin, "--bench", f"127.0.0.1:{server.port}",
-            "--bench-mode", "idle", "--conns", n, "--duration", 120]
+            "--bench-mode", "idle", "--conns", n,
+            "--duration", 3 * open_timeout]
     c = Proc("sockit-client", cfg.cli(argv))
     try:
-        c.wait_line(r"idle: (\d+) connections open", 60)
+        c.wait_line(r"idle: (\d+) connections open", 2 * open_timeout)
         # Connected in the kernel is not yet accepted: wait for the fds.
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + open_timeout
         while fd_count(pid) < fds0 + n:
             server.check_alive()
             if time.monotonic() > deadline:
                 raise BenchError(f"server holds {fd_count(pid) - fds0} of "
-                                 f"{n} connections after 30 s")
+                                 f"{n} connections after {open_timeout} s")
             time.sleep(0.01)
-        rss1 = rss_kib(pid)
+        per_conn = (rss_kib(pid) - rss0) * 1024 / n
+        extra = then()
         server.check_alive()
-        # Stop the server first so TIME_WAIT lands on its side, not on the
-        # client's ephemeral ports.
         server.stop()
     finally:
         c.stop()
-    return {"cmd": c.cmdline(), "conns": n,
-            "rss_bytes_per_conn": (rss1 - rss0) * 1024 / n,
-            "rss_before_kib": rss0, "rss_after_kib": rss1}
+    return c.cmdline(), per_conn, extra
+
+
+def run_idle(cfg, server, case):
+    """Open N idle connections; RSS growth of the server divided by N."""
+    n = cfg.idle_conns
+    cmd, per_conn, _ = hold_idle(cfg, server, n, 30, lambda: None)
+    return {"cmd": cmd, "conns": n, "rss_bytes_per_conn": per_conn}
 
 
 def fresh_client_ms(port, tries=50):
@@ -691,28 +699,9 @@ def run_held(cfg, server, case):
     """Hold N connections open, then time fresh clients against the loaded
     server (issue target: answered in under 10 ms at 19,000)."""
     n = case.params["conns"]
-    pid = server.main.pid
-    rss0, fds0 = rss_kib(pid), fd_count(pid)
-    argv = [cfg.client_bin, "--bench", f"127.0.0.1:{server.port}",
-            "--bench-mode", "idle", "--conns", n, "--duration", 300]
-    c = Proc("sockit-client", cfg.cli(argv))
-    try:
-        c.wait_line(r"idle: (\d+) connections open", 120)
-        deadline = time.monotonic() + 60
-        while fd_count(pid) < fds0 + n:
-            server.check_alive()
-            if time.monotonic() > deadline:
-                raise BenchError(f"server holds {fd_count(pid) - fds0} of "
-                                 f"{n} connections after 60 s")
-            time.sleep(0.01)
-        rss1 = rss_kib(pid)
-        ms = fresh_client_ms(server.port)
-        server.check_alive()
-        server.stop()
-    finally:
-        c.stop()
-    return {"cmd": c.cmdline(), "conns": n,
-            "rss_bytes_per_conn": (rss1 - rss0) * 1024 / n,
+    cmd, per_conn, ms = hold_idle(cfg, server, n, 60,
+                                  lambda: fresh_client_ms(server.port))
+    return {"cmd": cmd, "conns": n, "rss_bytes_per_conn": per_conn,
             "fresh_ms_p50": ms[len(ms) // 2],
             "fresh_ms_p90": ms[int(len(ms) * 0.9)], "fresh_ms_max": ms[-1]}
 
@@ -1425,18 +1414,16 @@ def targets_md(results):
             detail += " (the n/a ones are not judged)"
         return verdict(ok), detail
 
-    echo = [e for e in results["cases"] if e["group"] == "echo"]
-    pairs = [(e["title"].replace("echo ", ""),
-              _ratio(_med(_find(e, "sockit"), "msgs_per_sec"),
-                     _med(_find(e, "uv"), "msgs_per_sec"))) for e in echo]
+    echo = [(e["title"].replace("echo ", ""), e["params"].get("size", 0),
+             _ratio(_med(_find(e, "sockit"), "msgs_per_sec"),
+                    _med(_find(e, "uv"), "msgs_per_sec")))
+            for e in results["cases"] if e["group"] == "echo"]
+    pairs = [(t, r) for t, _, r in echo]
     met = sum(1 for _, v in pairs if v is not None and v >= 1.3)
     v, d = judge(pairs, lambda x: x >= 1.3)
     rows.append(("echo msgs/s ≥ 1.3× libuv at every size and connection count",
                  f"{v} ({met} of {len(pairs)} cases): {d}"))
-    pairs = [(e["title"].replace("echo ", ""),
-              _ratio(_med(_find(e, "sockit"), "msgs_per_sec"),
-                     _med(_find(e, "uv"), "msgs_per_sec")))
-             for e in echo if e["params"].get("size", 0) >= 4096]
+    pairs = [(t, r) for t, size, r in echo if size >= 4096]
     v, d = judge(pairs, lambda x: x >= 1.0)
     rows.append(("echo bulk (4 KiB messages) ≥ libuv", f"{v}: {d}"))
 
