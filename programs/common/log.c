@@ -20,12 +20,12 @@ static int g_level = LOG_INFO;
 static struct {
   pthread_mutex_t mu;
   pthread_cond_t more; /* lines or the stop request arrived */
-  pthread_cond_t done; /* the writer went idle or ended */
+  pthread_cond_t done; /* the writer ended */
   pthread_t thread;
   char *fill, *drain;
   size_t len;
   uint64_t dropped;
-  int started, stopping, writing, ended;
+  int started, stopping, ended;
 } g_w = {.mu = PTHREAD_MUTEX_INITIALIZER};
 
 void log_init(const char *prog, int level) {
@@ -65,7 +65,6 @@ static void *writer(void *arg) {
     g_w.drain = out;
     g_w.len = 0;
     g_w.dropped = 0;
-    g_w.writing = 1;
     pthread_mutex_unlock(&g_w.mu);
     write_all(out, n);
     if (dropped > 0) {
@@ -79,8 +78,6 @@ static void *writer(void *arg) {
         write_all(note, (size_t)m < sizeof(note) ? (size_t)m : sizeof(note));
     }
     pthread_mutex_lock(&g_w.mu);
-    g_w.writing = 0;
-    pthread_cond_broadcast(&g_w.done);
   }
   g_w.ended = 1;
   pthread_cond_broadcast(&g_w.done);
