@@ -36,6 +36,10 @@
 #include "socket.h"
 #include "version.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 typedef struct sk_stream sk_stream;
 
 /* A new connection. On success (status 0) you own fd: wrap it with
@@ -84,6 +88,7 @@ struct sk_stream {
   sk_drain_cb drain_cb;
   struct sk__wreq *wq_head, *wq_tail;
   size_t wq_bytes;
+  size_t wq_mem; /* bytes allocated for the queued requests */
   struct sk__sextra *x;
   void *tls;
   int wstatus; /* error that failed the write side */
@@ -147,6 +152,15 @@ SK_EXTERN int sk_stream_sendfile(sk_stream *s, int fd, off_t offset, size_t len,
 /* Bytes waiting in the write queue (not yet taken by the kernel). */
 SK_EXTERN size_t sk_stream_write_queue_size(const sk_stream *s);
 
+/* Bytes of memory the write queue holds: the queued payload plus every
+ * request's allocation and bookkeeping. Small sends without a callback are
+ * appended to the last queued buffer, so many tiny sends cost about their
+ * payload; each send with a callback costs at least one request (a few
+ * KiB). Cap this, not sk_stream_write_queue_size(), to bound memory per
+ * connection against a peer that sends many small messages and never
+ * reads. */
+SK_EXTERN size_t sk_stream_write_queue_memory(const sk_stream *s);
+
 /* cb runs each time the write queue goes from non-empty to empty. NULL
  * turns it off. */
 SK_EXTERN void sk_stream_on_drain(sk_stream *s, sk_drain_cb cb);
@@ -173,5 +187,9 @@ SK_EXTERN void sk_stream_abort(sk_stream *s, sk_close_cb cb);
  * already in the kernel is drained (so the peer is not reset for it), and
  * the descriptor is closed. For a FIN only after your data is out, call
  * sk_stream_shutdown() and close in its callback, or once SK_EOF arrives. */
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

@@ -17,6 +17,10 @@
 #include "socket.h"
 #include "version.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 typedef struct sk_udp sk_udp;
 
 enum {
@@ -48,7 +52,8 @@ struct sk_udp {
   int lport;                /* local port, -1 until known */
   struct sk__wreq *wq_head, *wq_tail;
   size_t wq_bytes;
-  size_t wq_max;
+  size_t wq_mem; /* bytes allocated for the queued datagrams */
+  size_t wq_max; /* cap on wq_mem */
 };
 
 SK_EXTERN int sk_udp_init(sk_loop *loop, sk_udp *u);
@@ -65,9 +70,11 @@ SK_EXTERN int sk_udp_open(sk_udp *u, int fd);
 SK_EXTERN int sk_udp_connect(sk_udp *u, const sk_endpoint *peer);
 
 /* Sends one datagram to dst (NULL on a connected socket). cb may be NULL.
- * Returns 0, -ENOBUFS when the queue of unsent datagrams is over its cap
- * (1 MiB by default), or a negative errno (-EMSGSIZE, ...), in which case cb
- * is not called. */
+ * Returns 0, -ENOBUFS when the queue of unsent datagrams is over its cap,
+ * or a negative errno (-EMSGSIZE, ...), in which case cb is not called.
+ * The cap is 1 MiB of memory, counted as each queued datagram's allocation
+ * (a few KiB even for a tiny one), so a flood of tiny datagrams cannot
+ * cost more than the cap. */
 SK_EXTERN int sk_udp_send(sk_udp *u, const void *buf, size_t len,
                           const sk_endpoint *dst, sk_udp_send_cb cb, void *arg);
 
@@ -77,5 +84,9 @@ SK_EXTERN int sk_udp_recv_stop(sk_udp *u);
 
 /* Bytes of datagrams waiting in the send queue. */
 SK_EXTERN size_t sk_udp_send_queue_size(const sk_udp *u);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

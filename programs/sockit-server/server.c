@@ -377,7 +377,7 @@ static void on_recv(sk_stream *s, ssize_t n, const void *buf) {
     /* Back-pressure: a peer that sends faster than it reads stops being
      * read until its output drains, so memory stays bounded. */
     if (!(c->flags & (C_CLOSING | C_SHUT | C_PAUSED)) &&
-        sk_stream_write_queue_size(s) > cfg->max_queue) {
+        sk_stream_write_queue_memory(s) > cfg->max_queue) {
       c->flags |= C_PAUSED;
       sk_stream_recv_pause(s);
       log_debug("%s: output queue over %zu bytes, reading paused", conn_name(c),

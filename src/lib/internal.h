@@ -145,10 +145,17 @@ struct sk__wreq {
  * it fits). Returns NULL when out of memory. */
 struct sk__wreq *sk__wreq_new(sk_loop *loop, size_t len);
 void sk__wreq_free(sk_loop *loop, struct sk__wreq *r);
+/* Bytes of memory a queued request holds (header and data room). */
+static inline size_t sk__wreq_mem(const struct sk__wreq *r) {
+  return sizeof(*r) + r->cap;
+}
 void sk__wreq_cache_free(sk_loop *loop);
 /* Copies the bytes of iov[] after the first skip bytes to dst. */
 void sk__iov_copy(unsigned char *dst, const struct iovec *iov, int iovcnt,
                   size_t skip);
+/* The same, at most n bytes. */
+void sk__iov_copy_n(unsigned char *dst, const struct iovec *iov, int iovcnt,
+                    size_t skip, size_t n);
 
 /* Handle-type specific parts of sk_close(). */
 void sk__stream_close(sk_stream *s);

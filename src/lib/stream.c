@@ -427,6 +427,7 @@ static void wq_push(sk_stream *s, struct sk__wreq *r) {
     s->wq_head = r;
   s->wq_tail = r;
   s->wq_bytes += r->len;
+  s->wq_mem += sk__wreq_mem(r);
 }
 
 static struct sk__wreq *wq_pop(sk_stream *s) {
@@ -434,7 +435,30 @@ static struct sk__wreq *wq_pop(sk_stream *s) {
   s->wq_head = r->next;
   if (s->wq_head == NULL)
     s->wq_tail = NULL;
+  s->wq_mem -= sk__wreq_mem(r);
   return r;
+}
+
+/* wq_append() may add to the last queued request when it carries plain
+ * bytes and no callback: many small replies to a peer that does not read
+ * then cost their bytes, not a request each. It appends what fits of iov[]
+ * (after its first skip bytes) and returns how many bytes it took. */
+static int wq_tail_open(const sk_stream *s) {
+  const struct sk__wreq *t = s->wq_tail;
+  return t != NULL && t->kind == SK__WREQ_BYTES && t->cb == NULL;
+}
+
+static size_t wq_append(sk_stream *s, const struct iovec *iov, int iovcnt,
+                        size_t skip, size_t len) {
+  struct sk__wreq *t = s->wq_tail;
+  size_t end = t->off + t->len, room = t->cap - end;
+  size_t n = len < room ? len : room;
+  if (n == 0)
+    return 0;
+  sk__iov_copy_n(t->data + end, iov, iovcnt, skip, n);
+  t->len += n;
+  s->wq_bytes += n;
+  return n;
 }
 
 /* Fails every queued request with err (write error or close). */
@@ -444,6 +468,7 @@ static void wq_fail(sk_stream *s, int err) {
     wreq_complete(s, r, err);
   }
   s->wq_bytes = 0;
+  s->wq_mem = 0;
 }
 
 static ssize_t sendmsg_nosig(int fd, const struct iovec *iov, int iovcnt) {
@@ -608,6 +633,16 @@ int sk__stream_raw_sendv(sk_stream *s, const struct iovec *iov, int iovcnt,
   }
   if (done == total && cb == NULL && s->wq_head == NULL)
     return 0;
+  /* Behind other requests: fill the last buffer's room first. */
+  if (wq_tail_open(s)) {
+    done += wq_append(s, iov, iovcnt, done, total - done);
+    if (done == total) {
+      /* Its bytes end that request, so the callback runs when it does. */
+      s->wq_tail->cb = (void (*)(void))cb;
+      s->wq_tail->arg = arg;
+      return 0;
+    }
+  }
   r = sk__wreq_new(s->h.loop, total - done);
   if (r == NULL)
     return -ENOMEM;
@@ -691,6 +726,10 @@ int sk__stream_raw_shutdown(sk_stream *s, sk_send_cb cb, void *arg) {
 
 size_t sk_stream_write_queue_size(const sk_stream *s) {
   return s->wq_bytes;
+}
+
+size_t sk_stream_write_queue_memory(const sk_stream *s) {
+  return s->wq_mem;
 }
 
 void sk_stream_on_drain(sk_stream *s, sk_drain_cb cb) {

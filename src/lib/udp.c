@@ -196,11 +196,15 @@ int sk_udp_send(sk_udp *u, const void *buf, size_t len, const sk_endpoint *dst,
   }
   if (n >= 0 && cb == NULL)
     return 0;
-  if (n < 0 && u->wq_bytes + len > u->wq_max)
-    return -ENOBUFS;
   r = sk__wreq_new(u->h.loop, n >= 0 ? 0 : len);
   if (r == NULL)
     return -ENOMEM;
+  /* The cap counts memory, not payload: a queue of tiny datagrams costs
+   * a request each. */
+  if (n < 0 && u->wq_mem + sk__wreq_mem(r) > u->wq_max) {
+    sk__wreq_free(u->h.loop, r);
+    return -ENOBUFS;
+  }
   r->kind = SK__WREQ_DGRAM;
   r->cb = (void (*)(void))cb;
   r->arg = arg;
@@ -219,6 +223,7 @@ int sk_udp_send(sk_udp *u, const void *buf, size_t len, const sk_endpoint *dst,
     u->wq_head = r;
   u->wq_tail = r;
   u->wq_bytes += len;
+  u->wq_mem += sk__wreq_mem(r);
   udp_update(u);
   return 0;
 }
@@ -233,6 +238,7 @@ static void udp_do_write(sk_udp *u) {
     if (u->wq_head == NULL)
       u->wq_tail = NULL;
     u->wq_bytes -= r->len;
+    u->wq_mem -= sk__wreq_mem(r);
     /* A datagram that fails is reported to its own callback only: other
      * datagrams to other peers are unaffected. */
     udp_complete(u, r, n < 0 ? (int)n : 0);
@@ -334,6 +340,7 @@ void sk__udp_close(sk_udp *u) {
   }
   u->wq_tail = NULL;
   u->wq_bytes = 0;
+  u->wq_mem = 0;
   if (u->io.fd >= 0) {
     sk__io_set(u->h.loop, &u->io, 0);
     sk__close_fd(u->io.fd);

@@ -52,17 +52,24 @@ void sk__wreq_cache_free(sk_loop *loop) {
   loop->nfree_wreqs = 0;
 }
 
-/* Copies iov[], skipping the first skip bytes, into dst. */
-void sk__iov_copy(unsigned char *dst, const struct iovec *iov, int iovcnt,
-                  size_t skip) {
-  for (int i = 0; i < iovcnt; i++) {
+/* Copies iov[], skipping the first skip bytes, into dst: at most n bytes. */
+void sk__iov_copy_n(unsigned char *dst, const struct iovec *iov, int iovcnt,
+                    size_t skip, size_t n) {
+  for (int i = 0; i < iovcnt && n > 0; i++) {
     size_t l = iov[i].iov_len;
     if (skip >= l) {
       skip -= l;
       continue;
     }
-    memcpy(dst, (const char *)iov[i].iov_base + skip, l - skip);
-    dst += l - skip;
+    size_t k = l - skip < n ? l - skip : n;
+    memcpy(dst, (const char *)iov[i].iov_base + skip, k);
+    dst += k;
+    n -= k;
     skip = 0;
   }
+}
+
+void sk__iov_copy(unsigned char *dst, const struct iovec *iov, int iovcnt,
+                  size_t skip) {
+  sk__iov_copy_n(dst, iov, iovcnt, skip, SIZE_MAX);
 }
