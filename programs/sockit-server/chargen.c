@@ -1,6 +1,7 @@
 /* chargen (RFC 864): on connect the server sends the standard pattern until
  * the client closes; input is discarded. UDP: each datagram is answered with
- * the next lines of the pattern.
+ * the next lines of the pattern, as many as the sender's byte budget allows
+ * (six at most).
  *
  * The pattern repeats every 95 lines, so one static copy of a whole period
  * is all the state there is: sending it again and again continues the
@@ -84,14 +85,19 @@ static void chargen_dgram(struct udp_listener *u, const unsigned char *buf,
                           size_t len, const sk_endpoint *from) {
   const unsigned char *p = chargen_pattern();
   unsigned char out[CHARGEN_UDP_LINES * CHARGEN_LINE];
+  /* A source is never sent more bytes than it sent (plus a small burst;
+   * see udp.c): under a flood the reply shrinks, down to an empty datagram
+   * for an empty one. RFC 864 allows any length from 0 to 512. */
+  unsigned lines =
+      (unsigned)(udp_reply_room(u, from, sizeof(out)) / CHARGEN_LINE);
   (void)buf;
   (void)len;
-  for (unsigned i = 0; i < CHARGEN_UDP_LINES; i++) {
+  for (unsigned i = 0; i < lines; i++) {
     unsigned line = (u->chargen_line + i) % CHARGEN_LINES;
     memcpy(out + i * CHARGEN_LINE, p + line * CHARGEN_LINE, CHARGEN_LINE);
   }
-  u->chargen_line = (u->chargen_line + CHARGEN_UDP_LINES) % CHARGEN_LINES;
-  udp_reply(u, out, sizeof(out), from);
+  u->chargen_line = (u->chargen_line + lines) % CHARGEN_LINES;
+  udp_reply(u, out, lines * CHARGEN_LINE, from);
 }
 
 const struct mode mode_chargen = {

@@ -48,6 +48,8 @@ enum {
   OPT_CLIENT_CA,
   OPT_SELF_SIGNED,
   OPT_HS_TIMEOUT,
+  OPT_UDP_RATE,
+  OPT_UDP_BURST,
 };
 
 static const struct option long_opts[] = {
@@ -70,6 +72,8 @@ static const struct option long_opts[] = {
     {"client-ca", required_argument, NULL, OPT_CLIENT_CA},
     {"self-signed", no_argument, NULL, OPT_SELF_SIGNED},
     {"handshake-timeout", required_argument, NULL, OPT_HS_TIMEOUT},
+    {"udp-rate", required_argument, NULL, OPT_UDP_RATE},
+    {"udp-burst", required_argument, NULL, OPT_UDP_BURST},
     {"quiet", no_argument, NULL, 'q'},
     {"verbose", no_argument, NULL, 'v'},
     {"help", no_argument, NULL, 'h'},
@@ -132,6 +136,11 @@ static void usage(void) {
       "      --grace S          on SIGINT/SIGTERM, time given to finish\n"
       "                         (default 5)\n"
       "      --max-file BYTES   files: largest PUT (default 1G)\n"
+      "      --udp-rate N       UDP replies per second to one source address\n"
+      "                         (default 1000; 0 = no limit)\n"
+      "      --udp-burst N      UDP replies one source may get at once\n"
+      "                         (default 100); a source is never sent more\n"
+      "                         bytes than it sent, plus 2 KiB\n"
       "\n"
       "Output:\n"
       "  -q, --quiet            log errors only\n"
@@ -367,6 +376,8 @@ int main(int argc, char **argv) {
   cfg->grace_ms = 5 * 1000;
   cfg->max_file = 1024ull * 1024 * 1024;
   cfg->hs_ms = SK_TLS_HANDSHAKE_TIMEOUT_MS;
+  cfg->udp_rate = 1000;
+  cfg->udp_burst = 100;
   srv.root_fd = -1;
   {
     long n = sysconf(_SC_NPROCESSORS_ONLN);
@@ -460,6 +471,18 @@ int main(int argc, char **argv) {
       parse_secs_opt("--handshake-timeout", optarg, 24ull * 3600 * 1000,
                      &cfg->hs_ms);
       hs_given = 1;
+      break;
+    case OPT_UDP_RATE:
+      if (cli_parse_u64(optarg, 0, 10000000, &v) < 0)
+        cli_usage_error(PROG, "--udp-rate: '%s' is not a number in 0..%d",
+                        optarg, 10000000);
+      cfg->udp_rate = (uint32_t)v;
+      break;
+    case OPT_UDP_BURST:
+      if (cli_parse_u64(optarg, 1, 1000000, &v) < 0)
+        cli_usage_error(PROG, "--udp-burst: '%s' is not a number in 1..%d",
+                        optarg, 1000000);
+      cfg->udp_burst = (uint32_t)v;
       break;
     case 'q':
       level = LOG_ERROR;

@@ -29,6 +29,7 @@
 #include <stdint.h>
 #include <sys/uio.h>
 
+#include "ratelimit.h"
 #include "sockit.h"
 
 #ifndef SK_PROG_NAME
@@ -109,6 +110,8 @@ struct server_config {
   uint64_t max_file;  /* files: --max-file */
   sk_tls_ctx *tls;    /* --tls: the server context; NULL = plain */
   uint64_t hs_ms;     /* --handshake-timeout, 0 = never */
+  uint32_t udp_rate;  /* --udp-rate: replies/s per source, 0 = no limit */
+  uint32_t udp_burst; /* --udp-burst: replies at once per source */
 };
 
 /* ---- runtime ---- */
@@ -124,6 +127,8 @@ struct udp_listener {
   struct worker *w;
   struct listen_spec *spec;
   unsigned chargen_line; /* chargen: next line of the pattern to send */
+  struct rl_entry *cur;  /* the sender of the datagram being handled */
+  struct rl_table rl;    /* per-source reply limits (udp.c) */
 };
 
 struct worker {
@@ -254,9 +259,14 @@ static inline const struct server_config *conn_cfg(const struct conn *c) {
 
 int udp_listener_start(struct udp_listener *u);
 /* Sends one datagram back; failures are logged at debug level (UDP is
- * best effort). */
+ * best effort). A reply over the sender's byte budget (see ratelimit.h) is
+ * dropped. */
 void udp_reply(struct udp_listener *u, const void *buf, size_t len,
                const sk_endpoint *to);
+/* The payload bytes, at most want, that a reply to `to` may carry now
+ * under its byte budget (chargen sizes its replies with this). */
+size_t udp_reply_room(struct udp_listener *u, const sk_endpoint *to,
+                      size_t want);
 
 /* ---- chargen.c: the RFC 864 pattern, shared with the UDP side ---- */
 
