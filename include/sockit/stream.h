@@ -149,6 +149,34 @@ SK_EXTERN int sk_stream_sendv(sk_stream *s, const struct iovec *iov, int iovcnt,
 SK_EXTERN int sk_stream_sendfile(sk_stream *s, int fd, off_t offset, size_t len,
                                  sk_send_cb cb, void *arg);
 
+/* Sends one byte of urgent (out-of-band) data, TCP's MSG_OOB, in order with
+ * the other sends: the peer reads it with sk_socket_recv_flags(...,
+ * SK_MSG_OOB, ...) or sees it inline with SO_OOBINLINE. TCP carries one
+ * urgent byte at a time; a later one replaces an unread earlier one.
+ * Returns 0, -ENOTSUP over TLS or on a Unix socket, or what sk_stream_send
+ * returns. */
+SK_EXTERN int sk_stream_send_urgent(sk_stream *s, unsigned char byte,
+                                    sk_send_cb cb, void *arg);
+
+/* Cancels a queued send, found by the callback and argument it was started
+ * with (the first still queued if several match): its callback runs with
+ * -ECANCELED, none of its bytes are sent, and the stream stays usable; the
+ * sends before and after it go out as if it had never been made. Returns
+ * 0, or says why it cannot:
+ *   -ENOENT   no such send is queued: it completed (its callback reports
+ *             the result) or it went to the kernel at once (every send with
+ *             a callback that the kernel took whole is no longer queued);
+ *   -EBUSY    part of it is in the kernel already: cancelling the rest
+ *             would cut a message in two (sk_stream_abort() ends the
+ *             stream instead, if that is what you want);
+ *   -ENOTSUP  over TLS, where queued bytes are records already sealed in
+ *             sequence;
+ *   -EINVAL   cb is NULL (a send without a callback cannot be named).
+ * A queued shutdown cannot be cancelled. Closing the stream cancels every
+ * queued send (-ECANCELED); a shutdown queued after a cancelled send still
+ * goes out after the sends that remain. */
+SK_EXTERN int sk_stream_send_cancel(sk_stream *s, sk_send_cb cb, void *arg);
+
 /* Bytes waiting in the write queue (not yet taken by the kernel). */
 SK_EXTERN size_t sk_stream_write_queue_size(const sk_stream *s);
 
@@ -161,18 +189,41 @@ SK_EXTERN size_t sk_stream_write_queue_size(const sk_stream *s);
  * reads. */
 SK_EXTERN size_t sk_stream_write_queue_memory(const sk_stream *s);
 
-/* cb runs each time the write queue goes from non-empty to empty. NULL
- * turns it off. */
+/* cb runs each time the loop empties the write queue by writing it (from
+ * readiness; not when a send, a cancel or a close inside an API call
+ * leaves it empty, since callbacks never run inside the call). NULL turns
+ * it off. */
 SK_EXTERN void sk_stream_on_drain(sk_stream *s, sk_drain_cb cb);
 
 /* Half-closes the sending side once every queued byte was written. cb (may
  * be NULL) runs once the FIN was sent, or with an error. */
 SK_EXTERN int sk_stream_shutdown(sk_stream *s, sk_send_cb cb, void *arg);
 
-/* Starts receiving continuously. */
+/* Starts receiving continuously. If receiving was stopped and the
+ * -ECANCELED of that stop has not run yet, it is dropped: the new callback
+ * never sees the end of the old operation. */
 SK_EXTERN int sk_stream_recv_start(sk_stream *s, sk_recv_cb cb);
-/* Cancels receiving: the recv callback runs once with -ECANCELED. */
+/* Cancels receiving (or a waiting sk_stream_peek): the callback runs once
+ * with -ECANCELED. */
 SK_EXTERN int sk_stream_recv_stop(sk_stream *s);
+
+/* A deadline for receiving, like ReceiveAsync with a timeout: when no data
+ * reaches the recv callback for timeout_ms while receiving (time spent
+ * paused does not count), receiving ends with -ETIMEDOUT in the callback.
+ * The stream stays open and usable: send, shut down, or start receiving
+ * again (the clock starts over). Every delivery restarts the clock. The
+ * setting stays until changed; -1 removes it; 0 or below -1 is -EINVAL.
+ * Closing the stream stops the clock (no -ETIMEDOUT after sk_close). */
+SK_EXTERN int sk_stream_recv_timeout(sk_stream *s, int timeout_ms);
+
+/* One-shot look at the data waiting, without taking it (MSG_PEEK): cb runs
+ * once with what has arrived (at least one byte, at most the loop's 64 KiB
+ * read buffer; buf valid during the call), SK_EOF, a negative errno, or
+ * -ECANCELED after sk_stream_recv_stop() or sk_close(). The bytes stay in
+ * the kernel for sk_stream_recv_start() or a TLS handshake: this is how a
+ * server tells a TLS ClientHello (first byte 0x16) from plaintext on one
+ * port. -EBUSY while receiving or peeking, -ENOTSUP over TLS. */
+SK_EXTERN int sk_stream_peek(sk_stream *s, sk_recv_cb cb);
 /* Pauses and resumes delivery without ending the operation (back-pressure:
  * the kernel buffer fills and TCP flow control slows the peer). */
 SK_EXTERN void sk_stream_recv_pause(sk_stream *s);

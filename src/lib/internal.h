@@ -122,6 +122,7 @@ enum {
   SK__WREQ_FILE,      /* sendfile from file_fd at file_off */
   SK__WREQ_SHUTDOWN,  /* shutdown(SHUT_WR) when reached */
   SK__WREQ_DGRAM,     /* a datagram to dst */
+  SK__WREQ_URGENT,    /* one byte of urgent data (MSG_OOB) in data[0] */
 };
 
 struct sk__wreq {
@@ -132,8 +133,10 @@ struct sk__wreq {
   void *arg;
   int kind;
   int status;
-  size_t len; /* bytes still to go */
-  size_t off; /* BYTES: offset of the next byte in data[] */
+  size_t len;  /* bytes still to go */
+  size_t off;  /* BYTES: offset of the next byte in data[]; FILE: bytes
+                  sent */
+  int partial; /* part of the send went out before it was queued */
   int file_fd;
   off_t file_off;
   sk_endpoint dst; /* DGRAM only */
@@ -185,6 +188,7 @@ enum {
   SK__S_WR_FAILED = 1u << 7, /* a write failed: later sends fail too */
   SK__S_READ_EOF = 1u << 8,  /* EOF or error ended reading */
   SK__S_TLS_READ = 1u << 9,  /* the TLS filter needs the socket read */
+  SK__S_PEEKING = 1u << 10,  /* sk_stream_peek() waits for data */
 };
 
 /* ---- the TLS filter (tls_openssl.c; tls_none.c when built without) ----
@@ -216,5 +220,21 @@ int sk__stream_user_reading(const sk_stream *s);
 /* Hands plaintext (n > 0) or the end of the stream (n < 0) to the user's
  * recv callback; n < 0 ends the user's receive operation. */
 void sk__stream_deliver(sk_stream *s, ssize_t n, const void *buf);
+
+/* ---- connecting by name (connect.c) and its hooks in stream.c ---- */
+
+struct sk__connreq;
+/* stream.c calls this whenever a connect by name ends (won, failed, timed
+ * out, cancelled, closed): closes the other attempts and the resolver;
+ * the memory goes after the current poll phase. */
+void sk__connreq_end(struct sk__connreq *r);
+/* Starts the stream's connect operation on behalf of r: callback, overall
+ * deadline (timeout_ms < 0: none), cancellation. Returns 0 or -EBADF /
+ * -EISCONN / -ENOMEM. */
+int sk__stream_connect_begin(sk_stream *s, struct sk__connreq *r,
+                             int timeout_ms, sk_connect_cb cb);
+/* Ends it: status 0 adopts fd as the stream's socket; otherwise fd is -1
+ * and cb gets status. */
+void sk__stream_connect_end(sk_stream *s, int fd, int status);
 
 #endif

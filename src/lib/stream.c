@@ -34,16 +34,26 @@ struct sk__sextra {
   int cstatus;
   sk_endpoint *eps; /* endpoints still to try while connecting */
   size_t neps, ieps;
+  struct sk__connreq *hev; /* connect.c's connect by name, while it runs */
+  /* Receive deadline (sk_stream_recv_timeout): rtimer runs while the user
+   * receives and is not paused; data moves rlast, and the timer, when it
+   * fires early, re-arms for rlast + rtimeout (no heap work per read). */
+  struct sk__tnode rtimer;
+  uint64_t rlast;
+  int rtimeout;
 };
 
 /* The extra state, allocated on first need and freed when the handle's
  * close completes (its pending callbacks may still be queued until then). */
+static void recv_deadline(struct sk__tnode *n);
+
 static struct sk__sextra *extra(sk_stream *s) {
   if (s->x == NULL) {
     s->x = calloc(1, sizeof(*s->x));
     if (s->x != NULL) {
       s->x->s = s;
       sk__tnode_init(&s->x->timer, NULL);
+      sk__tnode_init(&s->x->rtimer, recv_deadline);
     }
   }
   return s->x;
@@ -70,6 +80,48 @@ static int is_closing(const sk_stream *s) {
   return sk_is_closing(&s->h);
 }
 
+static void stream_update(sk_stream *s);
+
+static int user_reading(const sk_stream *s) {
+  return (s->sflags & (SK__S_READING | SK__S_PAUSED)) == SK__S_READING &&
+         !is_closing(s);
+}
+
+/* Starts the receive deadline when the user receives (and is not paused),
+ * stops it otherwise. Time spent paused does not count. */
+static void recv_deadline_sync(sk_stream *s) {
+  struct sk__sextra *x = s->x;
+  sk_loop *loop = s->h.loop;
+  if (!user_reading(s)) {
+    sk__tnode_stop(loop, &x->rtimer);
+  } else if (!sk__tnode_active(&x->rtimer)) {
+    x->rlast = loop->now;
+    sk__tnode_start(loop, &x->rtimer, x->rlast + (uint64_t)x->rtimeout);
+  }
+}
+
+/* Data reached the user: the receive deadline starts over. */
+static inline void recv_activity(sk_stream *s) {
+  if (s->x != NULL)
+    s->x->rlast = s->h.loop->now;
+}
+
+static void recv_deadline(struct sk__tnode *n) {
+  struct sk__sextra *x = sk__container_of(n, struct sk__sextra, rtimer);
+  sk_stream *s = x->s;
+  sk_loop *loop = s->h.loop;
+  uint64_t due = x->rlast + (uint64_t)x->rtimeout;
+  if (!user_reading(s))
+    return;
+  if (loop->now < due) {
+    sk__tnode_start(loop, n, due);
+    return;
+  }
+  s->sflags &= ~SK__S_READING;
+  stream_update(s);
+  s->recv_cb(s, -ETIMEDOUT, NULL);
+}
+
 /* Brings the watcher and the handle's active state in line with what the
  * stream is doing. Called after every state change. */
 static void stream_update(sk_stream *s) {
@@ -80,18 +132,21 @@ static void stream_update(sk_stream *s) {
     return;
   if ((f & SK__S_ACCEPTING) && !timer_active(s))
     ev |= SK__IO_READ;
-  if (((f & SK__S_READING) && !(f & SK__S_PAUSED)) || (f & SK__S_TLS_READ))
+  if (((f & SK__S_READING) && !(f & SK__S_PAUSED)) ||
+      (f & (SK__S_TLS_READ | SK__S_PEEKING)))
     ev |= SK__IO_READ;
   if (s->wq_head != NULL || (f & SK__S_CONNECTING))
     ev |= SK__IO_WRITE;
   if (s->io.fd >= 0)
     sk__io_set(s->h.loop, &s->io, ev);
-  if ((f &
-       (SK__S_ACCEPTING | SK__S_CONNECTING | SK__S_READING | SK__S_TLS_READ)) ||
+  if ((f & (SK__S_ACCEPTING | SK__S_CONNECTING | SK__S_READING |
+            SK__S_TLS_READ | SK__S_PEEKING)) ||
       s->wq_head != NULL)
     sk__handle_start(&s->h);
   else
     sk__handle_stop(&s->h);
+  if (s->x != NULL && s->x->rtimeout > 0)
+    recv_deadline_sync(s);
 }
 
 int sk_stream_init(sk_loop *loop, sk_stream *s) {
@@ -248,6 +303,8 @@ int sk_stream_accept_start(sk_stream *s, sk_accept_cb cb) {
     return -EINVAL;
   if (extra(s) == NULL)
     return -ENOMEM;
+  /* As for receiving: a pending -ECANCELED of accept_stop is dropped. */
+  sk__pending_remove(s->h.loop, &s->x->rpend);
   s->cb.accept_cb = cb;
   s->sflags |= SK__S_ACCEPTING;
   stream_update(s);
@@ -291,6 +348,10 @@ static void connect_finish(sk_stream *s, int status) {
   sk_loop *loop = s->h.loop;
   struct sk__sextra *x = s->x; /* allocated by sk_stream_connect() */
   sk__tnode_stop(loop, &x->timer);
+  if (x->hev != NULL) {
+    sk__connreq_end(x->hev);
+    x->hev = NULL;
+  }
   free(x->eps);
   x->eps = NULL;
   x->neps = x->ieps = 0;
@@ -388,6 +449,36 @@ int sk_stream_connect(sk_stream *s, const sk_endpoint *eps, size_t n,
   return 0;
 }
 
+/* connect.c's connect by name: it runs the attempts, this file owns the
+ * operation (callback, deadline, cancel, close) and adopts the winner. */
+int sk__stream_connect_begin(sk_stream *s, struct sk__connreq *r,
+                             int timeout_ms, sk_connect_cb cb) {
+  if (is_closing(s))
+    return -EBADF;
+  if (s->sock.fd >= 0 || (s->sflags & SK__S_CONNECTING))
+    return -EISCONN;
+  struct sk__sextra *x = extra(s);
+  if (x == NULL)
+    return -ENOMEM;
+  x->hev = r;
+  s->cb.connect_cb = cb;
+  s->sflags |= SK__S_CONNECTING;
+  if (timeout_ms >= 0) {
+    sk_loop_update_time(s->h.loop);
+    x->timer.cb = connect_timeout;
+    sk__tnode_start(s->h.loop, &x->timer,
+                    s->h.loop->now + (uint64_t)timeout_ms);
+  }
+  stream_update(s);
+  return 0;
+}
+
+void sk__stream_connect_end(sk_stream *s, int fd, int status) {
+  if (status == 0 && (status = stream_set_fd(s, fd)) != 0)
+    sk__close_fd(fd);
+  connect_finish(s, status);
+}
+
 int sk_stream_connect_cancel(sk_stream *s) {
   if (!(s->sflags & SK__S_CONNECTING))
     return -EINVAL;
@@ -483,6 +574,14 @@ static ssize_t sendmsg_nosig(int fd, const struct iovec *iov, int iovcnt) {
   return n < 0 ? sk__err() : n;
 }
 
+static ssize_t send_urgent(int fd, unsigned char byte) {
+  ssize_t n;
+  do
+    n = send(fd, &byte, 1, MSG_OOB | MSG_NOSIGNAL | MSG_DONTWAIT);
+  while (n < 0 && errno == EINTR);
+  return n < 0 ? sk__err() : n;
+}
+
 static void write_failed(sk_stream *s, int err) {
   s->sflags |= SK__S_WR_FAILED;
   s->wstatus = err;
@@ -495,6 +594,15 @@ static int write_special(sk_stream *s, struct sk__wreq *r) {
   if (r->kind == SK__WREQ_SHUTDOWN) {
     if (shutdown(s->io.fd, SHUT_WR) < 0 && errno != ENOTCONN)
       return sk__err();
+    return 1;
+  }
+  if (r->kind == SK__WREQ_URGENT) {
+    ssize_t n = send_urgent(s->io.fd, r->data[0]);
+    if (n == -EAGAIN)
+      return 0;
+    if (n < 0)
+      return (int)n;
+    s->wq_bytes -= 1;
     return 1;
   }
   struct sk__sigpipe sp;
@@ -514,6 +622,7 @@ static int write_special(sk_stream *s, struct sk__wreq *r) {
       break;
     }
     r->len -= (size_t)n;
+    r->off += (size_t)n;
     s->wq_bytes -= (size_t)n;
   }
   sk__sigpipe_unblock(&sp, rc == -EPIPE);
@@ -633,15 +742,13 @@ int sk__stream_raw_sendv(sk_stream *s, const struct iovec *iov, int iovcnt,
   }
   if (done == total && cb == NULL && s->wq_head == NULL)
     return 0;
-  /* Behind other requests: fill the last buffer's room first. */
-  if (wq_tail_open(s)) {
+  /* Behind other requests, a send without a callback fills the last
+   * buffer's room first. (One with a callback keeps a request of its own,
+   * so that it completes, and can be cancelled, on its own bytes.) */
+  if (cb == NULL && wq_tail_open(s)) {
     done += wq_append(s, iov, iovcnt, done, total - done);
-    if (done == total) {
-      /* Its bytes end that request, so the callback runs when it does. */
-      s->wq_tail->cb = (void (*)(void))cb;
-      s->wq_tail->arg = arg;
+    if (done == total)
       return 0;
-    }
   }
   r = sk__wreq_new(s->h.loop, total - done);
   if (r == NULL)
@@ -656,7 +763,82 @@ int sk__stream_raw_sendv(sk_stream *s, const struct iovec *iov, int iovcnt,
     return 0;
   }
   sk__iov_copy(r->data, iov, iovcnt, done);
+  r->partial = done > 0;
   wq_push(s, r);
+  stream_update(s);
+  return 0;
+}
+
+int sk_stream_send_urgent(sk_stream *s, unsigned char byte, sk_send_cb cb,
+                          void *arg) {
+  struct sk__wreq *r;
+  int rc = send_check(s);
+  if (rc != 0)
+    return rc;
+  if (s->tls != NULL || s->sock.family == AF_UNIX)
+    return -ENOTSUP;
+  if (s->wq_head == NULL) {
+    ssize_t n = send_urgent(s->io.fd, byte);
+    if (n < 0 && n != -EAGAIN) {
+      s->sflags |= SK__S_WR_FAILED;
+      s->wstatus = (int)n;
+      return (int)n;
+    }
+    if (n == 1 && cb == NULL)
+      return 0;
+    if (n == 1) {
+      r = sk__wreq_new(s->h.loop, 0);
+      if (r == NULL)
+        return -ENOMEM;
+      r->kind = SK__WREQ_URGENT;
+      r->cb = (void (*)(void))cb;
+      r->arg = arg;
+      wreq_complete(s, r, 0);
+      return 0;
+    }
+  }
+  r = sk__wreq_new(s->h.loop, 1);
+  if (r == NULL)
+    return -ENOMEM;
+  r->kind = SK__WREQ_URGENT;
+  r->cb = (void (*)(void))cb;
+  r->arg = arg;
+  r->data[0] = byte;
+  r->len = 1;
+  wq_push(s, r);
+  stream_update(s);
+  return 0;
+}
+
+int sk_stream_send_cancel(sk_stream *s, sk_send_cb cb, void *arg) {
+  struct sk__wreq *prev = NULL, *r;
+  if (cb == NULL)
+    return -EINVAL;
+  if (is_closing(s))
+    return -EBADF;
+  for (r = s->wq_head; r != NULL; prev = r, r = r->next)
+    if ((sk_send_cb)r->cb == cb && r->arg == arg &&
+        r->kind != SK__WREQ_SHUTDOWN)
+      break;
+  if (r == NULL)
+    return -ENOENT;
+  /* Over TLS the bytes are records already sealed in sequence: leaving
+   * one out would break the session. */
+  if (s->tls != NULL)
+    return -ENOTSUP;
+  /* Some of its bytes are in the kernel already: the rest cannot be held
+   * back without cutting a message in two. */
+  if (r->partial || r->off > 0)
+    return -EBUSY;
+  if (prev == NULL)
+    s->wq_head = r->next;
+  else
+    prev->next = r->next;
+  if (s->wq_tail == r)
+    s->wq_tail = prev;
+  s->wq_bytes -= r->len;
+  s->wq_mem -= sk__wreq_mem(r);
+  wreq_complete(s, r, -ECANCELED);
   stream_update(s);
   return 0;
 }
@@ -739,8 +921,7 @@ void sk_stream_on_drain(sk_stream *s, sk_drain_cb cb) {
 /* ---- reading ---- */
 
 int sk__stream_user_reading(const sk_stream *s) {
-  return (s->sflags & (SK__S_READING | SK__S_PAUSED)) == SK__S_READING &&
-         !is_closing(s);
+  return user_reading(s);
 }
 
 void sk__stream_want_read(sk_stream *s, int on) {
@@ -754,6 +935,8 @@ void sk__stream_want_read(sk_stream *s, int on) {
 void sk__stream_deliver(sk_stream *s, ssize_t n, const void *buf) {
   if (!(s->sflags & SK__S_READING) || is_closing(s))
     return;
+  if (n > 0)
+    recv_activity(s);
   if (n < 0) {
     s->sflags &= ~SK__S_READING;
     s->sflags |= SK__S_READ_EOF;
@@ -790,10 +973,12 @@ static void do_read(sk_stream *s) {
     while (n < 0 && errno == EINTR);
     if (n > 0) {
       budget = (size_t)n >= budget ? 0 : budget - (size_t)n;
-      if (s->tls != NULL)
+      if (s->tls != NULL) {
         sk__tls_input(s, loop->rbuf, (size_t)n);
-      else
+      } else {
+        recv_activity(s);
         s->recv_cb(s, n, loop->rbuf);
+      }
       /* Level-triggered: a short read means the socket is drained for
        * now, and skipping the read that would say EAGAIN saves a system
        * call per message. */
@@ -819,6 +1004,12 @@ int sk_stream_recv_start(sk_stream *s, sk_recv_cb cb) {
     return -EINVAL;
   if (!(s->sflags & SK__S_CONNECTED))
     return -ENOTCONN;
+  if (s->sflags & SK__S_PEEKING)
+    return -EBUSY;
+  /* Restarted before the -ECANCELED of an sk_stream_recv_stop() ran: that
+   * callback would reach the new operation, so it is dropped. */
+  if (s->x != NULL)
+    sk__pending_remove(s->h.loop, &s->x->rpend);
   s->recv_cb = cb;
   s->sflags |= SK__S_READING;
   s->sflags &= ~SK__S_READ_EOF;
@@ -829,14 +1020,73 @@ int sk_stream_recv_start(sk_stream *s, sk_recv_cb cb) {
 }
 
 int sk_stream_recv_stop(sk_stream *s) {
-  if (!(s->sflags & SK__S_READING))
+  if (!(s->sflags & (SK__S_READING | SK__S_PEEKING)))
     return -EINVAL;
   if (extra(s) == NULL)
     return -ENOMEM;
-  s->sflags &= ~SK__S_READING;
+  s->sflags &= ~(SK__S_READING | SK__S_PEEKING);
   stream_update(s);
   sk__pending_add(s->h.loop, &s->x->rpend, rpend_cb);
   return 0;
+}
+
+int sk_stream_recv_timeout(sk_stream *s, int timeout_ms) {
+  if (is_closing(s))
+    return -EBADF;
+  if (timeout_ms == 0 || timeout_ms < -1)
+    return -EINVAL;
+  if (timeout_ms == -1) {
+    if (s->x != NULL) {
+      s->x->rtimeout = 0;
+      sk__tnode_stop(s->h.loop, &s->x->rtimer);
+    }
+    return 0;
+  }
+  if (extra(s) == NULL)
+    return -ENOMEM;
+  s->x->rtimeout = timeout_ms;
+  sk__tnode_stop(s->h.loop, &s->x->rtimer); /* the clock starts now */
+  sk_loop_update_time(s->h.loop);
+  stream_update(s);
+  return 0;
+}
+
+int sk_stream_peek(sk_stream *s, sk_recv_cb cb) {
+  if (is_closing(s) || s->io.fd < 0)
+    return -EBADF;
+  if (cb == NULL || (s->sflags & SK__S_LISTENING))
+    return -EINVAL;
+  if (!(s->sflags & SK__S_CONNECTED))
+    return -ENOTCONN;
+  if (s->tls != NULL)
+    return -ENOTSUP;
+  if (s->sflags & (SK__S_READING | SK__S_PEEKING))
+    return -EBUSY;
+  if (extra(s) == NULL)
+    return -ENOMEM;
+  sk__pending_remove(s->h.loop, &s->x->rpend);
+  s->recv_cb = cb;
+  s->sflags |= SK__S_PEEKING;
+  stream_update(s);
+  return 0;
+}
+
+/* The socket is readable while a peek waits: look without taking. */
+static void do_peek(sk_stream *s) {
+  sk_loop *loop = s->h.loop;
+  ssize_t n;
+  do
+    n = recv(s->io.fd, loop->rbuf, loop->rbuf_len, MSG_PEEK);
+  while (n < 0 && errno == EINTR);
+  if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+    return;
+  if (n < 0)
+    n = sk__err();
+  else if (n == 0)
+    n = SK_EOF;
+  s->sflags &= ~SK__S_PEEKING;
+  stream_update(s);
+  s->recv_cb(s, n, n > 0 ? loop->rbuf : NULL);
 }
 
 void sk_stream_recv_pause(sk_stream *s) {
@@ -870,6 +1120,8 @@ static void stream_io_cb(sk_loop *loop, struct sk__io *w, unsigned revents) {
     do_accept(s);
     return;
   }
+  if ((revents & SK__IO_READ) && (s->sflags & SK__S_PEEKING))
+    do_peek(s);
   if (revents & SK__IO_READ)
     do_read(s);
   if ((revents & SK__IO_WRITE) && s->wq_head != NULL && !is_closing(s))
@@ -881,7 +1133,13 @@ void sk__stream_close(sk_stream *s) {
   if (s->sflags & SK__S_CONNECTING)
     connect_finish(s, -ECANCELED);
   timer_stop(s);
-  s->sflags &= ~(SK__S_ACCEPTING | SK__S_READING);
+  if (s->x != NULL)
+    sk__tnode_stop(loop, &s->x->rtimer);
+  /* A waiting peek is a one-shot operation: it ends with -ECANCELED, like
+   * a pending connect or send. (s->x exists: sk_stream_peek made it.) */
+  if (s->sflags & SK__S_PEEKING)
+    sk__pending_add(loop, &s->x->rpend, rpend_cb);
+  s->sflags &= ~(SK__S_ACCEPTING | SK__S_READING | SK__S_PEEKING);
   wq_fail(s, -ECANCELED);
   if (s->io.fd >= 0) {
     sk__io_set(loop, &s->io, 0);
