@@ -19,6 +19,20 @@
 
 #include "sockit.h"
 
+/* 1 in a sanitizer build, where everything runs several times slower: bulk
+ * tests move fewer bytes there (the paths are the same) rather than trust
+ * a deadline a loaded machine could overrun. */
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define SK_TEST_SANITIZED 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+#define SK_TEST_SANITIZED 1
+#endif
+#endif
+#ifndef SK_TEST_SANITIZED
+#define SK_TEST_SANITIZED 0
+#endif
+
 static inline int sk_test_main(const struct CMUnitTest *tests, size_t n,
                                int argc, char **argv) {
   if (argc > 1) {

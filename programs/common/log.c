@@ -146,7 +146,8 @@ void log_stop(int timeout_ms) {
    * its buffers) to the process exit rather than hang the exit too. */
 }
 
-void log_write(const char *line, size_t n) {
+/* Queues (or, before log_start(), writes) one finished line. */
+static void put_line(const char *line, size_t n) {
   pthread_mutex_lock(&g_w.mu);
   if (!g_w.started || g_w.stopping) {
     /* Before log_start() or once stopping: write it here, in order
@@ -168,6 +169,74 @@ void log_write(const char *line, size_t n) {
   pthread_mutex_unlock(&g_w.mu);
 }
 
+int log_text_char(const unsigned char *p, size_t n) {
+  unsigned char c = p[0];
+  size_t len;
+  uint32_t cp, min;
+  if ((c >= 0x20 && c < 0x7f) || c == '\t')
+    return 1;
+  if (c >= 0xc2 && c <= 0xdf) {
+    len = 2, cp = c & 0x1fu, min = 0xa0; /* U+0080..U+009F are C1 */
+  } else if (c >= 0xe0 && c <= 0xef) {
+    len = 3, cp = c & 0x0fu, min = 0x800;
+  } else if (c >= 0xf0 && c <= 0xf4) {
+    len = 4, cp = c & 0x07u, min = 0x10000;
+  } else {
+    return 0;
+  }
+  for (size_t i = 1; i < len; i++) {
+    if (i == n)
+      return -1;
+    if ((p[i] & 0xc0) != 0x80)
+      return 0;
+    cp = cp << 6 | (p[i] & 0x3fu);
+  }
+  if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+    return 0;
+  return (int)len;
+}
+
+void log_hex_byte(unsigned char c, char *out) {
+  static const char hex[] = "0123456789abcdef";
+  out[0] = '\\';
+  out[1] = 'x';
+  out[2] = hex[c >> 4];
+  out[3] = hex[c & 15];
+}
+
+/* The longest line before escaping; longer ones are cut. */
+#define LOG_LINE_MAX 4096
+
+/* Escapes text[0..n) and ends it with the one newline of the line: every
+ * byte outside printable ASCII becomes \xHH, and so does the backslash, so
+ * that nothing a peer sent (a file name, a TLS reason) can move the
+ * cursor, recolour a terminal or start a line of its own that looks like
+ * ours, and an escape in the log always means a byte that was escaped. */
+static void emit(const char *text, size_t n) {
+  char out[4 * LOG_LINE_MAX + 1];
+  size_t o = 0;
+  if (n > LOG_LINE_MAX)
+    n = LOG_LINE_MAX;
+  for (size_t i = 0; i < n; i++) {
+    unsigned char c = (unsigned char)text[i];
+    if (c >= 0x20 && c < 0x7f && c != '\\') {
+      out[o++] = (char)c;
+    } else {
+      log_hex_byte(c, out + o);
+      o += 4;
+    }
+  }
+  out[o++] = '\n';
+  /* Whole lines only, so lines from different threads never interleave. */
+  put_line(out, o);
+}
+
+void log_write(const char *line, size_t n) {
+  if (n > 0 && line[n - 1] == '\n')
+    n--;
+  emit(line, n);
+}
+
 void log_msg(int level, const char *fmt, ...) {
   static const char *names[] = {"error", "warn", "info", "debug"};
   char line[1024];
@@ -185,9 +254,7 @@ void log_msg(int level, const char *fmt, ...) {
   if (m < 0)
     return;
   n += m;
-  if (n > (int)sizeof(line) - 2)
-    n = (int)sizeof(line) - 2;
-  line[n++] = '\n';
-  /* Whole lines only, so lines from different threads never interleave. */
-  log_write(line, (size_t)n);
+  if (n > (int)sizeof(line) - 1)
+    n = (int)sizeof(line) - 1;
+  emit(line, (size_t)n);
 }

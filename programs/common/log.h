@@ -2,6 +2,12 @@
  * stderr: "PROG: [LEVEL] message". Safe from several threads: each line is
  * formatted whole before it is written.
  *
+ * Every byte of a line outside printable ASCII (controls, DEL, bytes of
+ * UTF-8 and anything else above 0x7e), and the backslash itself, is written
+ * as \xHH (lower-case hex), as nginx does: callers may pass what a peer
+ * sent (a file name, say) as is, and it can neither forge a line nor reach
+ * the terminal as an escape sequence. Only the line's own newline ends it.
+ *
  * Until log_start(), lines are written by the caller. A long-running program
  * (the server) calls log_start(): from then on a writer thread does the
  * writing, and the event loops only copy the line into a 256 KiB buffer. A
@@ -21,9 +27,21 @@ int log_start(void);
 /* Flushes what is buffered and ends the writer, waiting at most timeout_ms
  * for a stderr that does not drain; later lines are written directly. */
 void log_stop(int timeout_ms);
-/* Writes n bytes of whole lines, through the writer once started. */
+/* Writes one line (n bytes, its final newline optional), escaped as
+ * log_msg() escapes, through the writer once started. */
 void log_write(const char *line, size_t n);
 int log_level(void);
+
+/* Text that may reach a terminal (chat's relay, sockit-client's screen).
+ * log_text_char() tells how p[0..n) (n >= 1) begins: the length, 1 to 4,
+ * of a character that may be shown as it is (printable ASCII, the tab, or
+ * well-formed UTF-8 other than a C1 control U+0080..U+009F: no overlong
+ * form, no surrogate, nothing past U+10FFFF); 0 if p[0] must be escaped;
+ * -1 if p[0..n) is such a character cut short, which more bytes may
+ * complete. */
+int log_text_char(const unsigned char *p, size_t n);
+/* Writes byte c as "\xHH" (four bytes, lower-case hex) at out. */
+void log_hex_byte(unsigned char c, char *out);
 void log_msg(int level, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 

@@ -46,6 +46,7 @@ struct client_opts {
   size_t nmsgs;
   const char *file; /* INPUT_FILE */
   int interactive;  /* INPUT_STDIN and stdin is a terminal */
+  int raw;          /* --raw: never escape what goes to the terminal */
   int udp;          /* --udp */
   sk_frame_mode frame;
   size_t max_frame; /* --max-frame */
@@ -179,6 +180,9 @@ void tls_link_close(struct tls_link *l, int wait_ms);
 struct output {
   sk_frame_mode mode;
   int hex;
+  int escape;             /* show control bytes as \xHH (see below) */
+  unsigned char carry[4]; /* escape: a character cut short by a read */
+  size_t ncarry;
   sk_frame_decoder dec;
   struct hexdump hd;
   char *buf;            /* formatted bytes waiting for stdout: */
@@ -190,6 +194,16 @@ struct output {
 /* Returns 0 or -ENOMEM. */
 int output_init(struct output *o, sk_frame_mode mode, int hex,
                 size_t max_frame);
+
+/* Terminal escaping, decided once for the process (stdout is the
+ * process's): from the call on, every printer output_init() makes without
+ * --hex shows what would drive the terminal as text. Bytes that are not
+ * printable ASCII, tab, newline or well-formed UTF-8 (other than C1
+ * controls) are written as \xHH, a carriage return too unless a newline
+ * follows it, and a backslash as \\; everything else, UTF-8 included,
+ * passes unchanged. main.c turns it on for an interactive session whose
+ * stdout is a terminal, unless --raw. */
+void output_escape_terminal(int on);
 void output_free(struct output *o);
 
 /* Decodes and formats as much of data[0..len) as fits in the buffer.

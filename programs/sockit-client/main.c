@@ -75,6 +75,7 @@ enum {
   OPT_INSECURE,
   OPT_PIN,
   OPT_CHECK,
+  OPT_RAW,
 };
 
 static const struct option long_options[] = {
@@ -83,6 +84,7 @@ static const struct option long_options[] = {
     {"max-frame", required_argument, NULL, OPT_MAX_FRAME},
     {"hex", no_argument, NULL, 'x'},
     {"hex-input", no_argument, NULL, OPT_HEX_INPUT},
+    {"raw", no_argument, NULL, OPT_RAW},
     {"file", required_argument, NULL, OPT_FILE},
     {"timeout", required_argument, NULL, 't'},
     {"retries", required_argument, NULL, OPT_RETRIES},
@@ -121,6 +123,9 @@ static void usage(void) {
       "  -x, --hex              print replies as a hex dump (like hexdump "
       "-C)\n"
       "      --hex-input        MESSAGEs and input are hex text (\"08 00\")\n"
+      "      --raw              interactive on a terminal: print control "
+      "bytes\n"
+      "                         as they come (default: shown as \\xHH)\n"
       "      --file PATH        send the file (len16/len32/ascii4 and UDP: "
       "as\n"
       "                         one message)\n"
@@ -375,6 +380,9 @@ int main(int argc, char **argv) {
     case OPT_HEX_INPUT:
       o.hex_input = 1;
       break;
+    case OPT_RAW:
+      o.raw = 1;
+      break;
     case OPT_FILE:
       o.file = optarg;
       break;
@@ -483,6 +491,12 @@ int main(int argc, char **argv) {
     o.msgs = msgs;
     o.nmsgs = nargs;
   }
+  /* A person reads an interactive session on a terminal: what the server
+   * sends must not drive that terminal (escape sequences retitle windows,
+   * set the clipboard, rewrite the screen). Pipes and files get the bytes
+   * exactly, as does the terminal with --raw. */
+  if (o.interactive && !o.raw && !o.hex && isatty(STDOUT_FILENO))
+    output_escape_terminal(1);
   if (o.input == INPUT_FILE && o.hex_input && !o.udp &&
       o.frame != SK_FRAME_RAW && o.frame != SK_FRAME_LINE)
     cli_usage_error(PROG,

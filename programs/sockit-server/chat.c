@@ -10,7 +10,17 @@
  * A line that arrives whole in one read is sent on without a copy. Only a
  * line split across reads is gathered (bounded by --max-frame) so that
  * lines from different senders never interleave; the buffer is freed as
- * soon as the line is complete, so an idle client owns none. */
+ * soon as the line is complete, so an idle client owns none.
+ *
+ * What a client sends reaches other people's terminals, so it is relayed
+ * only as text (as util-linux write(1) and wall(1) do since CVE-2024-28085):
+ * C0 controls but the tab, DEL, C1 controls (U+0080..U+009F) and every byte
+ * that is not part of well-formed UTF-8 go out as \xHH; printable ASCII,
+ * the tab and well-formed UTF-8 pass unchanged. No escape sequence, no
+ * carriage return rewinding the line to forge a "[ADDR]" prefix. The
+ * escaped line, up to four times longer, counts against --max-frame: a line
+ * whose escaped form is longer is refused like an oversize line, so a
+ * relayed message is never bigger than before. */
 #include "server.h"
 
 #include <stdio.h>
@@ -37,7 +47,7 @@ static int broadcast(struct conn *from, const struct iovec *iov, int n) {
         (o->flags & (C_CLOSING | C_SHUT | C_KICK)))
       continue;
     if (sk_stream_sendv(&o->s, iov, n, NULL, NULL) < 0 ||
-        sk_stream_write_queue_size(&o->s) > cap)
+        sk_stream_write_queue_memory(&o->s) > cap)
       o->flags |= C_KICK;
     else
       count++;
@@ -75,18 +85,63 @@ static void announce(struct conn *c, const char *what) {
   chat_reap(c->w);
 }
 
+/* Writes the escaped form of data[0..len) to out (NULL: only counts) and
+ * returns its length. */
+static size_t escape_line(const unsigned char *data, size_t len,
+                          unsigned char *out) {
+  size_t o = 0;
+  for (size_t i = 0; i < len;) {
+    int k = log_text_char(data + i, len - i);
+    if (k > 0) {
+      if (out != NULL)
+        memcpy(out + o, data + i, (size_t)k);
+      o += (size_t)k;
+      i += (size_t)k;
+      continue;
+    }
+    /* Not text, or a character the end of the line cut short. */
+    if (out != NULL)
+      log_hex_byte(data[i], (char *)out + o);
+    o += 4;
+    i++;
+  }
+  return o;
+}
+
 static void send_line(struct conn *c, const unsigned char *data, size_t len) {
+  size_t max = conn_cfg(c)->max_frame;
+  size_t elen = escape_line(data, len, NULL);
+  unsigned char *esc = NULL;
+  if (elen > max) {
+    log_error("%s: line longer than --max-frame (%zu bytes) once its control "
+              "bytes are escaped (%zu bytes), closing the connection",
+              conn_name(c), max, elen);
+    conn_close(c, "line too long");
+    return;
+  }
+  if (elen != len) {
+    esc = malloc(elen);
+    if (esc == NULL) {
+      conn_close(c, "out of memory");
+      return;
+    }
+    escape_line(data, len, esc);
+  }
   /* A copy: conn_name()'s buffer is reused by log lines about the others
    * during the broadcast. */
   char name[SK_ENDPOINT_STRLEN];
   snprintf(name, sizeof(name), "%s", conn_name(c));
   struct iovec iov[5] = {
-      {"[", 1}, {name, strlen(name)}, {"] ", 2}, {(void *)data, len}, {"\n", 1},
+      {"[", 1},  {name, strlen(name)},
+      {"] ", 2}, {esc != NULL ? esc : (void *)data, elen},
+      {"\n", 1},
   };
   int n = broadcast(c, iov, 5);
+  int escaped = esc != NULL;
+  free(esc);
   if (log_level() >= LOG_INFO)
-    log_msg(LOG_INFO, "sent %zu bytes from %s to %d client%s", len, name, n,
-            n == 1 ? "" : "s");
+    log_msg(LOG_INFO, "sent %zu bytes from %s to %d client%s%s", elen, name, n,
+            n == 1 ? "" : "s", escaped ? " (control bytes escaped)" : "");
   chat_reap(c->w);
 }
 

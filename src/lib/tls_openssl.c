@@ -731,6 +731,11 @@ struct tls_sync {
   int eof;
   int got_bytes;
   int failed;
+  /* The handshake completed. Kept here because SSL_is_init_finished()
+   * turns false again after a fatal error (OpenSSL puts its state machine
+   * in an error state), which would name every later failure a handshake
+   * failure. */
+  int hs_done;
   char alpn[256];
 };
 
@@ -1332,7 +1337,7 @@ static int sync_op(sk_tls_socket *ts, int op, void *buf, size_t len,
     }
     struct fail_info fi;
     fi.ctx = st->ctx;
-    fi.handshaking = !SSL_is_init_finished(st->ssl);
+    fi.handshaking = !st->hs_done;
     fi.got_bytes = st->got_bytes;
     fi.io_err = st->io_err;
     st->failed = 1;
@@ -1374,6 +1379,7 @@ static int sync_start(sk_tls_socket *t, sk_socket *sock, sk_tls_ctx *ctx,
   ctx_ref(ctx);
   t->priv = st;
   rc = sync_op(t, OP_HANDSHAKE, NULL, 0, NULL, deadline, timeout_ms);
+  st->hs_done = rc == 0;
   if (rc == SK_EOF) {
     set_error("unexpected close_notify during the TLS handshake");
     rc = SK_ETLS;
