@@ -188,6 +188,21 @@ def free_tcp_port(host="127.0.0.1"):
         return s.getsockname()[1]
 
 
+class refusing_port:
+    """A loopback TCP port that refuses connections for as long as the
+    `with` block lasts: bound, never listening, so no other test can take
+    it meanwhile (a port merely found free could be reused by a concurrent
+    test and answer)."""
+
+    def __enter__(self):
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.bind(("127.0.0.1", 0))
+        return self.sock.getsockname()[1]
+
+    def __exit__(self, *exc):
+        self.sock.close()
+
+
 def wait_file_contains(path, needle, timeout=10.0, proc=None):
     """Polls a file (a peer's redirected output) until it contains `needle`
     (bytes); fails early if `proc` exits first. Returns the content."""

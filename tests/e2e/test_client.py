@@ -18,7 +18,7 @@ import threading
 import time
 import unittest
 
-from skutil import CLIENT, SERVER, Server, needs, run_client
+from skutil import CLIENT, SERVER, Server, needs, refusing_port, run_client
 
 # An ISO 8583 network management request (MTI 0800): binary primary bitmap
 # with bit 1 (a secondary bitmap follows), bit 7 and bit 11; secondary bitmap
@@ -789,7 +789,10 @@ class UdpTest(ClientTestCase):
 
     def test_udp_retries_after_a_drop(self):
         with UdpServer("drop-first") as srv:
-            r = run_client(["--udp", "--timeout", "0.3", "--retries", "3",
+            # The first try is dropped for sure and waits out the whole
+            # timeout; the second must be answered within it even under
+            # sanitizers, or a third try would be sent.
+            r = run_client(["--udp", "--timeout", "2", "--retries", "3",
                             "-v", srv.addr, "again"])
         self.assert_ok(r, b"again")
         self.assertEqual(srv.seen, [b"again", b"again"])
@@ -806,9 +809,16 @@ class UdpTest(ClientTestCase):
         self.assertGreaterEqual(elapsed, 0.6)
 
     def test_udp_port_unreachable(self):
-        port = free_port()
-        r = run_client(["--udp", "--timeout", "2", "127.0.0.1:%d" % port,
-                        "x"])
+        # A port this test holds, with a socket connected elsewhere: the
+        # kernel answers datagrams from anyone else with ICMP port
+        # unreachable, and no other test can bind the port meanwhile (a
+        # port freed and reused could answer with another test's reply).
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as hold:
+            hold.bind(("127.0.0.1", 0))
+            hold.connect(("127.0.0.1", 9))
+            port = hold.getsockname()[1]
+            r = run_client(["--udp", "--timeout", "10",
+                            "127.0.0.1:%d" % port, "x"])
         self.assert_fails(r, 1, "Connection refused")
 
     def test_udp_stdin_lines(self):
@@ -837,15 +847,15 @@ class UdpTest(ClientTestCase):
 
 class ExitCodeTest(ClientTestCase):
     def test_refused_exits_1_one_line(self):
-        port = free_port()
-        r = run_client(["127.0.0.1:%d" % port, "hi"])
+        with refusing_port() as port:
+            r = run_client(["127.0.0.1:%d" % port, "hi"])
         line = self.assert_fails(r, 1)
         self.assertEqual(line, "sockit-client: connect to 127.0.0.1:%d: "
                                "Connection refused" % port)
 
     def test_refused_quiet_still_one_line(self):
-        port = free_port()
-        r = run_client(["-q", "127.0.0.1:%d" % port, "hi"])
+        with refusing_port() as port:
+            r = run_client(["-q", "127.0.0.1:%d" % port, "hi"])
         self.assert_fails(r, 1, "Connection refused")
 
     def test_dns_failure_exits_1(self):
