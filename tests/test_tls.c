@@ -965,7 +965,7 @@ static void test_async_eof_without_close_notify(void **state) {
   run_pair(&srv, &c);
   assert_int_equal(c.hs_status, 0);
   assert_string_equal(c.got, "bye");
-  assert_int_equal(c.end_status, SK_ETLS);
+  assert_int_equal(c.end_status, SK_ETLSTRUNCATED);
   if (strstr(c.end_err, "unexpected EOF") == NULL)
     fail_msg("client error: %s", c.end_err);
   sk_tls_ctx_free(srv.ctx);
@@ -1196,7 +1196,7 @@ static void test_sync_eof_without_close_notify(void **state) {
   SK_ASSERT_OK(sk_tls_connect(&t, &s, cctx, "localhost", 5000));
   tls_recv_all(&t, (unsigned char *)buf, 3);
   assert_memory_equal(buf, "bye", 3);
-  assert_int_equal(sk_tls_recv(&t, buf, sizeof(buf), 5000), SK_ETLS);
+  assert_int_equal(sk_tls_recv(&t, buf, sizeof(buf), 5000), SK_ETLSTRUNCATED);
   assert_non_null(strstr(sk_tls_last_error(), "unexpected EOF"));
   sk_tls_free(&t);
   sk_tls_free(&t); /* twice is harmless */
@@ -1476,7 +1476,7 @@ static void test_sync_cut_after_handshake_is_named(void **state) {
   SK_ASSERT_OK(sk_socket_connect_text(&s, addr, SOCK_STREAM, 5000));
   SK_ASSERT_OK(sk_tls_connect(&t, &s, cctx, "localhost", 5000));
   tls_recv_all(&t, (unsigned char *)buf, 3);
-  assert_int_equal(sk_tls_recv(&t, buf, sizeof(buf), 5000), SK_ETLS);
+  assert_int_equal(sk_tls_recv(&t, buf, sizeof(buf), 5000), SK_ETLSTRUNCATED);
   const char *why = sk_tls_last_error();
   if (strstr(why, "handshake") != NULL || strstr(why, "close_notify") == NULL)
     fail_msg("a cut after the handshake was named \"%s\"", why);

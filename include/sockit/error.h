@@ -11,6 +11,10 @@
 
 #include "version.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 /* X-macro list: name, value, message. sk_strerror() and sk_err_name() are
  * generated from this one list. */
 #define SK_ERRNO_MAP(XX)                                                       \
@@ -27,7 +31,9 @@
   XX(ETLSVERIFY, -10011, "TLS certificate verification failed")                \
   XX(ETLSNOTLS, -10012, "peer does not speak TLS")                             \
   XX(ENOTLS, -10013, "TLS support not built in")                               \
-  XX(EBACKEND, -10014, "unknown or unavailable event loop backend")
+  XX(EBACKEND, -10014, "unknown or unavailable event loop backend")            \
+  XX(ETLSTRUNCATED, -10015,                                                    \
+     "TLS session truncated: the peer closed without close_notify")
 
 enum {
 #define SK__ERR_ENUM(name, value, msg) SK_##name = (value),
@@ -42,5 +48,9 @@ SK_EXTERN const char *sk_strerror(int err);
 
 /* Returns the symbolic name of a code: "ECONNREFUSED", "SK_EOF", ... */
 SK_EXTERN const char *sk_err_name(int err);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

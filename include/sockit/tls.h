@@ -53,6 +53,10 @@
 #include "stream.h"
 #include "version.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 /* Room for a SHA-256 fingerprint as text: 32 bytes as "AB:CD:...:EF" (95
  * characters) plus the terminating NUL. */
 #define SK_TLS_FINGERPRINT_LEN 96
@@ -135,6 +139,12 @@ SK_EXTERN int sk_tls_ctx_new(sk_tls_ctx **out, const sk_tls_options *opt);
  * lives until the last of them is closed. NULL is a no-op. Thread-safe. */
 SK_EXTERN void sk_tls_ctx_free(sk_tls_ctx *ctx);
 
+/* Takes one more reference to ctx (released with sk_tls_ctx_free()) and
+ * returns ctx: for code that hands one context to several owners, such as
+ * a server that swaps in a reloaded context while connections still use
+ * the old one. NULL gives NULL. Thread-safe. */
+SK_EXTERN sk_tls_ctx *sk_tls_ctx_ref(sk_tls_ctx *ctx);
+
 /* Writes the SHA-256 fingerprint of the context's own certificate as
  * "AB:CD:...:EF" into buf (at least SK_TLS_FINGERPRINT_LEN bytes). This is
  * the pin a client needs for a self_signed server. Returns 0, -ENOENT if
@@ -172,8 +182,11 @@ typedef void (*sk_tls_handshake_cb)(sk_stream *s, int status);
  *
  * Afterwards the stream behaves as a plain one, with these differences:
  *  - recv ends with SK_EOF only when the peer sent close_notify; a peer that
- *    just closes the TCP connection ends it with SK_ETLS ("unexpected
- *    EOF"), since the data may have been cut short;
+ *    just closes the TCP connection after the handshake ends it with
+ *    SK_ETLSTRUNCATED, after all the data it sent: many peers end sessions
+ *    that way (.NET's SslStream without ShutdownAsync), so the application
+ *    decides whether what it has is complete (a length it was told, a whole
+ *    frame) or was cut short;
  *  - sk_stream_shutdown() sends close_notify, then the FIN;
  *  - sk_stream_sendfile() fails with -ENOTSUP (the kernel cannot encrypt);
  *  - with TLS 1.3 a server that rejects the client's certificate does so
@@ -232,8 +245,9 @@ SK_EXTERN int sk_tls_send(sk_tls_socket *t, const void *buf, size_t len,
 
 /* Receives up to len bytes of plaintext, waiting up to timeout_ms for some.
  * Returns the count (> 0); 0 when the peer closed the session cleanly
- * (close_notify); SK_ETLS when the connection ended without close_notify
- * (the data may be truncated); -ETIMEDOUT; or another negative code. */
+ * (close_notify); SK_ETLSTRUNCATED when the connection ended without
+ * close_notify after the handshake (everything sent before was returned;
+ * the data may be truncated); -ETIMEDOUT; or another negative code. */
 SK_EXTERN ssize_t sk_tls_recv(sk_tls_socket *t, void *buf, size_t len,
                               int timeout_ms);
 
@@ -255,5 +269,9 @@ SK_EXTERN const char *sk_tls_cipher(const sk_tls_socket *t);
 SK_EXTERN const char *sk_tls_alpn(const sk_tls_socket *t);
 SK_EXTERN int sk_tls_peer_fingerprint(const sk_tls_socket *t, char *buf,
                                       size_t len);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

@@ -62,6 +62,7 @@ struct client_opts {
   const char *servername; /* --servername, else the host part of ADDR */
   const char *pin;        /* --pin: accept exactly this certificate */
   int insecure;           /* --insecure: no verification at all */
+  int tls_strict_close;   /* --tls-strict-close: no close_notify = error */
 };
 
 /* ---- client.c: failing, connecting, writing ---- */
@@ -112,6 +113,13 @@ const char *client_err_text(int err);
  * certificate only after the client's handshake is done). Returns when
  * err is not a TLS failure. */
 void client_fail_tls(const struct client_opts *o, int err);
+/* 1 if err is a TLS session cut without close_notify that may be taken as
+ * the end of the replies: not under --tls-strict-close, and only after
+ * some reply arrived. */
+int client_tls_truncation_ok(const struct client_opts *o, int err,
+                             uint64_t received);
+/* The one-line warning for such a cut. */
+void client_tls_truncation_warn(const struct client_opts *o);
 
 /* A connection for the synchronous modes (send.c): a socket, with TLS on
  * it when o->tls. The functions fail as the sk_socket_ / sk_tls_ calls

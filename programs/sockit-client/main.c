@@ -73,6 +73,7 @@ enum {
   OPT_KEY,
   OPT_SERVERNAME,
   OPT_INSECURE,
+  OPT_TLS_STRICT_CLOSE,
   OPT_PIN,
   OPT_CHECK,
   OPT_RAW,
@@ -94,6 +95,7 @@ static const struct option long_options[] = {
     {"key", required_argument, NULL, OPT_KEY},
     {"servername", required_argument, NULL, OPT_SERVERNAME},
     {"insecure", no_argument, NULL, OPT_INSECURE},
+    {"tls-strict-close", no_argument, NULL, OPT_TLS_STRICT_CLOSE},
     {"pin", required_argument, NULL, OPT_PIN},
     {"quiet", no_argument, NULL, 'q'},
     {"verbose", no_argument, NULL, 'v'},
@@ -150,6 +152,9 @@ static void usage(void) {
       "      --insecure         accept any certificate (no protection "
       "against\n"
       "                         interception; a warning says so)\n"
+      "      --tls-strict-close a server that ends the session without\n"
+      "                         close_notify is an error (default: a warning\n"
+      "                         once its replies are complete)\n"
       "      --cert FILE        our certificate, for servers that ask for "
       "one\n"
       "      --key FILE         its private key (default: in --cert)\n"
@@ -225,9 +230,10 @@ static int pin_ok(const char *pin) {
  * when the context is made (runtime errors, exit 1). */
 static void check_tls(const struct client_opts *o) {
   if (!o->tls) {
-    if (o->ca || o->cert || o->key || o->servername || o->pin || o->insecure)
-      cli_usage_error(PROG, "--ca, --cert, --key, --servername, --pin and "
-                            "--insecure need --tls");
+    if (o->ca || o->cert || o->key || o->servername || o->pin || o->insecure ||
+        o->tls_strict_close)
+      cli_usage_error(PROG, "--ca, --cert, --key, --servername, --pin, "
+                            "--insecure and --tls-strict-close need --tls");
     return;
   }
   if (o->udp)
@@ -413,6 +419,9 @@ int main(int argc, char **argv) {
       break;
     case OPT_INSECURE:
       o.insecure = 1;
+      break;
+    case OPT_TLS_STRICT_CLOSE:
+      o.tls_strict_close = 1;
       break;
     case OPT_PIN:
       o.pin = optarg;

@@ -101,7 +101,8 @@ struct pump {
   /* Socket state and the replies. */
   int wr_shut;
   int sock_eof;
-  int eof_done; /* output_eof() has run */
+  int tls_truncated; /* the session ended without close_notify */
+  int eof_done;      /* output_eof() has run */
   unsigned char *rbuf;
   size_t rpos, rlen;
   struct output out;
@@ -381,6 +382,12 @@ static void read_tls(struct pump *p) {
     p->sock_eof = 1;
     p->last_progress_ms = now_ms();
     log_debug("%s ended the TLS session", p->o->addr);
+  } else if (st < 0 && client_tls_truncation_ok(p->o, st, p->bytes_recv)) {
+    /* Taken as the end of the replies (warned about once the last frame
+     * is known to be whole); a frame it cuts still fails. */
+    p->sock_eof = 1;
+    p->tls_truncated = 1;
+    p->last_progress_ms = now_ms();
   } else if (st < 0) {
     client_fail_tls(p->o, st);
     const char *why = tls_link_error(p->link);
@@ -484,8 +491,10 @@ static void process_replies(struct pump *p) {
   if (p->sock_eof && p->rpos == p->rlen && !p->eof_done &&
       p->out.cap - p->out.len >= OUTPUT_RESERVE) {
     if (output_eof(&p->out) < 0)
-      client_fail("%s closed the connection in the middle of a frame",
-                  p->o->addr);
+      client_fail("%s closed the connection%s in the middle of a frame",
+                  p->o->addr, p->tls_truncated ? " without close_notify" : "");
+    if (p->tls_truncated)
+      client_tls_truncation_warn(p->o);
     p->eof_done = 1;
   }
 }

@@ -130,6 +130,12 @@ int send_run(const struct client_opts *o) {
                       o->nmsgs);
         if (n < 0) {
           client_fail_tls(o, (int)n);
+          /* A session cut without close_notify while replies are still
+           * owed is a failure whatever --tls-strict-close says. */
+          if (n == SK_ETLSTRUNCATED)
+            client_fail("%s closed the connection without close_notify "
+                        "after %" PRIu64 " of %zu replies",
+                        o->addr, out.frames, o->nmsgs);
           client_fail("receive from %s: %s", o->addr, client_err_text((int)n));
         }
         if (n == 0) {
@@ -167,7 +173,13 @@ int send_run(const struct client_opts *o) {
                     ? CLOSE_WAIT_MS
                     : o->timeout_ms;
   rc = client_conn_close(&s, wait_ms);
-  if (rc < 0)
+  if (rc == SK_ETLSTRUNCATED && o->tls_strict_close)
+    client_fail("%s ended the TLS session without close_notify "
+                "(--tls-strict-close)",
+                o->addr);
+  else if (rc == SK_ETLSTRUNCATED)
+    client_tls_truncation_warn(o);
+  else if (rc < 0)
     log_debug("close: %s", sk_strerror(rc));
   log_info("sent %zu frames, received %" PRIu64 " frames (%" PRIu64 " bytes)",
            o->nmsgs, out.frames, received);

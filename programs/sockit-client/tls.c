@@ -40,7 +40,19 @@
 /* ---- shared ---- */
 
 static int is_tls_error(int err) {
-  return err == SK_ETLS || err == SK_ETLSVERIFY || err == SK_ETLSNOTLS;
+  return err == SK_ETLS || err == SK_ETLSVERIFY || err == SK_ETLSNOTLS ||
+         err == SK_ETLSTRUNCATED;
+}
+
+int client_tls_truncation_ok(const struct client_opts *o, int err,
+                             uint64_t received) {
+  return err == SK_ETLSTRUNCATED && !o->tls_strict_close && received > 0;
+}
+
+void client_tls_truncation_warn(const struct client_opts *o) {
+  log_warn("%s ended the TLS session without close_notify; taking it as "
+           "the end of its replies (--tls-strict-close makes this an error)",
+           o->addr);
 }
 
 const char *client_err_text(int err) {

@@ -164,12 +164,19 @@ static int classify(SSL *ssl, int sslerr, const struct fail_info *fi) {
       set_error("unexpected EOF: the peer closed the connection during the "
                 "TLS handshake");
     } else {
+      /* After a complete handshake this is how many peers end a session
+       * (.NET's SslStream without ShutdownAsync, many HTTP servers): a
+       * result of its own, so that the application decides whether what
+       * it received is complete. */
+      code = SK_ETLSTRUNCATED;
       set_error("unexpected EOF: the peer closed the connection without "
                 "close_notify");
     }
   } else if (e != 0) {
     set_error("%s", rs);
   } else if (sslerr == SSL_ERROR_SYSCALL) {
+    if (!fi->handshaking)
+      code = SK_ETLSTRUNCATED;
     set_error("unexpected EOF: the connection ended %s",
               fi->handshaking ? "during the TLS handshake"
                               : "without close_notify");
@@ -256,6 +263,12 @@ static int parse_alpn(const char *s, unsigned char *out, size_t cap,
 
 static void ctx_ref(sk_tls_ctx *ctx) {
   __atomic_fetch_add(&ctx->refs, 1, __ATOMIC_RELAXED);
+}
+
+sk_tls_ctx *sk_tls_ctx_ref(sk_tls_ctx *ctx) {
+  if (ctx != NULL)
+    ctx_ref(ctx);
+  return ctx;
 }
 
 void sk_tls_ctx_free(sk_tls_ctx *ctx) {
