@@ -11,6 +11,8 @@
  *  - Handles are structs the caller owns. The library allocates only where a
  *    size is unknown up front (write queues, TLS state) and frees it itself.
  *  - No function prints anything.
+ *  - C++ can include every header as it is: each one declares its names
+ *    inside extern "C".
  *  - The process never dies of SIGPIPE because of sockit: every send uses
  *    MSG_NOSIGNAL. Every descriptor sockit creates is close-on-exec.
  */
@@ -23,6 +25,7 @@
 #include "sockit/socket.h"
 #include "sockit/loop.h"
 #include "sockit/stream.h"
+#include "sockit/connect.h"
 #include "sockit/udp.h"
 #include "sockit/frame.h"
 #include "sockit/tls.h"

@@ -29,6 +29,10 @@
 
 #include "version.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 typedef struct sk_endpoint {
   union {
     struct sockaddr sa;
@@ -105,5 +109,9 @@ SK_EXTERN int sk_endpoint_set_port(sk_endpoint *ep, uint16_t port);
 
 /* 1 if a and b name the same address (after normalisation), else 0. */
 SK_EXTERN int sk_endpoint_equal(const sk_endpoint *a, const sk_endpoint *b);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

@@ -26,6 +26,10 @@
 
 #include "version.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 typedef enum sk_frame_mode {
   SK_FRAME_RAW = 0,
   SK_FRAME_LINE,
@@ -107,5 +111,9 @@ SK_EXTERN int sk_frame_header(sk_frame_mode mode, size_t len,
 /* The trailer after a payload: "\n" for line, "" otherwise. Returns its
  * length and points *trailer at static storage. */
 SK_EXTERN size_t sk_frame_trailer(sk_frame_mode mode, const char **trailer);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

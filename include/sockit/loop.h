@@ -1,8 +1,9 @@
 /* The event loop: handles, timers, wake-ups, and the rules of closing.
  *
- * One sk_loop runs on one thread. Every handle (timer, async, stream, udp)
- * belongs to one loop and may be used only from that loop's thread, except
- * sk_async_send() and sk_loop_post(), which are the thread-safe ways in.
+ * One sk_loop runs on one thread. Every handle (timer, async, signal, poll,
+ * stream, udp) belongs to one loop and may be used only from that loop's
+ * thread, except sk_async_send() and sk_loop_post(), which are the thread-safe
+ * ways in.
  *
  * Backends: the loop waits on the kernel through one backend, chosen at
  * sk_loop_init() time: "epoll" (Linux, default), "poll" (portable) or
@@ -31,16 +32,24 @@
 
 #include "version.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 typedef struct sk_loop sk_loop;
 typedef struct sk_handle sk_handle;
 typedef struct sk_timer sk_timer;
 typedef struct sk_async sk_async;
 typedef struct sk_post sk_post;
+typedef struct sk_signal sk_signal;
+typedef struct sk_poll sk_poll;
 
 typedef void (*sk_close_cb)(sk_handle *h);
 typedef void (*sk_timer_cb)(sk_timer *t);
 typedef void (*sk_async_cb)(sk_async *a);
 typedef void (*sk_post_fn)(sk_post *req);
+typedef void (*sk_signal_cb)(sk_signal *s, int signum);
+typedef void (*sk_poll_cb)(sk_poll *p, int status, int events);
 
 /* ---- private building blocks (fields are not part of the API) ---- */
 
@@ -76,7 +85,9 @@ typedef enum sk_handle_type {
   SK_HANDLE_TIMER = 1,
   SK_HANDLE_ASYNC,
   SK_HANDLE_STREAM,
-  SK_HANDLE_UDP
+  SK_HANDLE_UDP,
+  SK_HANDLE_SIGNAL,
+  SK_HANDLE_POLL
 } sk_handle_type;
 
 /* Common head of every handle. Every handle struct starts with one, so a
@@ -122,6 +133,7 @@ struct sk_loop {
   void *free_wreqs;  /* cache of write requests (no per-send malloc) */
   unsigned nfree_wreqs;
   pthread_t thread;
+  void *signals; /* signal.c's state; NULL while no signal is watched */
 };
 
 /* ---- loop lifecycle ---- */
@@ -226,5 +238,124 @@ struct sk_post {
  * posting. Never blocks on the loop. Returns 0 or a negative errno. */
 SK_EXTERN int sk_loop_post(sk_loop *loop, sk_post *req, sk_post_fn fn,
                            void *data);
+
+/* ---- signals ---- *
+ * A signal handle runs its callback on the loop's thread when the process
+ * receives a signal (SIGINT, SIGTERM, SIGHUP, SIGUSR1, SIGCHLD, ... any
+ * signal but SIGKILL and SIGSTOP). On Linux each loop reads the signals its
+ * handles watch from one signalfd; elsewhere sk_signal_start() returns
+ * -ENOSYS.
+ *
+ * What the library does to the signal mask: a signalfd only sees a signal
+ * that is blocked, so sk_signal_start() blocks the signal in the calling
+ * thread (which must be the loop's thread, the one that runs sk_loop_run).
+ * It changes no signal disposition and installs no handler. The kernel
+ * delivers a process-directed signal to any thread that does not block it:
+ * a thread created before the signal was blocked (its mask is inherited at
+ * creation) still takes it with its disposition, which for most signals is
+ * the default action (terminate). So in a program with threads, block the
+ * signals you watch in main() before creating any thread, with
+ * sk_signal_block() or pthread_sigmask(); every thread created afterwards
+ * inherits the blocked mask and the loop is the only taker.
+ *
+ * Stopping the last handle of a signal on a loop restores the mask for that
+ * signal: if sk_signal_start() blocked it, it is unblocked again (an
+ * instance pending at that moment is discarded first, so it cannot fire the
+ * default action); if it was already blocked (sk_signal_block()), it stays
+ * blocked, and an instance that arrives while no handle watches it stays
+ * pending: it is delivered when a handle for it starts, and it never kills
+ * the process.
+ *
+ * Delivery: every started handle of the signal on that loop gets the
+ * callback, in start order. Standard signals coalesce as POSIX says: one
+ * that arrives twice before the loop reads it may be delivered once;
+ * real-time signals (SIGRTMIN..SIGRTMAX) are queued and delivered one by
+ * one. If several loops (threads) watch the same signal, each instance goes
+ * to one of them only, whichever reads it first. The loop sees signals sent
+ * to the process (kill(getpid(), sig), a terminal's Ctrl-C, a child's
+ * SIGCHLD) and signals sent to its own thread (raise() on the loop's
+ * thread); raise() or pthread_kill() aimed at another thread is not seen.
+ * Signals caused by a fault (SIGSEGV, SIGBUS, SIGFPE, SIGILL from a bad
+ * instruction) cannot be caught this way; the kernel kills the process. */
+struct sk_signal {
+  sk_handle h;
+  /* private */
+  sk_signal_cb cb;
+  int signum;
+  unsigned caught;        /* deliveries not yet made in this dispatch */
+  sk_signal *next_signal; /* the loop's list of started handles */
+};
+
+/* Initialises a signal handle on loop. Returns 0. */
+SK_EXTERN int sk_signal_init(sk_loop *loop, sk_signal *s);
+/* Starts watching signum: cb(s, signum) runs on the loop's thread for each
+ * delivery. Blocks signum in the calling thread (see above). Starting an
+ * active handle replaces its callback and signal. An active handle keeps
+ * the loop alive unless unreferenced (sk_unref). Returns 0, -EINVAL for a
+ * NULL cb, a closing handle or a signal that cannot be caught (SIGKILL,
+ * SIGSTOP, out of range, or reserved by the C library), -ENOSYS without
+ * signalfd, or a negative errno (-EMFILE, -ENOMEM). */
+SK_EXTERN int sk_signal_start(sk_signal *s, sk_signal_cb cb, int signum);
+/* Stops watching; no callback runs after it. The last handle of a signal on
+ * the loop restores that signal's mask (see above). Safe on a stopped
+ * handle. Returns 0. sk_close() stops the handle too. */
+SK_EXTERN int sk_signal_stop(sk_signal *s);
+/* Blocks signum in the calling thread (pthread_sigmask), so threads created
+ * after it inherit the block and only a loop's signal handle takes the
+ * signal. Call it in main() before creating threads, once per signal. The
+ * block is not undone by the library. Returns 0 or -EINVAL. */
+SK_EXTERN int sk_signal_block(int signum);
+
+/* ---- readiness of any descriptor ---- *
+ * A poll handle watches a descriptor the caller owns (a pipe, an eventfd, a
+ * socket another library created, a tty) and calls back when it is
+ * readable or writable: the way to run a library that does its own I/O
+ * (c-ares, libpq, hiredis, libcurl's multi interface) on a sockit loop. It
+ * is level-triggered: the callback runs again on every iteration while the
+ * condition holds, so read until EAGAIN or stop the events you cannot
+ * serve. The handle never reads, writes, closes or changes the flags of the
+ * descriptor; use a non-blocking one. Close the descriptor only after
+ * sk_poll_stop() or sk_close() of the handle (from the close callback or
+ * later is always safe). At most one poll handle per descriptor and loop,
+ * and none on a descriptor a stream or UDP handle of that loop uses.
+ * Regular files are always ready; the epoll backend refuses them
+ * (sk_poll_start returns -EPERM). */
+enum {
+  SK_POLLH_READABLE = 1,  /* data (or EOF) to read, a connection to accept */
+  SK_POLLH_WRITABLE = 2,  /* room to write, a connect finished */
+  SK_POLLH_DISCONNECT = 4 /* reported only: hang-up or error (POLLHUP,
+                             POLLERR); read or write to learn which */
+};
+
+struct sk_poll {
+  sk_handle h;
+  /* private */
+  struct sk__io io;
+  sk_poll_cb cb;
+  int events;
+};
+
+/* Initialises a poll handle on loop for descriptor fd. Returns 0, -EINVAL
+ * for a negative fd, or -EBADF if fd is not open. */
+SK_EXTERN int sk_poll_init(sk_loop *loop, sk_poll *p, int fd);
+/* Starts (or changes, while started) the events watched: a non-empty
+ * combination of SK_POLLH_READABLE and SK_POLLH_WRITABLE
+ * (SK_POLLH_DISCONNECT may be added and changes nothing: hang-ups are
+ * always reported). cb(p, status, events) runs on the loop's thread with
+ * status 0 and the ready events (a subset of those watched, plus
+ * SK_POLLH_DISCONNECT on hang-up or error), or with status -EBADF and
+ * events 0 if the descriptor was found closed while watched (the poll
+ * backend sees that; epoll and uring may stay silent), after which the
+ * handle is stopped. An active handle keeps the loop alive unless
+ * unreferenced. Returns 0, -EINVAL (bad events, NULL cb, closing handle) or
+ * the backend's error (-EPERM: epoll cannot watch regular files). */
+SK_EXTERN int sk_poll_start(sk_poll *p, int events, sk_poll_cb cb);
+/* Stops watching; no callback runs after it, and the descriptor may be
+ * closed. Safe on a stopped handle. Returns 0 or a negative errno. */
+SK_EXTERN int sk_poll_stop(sk_poll *p);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

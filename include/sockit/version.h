@@ -2,6 +2,10 @@
 #ifndef SOCKIT_VERSION_H
 #define SOCKIT_VERSION_H
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 #define SK_VERSION_MAJOR  0
 #define SK_VERSION_MINOR  1
 #define SK_VERSION_PATCH  0
@@ -17,5 +21,9 @@
 
 /* Returns SK_VERSION_STRING of the library actually linked. */
 SK_EXTERN const char *sk_version(void);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

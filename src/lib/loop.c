@@ -287,6 +287,12 @@ void sk_close(sk_handle *h, sk_close_cb cb) {
   case SK_HANDLE_UDP:
     sk__udp_close((sk_udp *)h);
     break;
+  case SK_HANDLE_SIGNAL:
+    sk_signal_stop((sk_signal *)h);
+    break;
+  case SK_HANDLE_POLL:
+    sk_poll_stop((sk_poll *)h);
+    break;
   default:
     break;
   }
