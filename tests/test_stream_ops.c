@@ -369,6 +369,60 @@ static void test_send_urgent_in_order(void **state) {
   pair_close();
 }
 
+/* ---- sendfile that fills the socket at once ---- */
+
+/* A file larger than the socket buffers: the first sendfile(2) fills the
+ * kernel, and the rest must go out as the reader makes room (the stream
+ * once forgot to wait for writable after queuing it from the API call). */
+static void test_sendfile_larger_than_buffers(void **state) {
+  (void)state;
+  enum { SIZE = 16 * 1024 * 1024 }; /* more than 4 MiB of sndbuf + rcvbuf */
+  char path[] = "/tmp/sk-sendfile-XXXXXX";
+  int fd = mkstemp(path);
+  assert_true(fd >= 0);
+  unlink(path);
+  unsigned char *chunk = malloc(65536), *got = malloc(65536);
+  assert_non_null(chunk);
+  assert_non_null(got);
+  for (size_t off = 0; off < SIZE; off += 65536) {
+    for (size_t i = 0; i < 65536; i++)
+      chunk[i] = (unsigned char)((off + i) * 131 >> 3);
+    assert_int_equal(write(fd, chunk, 65536), 65536);
+  }
+  struct sent done = {0, 1};
+  pair_open(0);
+  SK_ASSERT_OK(sk_stream_sendfile(&st, fd, 0, SIZE, sent_cb, &done));
+  assert_true(sk_stream_write_queue_size(&st) > 0);
+  size_t n = 0, bad = 0;
+  uint64_t deadline = now_ms() + 30000;
+  while (n < SIZE && now_ms() < deadline) {
+    sk_loop_run(&loop, SK_RUN_NOWAIT);
+    ssize_t k = recv(peer, got, 65536, MSG_DONTWAIT);
+    if (k > 0) {
+      for (ssize_t i = 0; i < k; i++)
+        if (got[i] != (unsigned char)((n + (size_t)i) * 131 >> 3))
+          bad++;
+      n += (size_t)k;
+    } else {
+      struct pollfd p = {peer, POLLIN, 0};
+      poll(&p, 1, 10);
+    }
+  }
+  if (n != SIZE)
+    print_message("got %zu; send callback %d status %d; queue %zu\n", n,
+                  done.calls, done.status, sk_stream_write_queue_size(&st));
+  assert_int_equal(n, SIZE);
+  assert_int_equal(bad, 0);
+  while (done.calls == 0 && now_ms() < deadline)
+    sk_loop_run(&loop, SK_RUN_NOWAIT);
+  assert_int_equal(done.calls, 1);
+  assert_int_equal(done.status, 0);
+  pair_close();
+  close(fd);
+  free(chunk);
+  free(got);
+}
+
 SK_TEST_MAIN(cmocka_unit_test(test_recv_timeout_ends_receive_not_stream),
              cmocka_unit_test(test_recv_timeout_restarts_on_data),
              cmocka_unit_test(test_recv_timeout_not_while_paused),
@@ -376,4 +430,5 @@ SK_TEST_MAIN(cmocka_unit_test(test_recv_timeout_ends_receive_not_stream),
              cmocka_unit_test(test_send_cancel_one),
              cmocka_unit_test(test_peek_leaves_data),
              cmocka_unit_test(test_peek_cancelled_by_close),
-             cmocka_unit_test(test_send_urgent_in_order))
+             cmocka_unit_test(test_send_urgent_in_order),
+             cmocka_unit_test(test_sendfile_larger_than_buffers))

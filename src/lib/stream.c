@@ -643,7 +643,7 @@ static void do_write(sk_stream *s, int from_io) {
     if (r->kind != SK__WREQ_BYTES) {
       int rc = write_special(s, r);
       if (rc == 0)
-        return;
+        break; /* the kernel is full: wait for writable (below) */
       if (rc < 0) {
         write_failed(s, rc);
         break;
@@ -663,7 +663,7 @@ static void do_write(sk_stream *s, int from_io) {
     }
     ssize_t n = sendmsg_nosig(s->io.fd, iov, cnt);
     if (n == -EAGAIN)
-      return;
+      break;
     if (n < 0) {
       write_failed(s, (int)n);
       break;
