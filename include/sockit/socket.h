@@ -16,9 +16,14 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
+#include <sys/uio.h>
 
 #include "endpoint.h"
 #include "version.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
 
 typedef struct sk_socket {
   int fd;     /* -1 when closed */
@@ -113,6 +118,66 @@ typedef struct sk_dgram_info {
 SK_EXTERN ssize_t sk_socket_recvmsg(sk_socket *s, void *buf, size_t len,
                                     sk_dgram_info *info, int timeout_ms);
 
+/* ---- Flags, scatter/gather, urgent data (.NET SocketFlags) ---- */
+
+/* Flags for sk_socket_recv_flags(), sk_socket_recvv(), sk_socket_send_flags()
+ * and sk_socket_sendv(). sockit's own values, mapped to the kernel's MSG_*.
+ * A flag a call or socket type cannot honour returns -EINVAL (urgent data on
+ * anything but TCP: -EOPNOTSUPP); sockit always adds MSG_NOSIGNAL to sends. */
+enum {
+  /* Receive: look at the data without taking it; the next receive returns
+   * it again (MSG_PEEK). On a datagram socket the datagram stays queued. */
+  SK_MSG_PEEK = 1u << 0,
+  /* TCP urgent data (MSG_OOB). Send: the last byte of the buffer goes out
+   * as the urgent byte. Receive: waits until the urgent byte has arrived
+   * and returns it (1 byte); -EINVAL while SO_OOBINLINE is on. */
+  SK_MSG_OOB = 1u << 1,
+  /* Stream receive: wait until every byte asked for has arrived (or end of
+   * stream, error or timeout, which return what arrived if anything did).
+   * Not with SK_MSG_PEEK or SK_MSG_OOB. */
+  SK_MSG_WAITALL = 1u << 2,
+  /* Datagram receive: a datagram longer than the buffer returns its real
+   * length (larger than what was stored) instead of -EMSGSIZE. With
+   * SK_MSG_PEEK and a small buffer it tells a datagram's size. */
+  SK_MSG_TRUNC = 1u << 3,
+  /* Send: bypass routing, reach only directly connected hosts
+   * (MSG_DONTROUTE). */
+  SK_MSG_DONTROUTE = 1u << 4,
+};
+
+/* sk_socket_recv() with flags (SK_MSG_PEEK, SK_MSG_OOB, SK_MSG_WAITALL,
+ * SK_MSG_TRUNC). Returns the count (> 0), 0 at end of stream, or a negative
+ * errno; -ETIMEDOUT when nothing arrived in time. A datagram longer than len
+ * returns -EMSGSIZE (buf holds its first len bytes; with SK_MSG_PEEK it is
+ * still queued) unless SK_MSG_TRUNC is given. */
+SK_EXTERN ssize_t sk_socket_recv_flags(sk_socket *s, void *buf, size_t len,
+                                       unsigned flags, int timeout_ms);
+
+/* sk_socket_send_all() with flags (SK_MSG_OOB, SK_MSG_DONTROUTE): all len
+ * bytes or fail, *sent (may be NULL) being the count the kernel took. With
+ * SK_MSG_OOB, len must be >= 1 and the last byte is the urgent one. */
+SK_EXTERN int sk_socket_send_flags(sk_socket *s, const void *buf, size_t len,
+                                   unsigned flags, size_t *sent,
+                                   int timeout_ms);
+
+/* Scatter receive: like sk_socket_recv_flags() into iovcnt buffers filled
+ * in order (one datagram over all of them on a datagram socket). iovcnt is
+ * 1..IOV_MAX and the total length at most SSIZE_MAX (-EINVAL otherwise; a
+ * stream needs a total > 0). The array and buffers stay the caller's. */
+SK_EXTERN ssize_t sk_socket_recvv(sk_socket *s, const struct iovec *iov,
+                                  int iovcnt, unsigned flags, int timeout_ms);
+
+/* Gather send: like sk_socket_send_flags() of the buffers one after another
+ * (one datagram on a datagram socket). Sends all or fails within timeout_ms
+ * for the whole call; *sent (may be NULL) is the count the kernel took, on
+ * success as on a timeout or an error. */
+SK_EXTERN int sk_socket_sendv(sk_socket *s, const struct iovec *iov, int iovcnt,
+                              unsigned flags, size_t *sent, int timeout_ms);
+
+/* 1 if the next byte to read is the one right after the urgent byte (the
+ * stream is "at the mark", SIOCATMARK), 0 if not, or a negative errno. */
+SK_EXTERN int sk_socket_at_mark(const sk_socket *s);
+
 enum { SK_SHUT_RD = 0, SK_SHUT_WR = 1, SK_SHUT_RDWR = 2 };
 
 /* Half-closes. After SK_SHUT_WR the peer reads end-of-stream while this side
@@ -143,6 +208,32 @@ enum { SK_POLL_READ = 1, SK_POLL_WRITE = 2, SK_POLL_ERROR = 4 };
  * asked in events). Returns the ready set (0 on timeout) or a negative errno.
  * SK_POLL_ERROR is reported on error or hang-up. */
 SK_EXTERN int sk_socket_poll(const sk_socket *s, int events, int timeout_ms);
+
+/* One socket of a poll set: fill sock and events (SK_POLL_READ and/or
+ * SK_POLL_WRITE); sk_socket_poll_set() fills revents. */
+typedef struct sk_pollset_entry {
+  const sk_socket *sock; /* NULL: entry skipped, revents 0 */
+  int events;
+  int revents;
+} sk_pollset_entry;
+
+/* Waits up to timeout_ms until at least one socket of the set is ready as
+ * asked (like .NET Socket.Select), then sets every entry's revents to its
+ * ready set (SK_POLL_ERROR on error, hang-up or a descriptor that is not
+ * open). Returns how many entries are ready, 0 on timeout, or a negative
+ * errno: -EINVAL for bad events or n over the descriptor limit, -EBADF for
+ * a closed sk_socket. n == 0 just waits. */
+SK_EXTERN int sk_socket_poll_set(sk_pollset_entry *entries, size_t n,
+                                 int timeout_ms);
+
+/* 1 if the socket has a peer (getpeername succeeds: a connected stream, or
+ * a datagram socket with a default peer), 0 if not, or a negative errno. */
+SK_EXTERN int sk_socket_is_connected(const sk_socket *s);
+
+/* 1 if the socket has a local address (bound explicitly or by connect,
+ * an IP port other than 0 or a named Unix socket), 0 if not, or a negative
+ * errno. */
+SK_EXTERN int sk_socket_is_bound(const sk_socket *s);
 
 /* Sends len bytes of the file fd starting at *offset with sendfile(2) (no
  * copy through user space), advancing *offset. Sends all or fails, like
@@ -224,5 +315,66 @@ SK_EXTERN int sk_opt_get_multicast_ttl(const sk_socket *s, int *ttl);
 /* Interface for outgoing multicast (IPv4: index resolved to the
  * interface's address via ip_mreqn; IPv6: IPV6_MULTICAST_IF). */
 SK_EXTERN int sk_opt_set_multicast_if(sk_socket *s, unsigned ifindex);
+
+/* Any option, by level and name (setsockopt / getsockopt). The socket's
+ * kind is checked for the common levels first: IPPROTO_IP needs an IPv4 or
+ * IPv6 socket, IPPROTO_IPV6 an IPv6 one (-EAFNOSUPPORT otherwise),
+ * IPPROTO_TCP a TCP socket, IPPROTO_UDP an IP datagram socket (-EAFNOSUPPORT
+ * for another family, -EINVAL for another type); other levels go to the
+ * kernel as they are. get_raw: *len is the room in val on entry and the
+ * option's length on return. val may be NULL only with a length of 0. */
+SK_EXTERN int sk_opt_set_raw(sk_socket *s, int level, int name, const void *val,
+                             size_t len);
+SK_EXTERN int sk_opt_get_raw(const sk_socket *s, int level, int name, void *val,
+                             size_t *len);
+
+/* Path-MTU discovery (IP_MTU_DISCOVER / IPV6_MTU_DISCOVER by the socket's
+ * family; an IPv6 socket sets the IPv4 option too, for its IPv4-mapped
+ * traffic, where the kernel allows it). */
+enum {
+  SK_PMTU_DONT = 0,  /* never set Don't Fragment; fragment locally */
+  SK_PMTU_WANT = 1,  /* per-route discovery (the system default) */
+  SK_PMTU_DO = 2,    /* always set Don't Fragment: -EMSGSIZE if too big */
+  SK_PMTU_PROBE = 3, /* set DF and ignore the path MTU (probing) */
+};
+SK_EXTERN int sk_opt_set_mtu_discover(sk_socket *s, int mode);
+SK_EXTERN int sk_opt_get_mtu_discover(const sk_socket *s, int *mode);
+/* .NET's DontFragment: on = SK_PMTU_DO, off = SK_PMTU_DONT; the getter
+ * reports 1 for SK_PMTU_DO and SK_PMTU_PROBE. */
+SK_EXTERN int sk_opt_set_dontfragment(sk_socket *s, int on);
+SK_EXTERN int sk_opt_get_dontfragment(const sk_socket *s, int *on);
+/* The path MTU known for a connected socket (IP_MTU / IPV6_MTU); -ENOTCONN
+ * if it is not connected. */
+SK_EXTERN int sk_opt_get_mtu(const sk_socket *s, int *mtu);
+/* Type of service (IPv4 IP_TOS) or traffic class (IPv6 IPV6_TCLASS), by the
+ * socket's family: 0..255, the DSCP in the upper six bits. */
+SK_EXTERN int sk_opt_set_tos(sk_socket *s, int tos);
+SK_EXTERN int sk_opt_get_tos(const sk_socket *s, int *tos);
+/* TCP_USER_TIMEOUT: how long sent data may stay unacknowledged before the
+ * connection is dropped (-ETIMEDOUT), in ms; 0 is the system default. */
+SK_EXTERN int sk_opt_set_user_timeout(sk_socket *s, int ms);
+SK_EXTERN int sk_opt_get_user_timeout(const sk_socket *s, int *ms);
+/* TCP Fast Open on a listener (TCP_FASTOPEN, set before listen): qlen is
+ * the queue of pending fast-open requests, 0 turns it off. Needs bit 1 of
+ * /proc/sys/net/ipv4/tcp_fastopen for servers. */
+SK_EXTERN int sk_opt_set_fastopen(sk_socket *s, int qlen);
+SK_EXTERN int sk_opt_get_fastopen(const sk_socket *s, int *qlen);
+/* TCP Fast Open on a client (TCP_FASTOPEN_CONNECT, set before connect):
+ * connect returns at once and the first send rides on the SYN when the
+ * client holds a cookie for the server (bit 0 of tcp_fastopen). */
+SK_EXTERN int sk_opt_set_fastopen_connect(sk_socket *s, int on);
+SK_EXTERN int sk_opt_get_fastopen_connect(const sk_socket *s, int *on);
+/* SO_PRIORITY: the queueing priority of outgoing packets; 0..6 without
+ * CAP_NET_ADMIN (-EPERM above). */
+SK_EXTERN int sk_opt_set_priority(sk_socket *s, int prio);
+SK_EXTERN int sk_opt_get_priority(const sk_socket *s, int *prio);
+/* SO_OOBINLINE (TCP): the urgent byte stays in the normal stream instead
+ * of being read with SK_MSG_OOB. */
+SK_EXTERN int sk_opt_set_oobinline(sk_socket *s, int on);
+SK_EXTERN int sk_opt_get_oobinline(const sk_socket *s, int *on);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

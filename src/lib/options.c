@@ -423,3 +423,183 @@ int sk_opt_set_multicast_if(sk_socket *s, unsigned ifindex) {
   }
   return set_int(s, IPPROTO_IPV6, IPV6_MULTICAST_IF, (int)ifindex);
 }
+
+/* ---- any option ---- */
+
+/* Checks that an option of this level fits the socket (see
+ * sk_opt_set_raw()). */
+static int check_level(const sk_socket *s, int level) {
+  switch (level) {
+  case IPPROTO_IP:
+    return check_ip(s);
+  case IPPROTO_IPV6:
+    return check_family(s, AF_INET6);
+  case IPPROTO_TCP:
+    return check_tcp(s);
+  case IPPROTO_UDP: {
+    int rc = check_ip(s);
+    if (rc == 0 && s->type != SOCK_DGRAM)
+      rc = -EINVAL;
+    return rc;
+  }
+  default:
+    return check_open(s);
+  }
+}
+
+int sk_opt_set_raw(sk_socket *s, int level, int name, const void *val,
+                   size_t len) {
+  int rc = check_level(s, level);
+  if (rc < 0)
+    return rc;
+  if ((val == NULL && len > 0) || len > INT_MAX)
+    return -EINVAL;
+  if (setsockopt(s->fd, level, name, val, (socklen_t)len) < 0)
+    return sk__err();
+  return 0;
+}
+
+int sk_opt_get_raw(const sk_socket *s, int level, int name, void *val,
+                   size_t *len) {
+  int rc = check_level(s, level);
+  if (rc < 0)
+    return rc;
+  if (len == NULL || (val == NULL && *len > 0))
+    return -EINVAL;
+  socklen_t l = *len > INT_MAX ? INT_MAX : (socklen_t)*len;
+  if (getsockopt(s->fd, level, name, val, &l) < 0)
+    return sk__err();
+  *len = l;
+  return 0;
+}
+
+/* ---- path MTU, type of service ---- */
+
+int sk_opt_set_mtu_discover(sk_socket *s, int mode) {
+  /* SK_PMTU_* have the values of IP_PMTUDISC_* and IPV6_PMTUDISC_*. */
+  _Static_assert(
+      SK_PMTU_DONT == IP_PMTUDISC_DONT && SK_PMTU_WANT == IP_PMTUDISC_WANT &&
+          SK_PMTU_DO == IP_PMTUDISC_DO && SK_PMTU_PROBE == IP_PMTUDISC_PROBE &&
+          SK_PMTU_DO == IPV6_PMTUDISC_DO &&
+          SK_PMTU_PROBE == IPV6_PMTUDISC_PROBE,
+      "SK_PMTU_* match the kernel's values");
+  int rc = check_ip(s);
+  if (rc < 0)
+    return rc;
+  if (mode < SK_PMTU_DONT || mode > SK_PMTU_PROBE)
+    return -EINVAL;
+  rc = set_ip_int(s, IP_MTU_DISCOVER, IPV6_MTU_DISCOVER, mode);
+  /* IPv4-mapped traffic of a dual-stack socket follows the IPv4 option;
+   * as for pktinfo, a refusal leaves the IPv6 setting in force. */
+  if (rc == 0 && s->family == AF_INET6)
+    (void)set_int(s, IPPROTO_IP, IP_MTU_DISCOVER, mode);
+  return rc;
+}
+
+int sk_opt_get_mtu_discover(const sk_socket *s, int *mode) {
+  return get_ip_int(s, IP_MTU_DISCOVER, IPV6_MTU_DISCOVER, mode);
+}
+
+int sk_opt_set_dontfragment(sk_socket *s, int on) {
+  return sk_opt_set_mtu_discover(s, on ? SK_PMTU_DO : SK_PMTU_DONT);
+}
+
+int sk_opt_get_dontfragment(const sk_socket *s, int *on) {
+  int rc = sk_opt_get_mtu_discover(s, on);
+  if (rc == 0)
+    *on = *on == SK_PMTU_DO || *on == SK_PMTU_PROBE;
+  return rc;
+}
+
+int sk_opt_get_mtu(const sk_socket *s, int *mtu) {
+  return get_ip_int(s, IP_MTU, IPV6_MTU, mtu);
+}
+
+int sk_opt_set_tos(sk_socket *s, int tos) {
+  int rc = check_ip(s);
+  if (rc < 0)
+    return rc;
+  if (tos < 0 || tos > 255)
+    return -EINVAL;
+  return set_ip_int(s, IP_TOS, IPV6_TCLASS, tos);
+}
+
+int sk_opt_get_tos(const sk_socket *s, int *tos) {
+  return get_ip_int(s, IP_TOS, IPV6_TCLASS, tos);
+}
+
+/* ---- more TCP ---- */
+
+/* A non-negative integer TCP option. */
+static int set_tcp_count(sk_socket *s, int name, int value) {
+  int rc = check_tcp(s);
+  if (rc < 0)
+    return rc;
+  if (value < 0)
+    return -EINVAL;
+  return set_int(s, IPPROTO_TCP, name, value);
+}
+
+static int get_tcp_int(const sk_socket *s, int name, int *value) {
+  int rc = check_tcp(s);
+  if (rc < 0)
+    return rc;
+  if (value == NULL)
+    return -EINVAL;
+  return get_int(s, IPPROTO_TCP, name, value);
+}
+
+int sk_opt_set_user_timeout(sk_socket *s, int ms) {
+  return set_tcp_count(s, TCP_USER_TIMEOUT, ms);
+}
+
+int sk_opt_get_user_timeout(const sk_socket *s, int *ms) {
+  return get_tcp_int(s, TCP_USER_TIMEOUT, ms);
+}
+
+int sk_opt_set_fastopen(sk_socket *s, int qlen) {
+  return set_tcp_count(s, TCP_FASTOPEN, qlen);
+}
+
+int sk_opt_get_fastopen(const sk_socket *s, int *qlen) {
+  return get_tcp_int(s, TCP_FASTOPEN, qlen);
+}
+
+int sk_opt_set_fastopen_connect(sk_socket *s, int on) {
+  return set_tcp_count(s, TCP_FASTOPEN_CONNECT, on != 0);
+}
+
+int sk_opt_get_fastopen_connect(const sk_socket *s, int *on) {
+  int rc = check_tcp(s);
+  return rc < 0 ? rc : get_bool(s, IPPROTO_TCP, TCP_FASTOPEN_CONNECT, on);
+}
+
+int sk_opt_set_oobinline(sk_socket *s, int on) {
+  int rc = check_tcp(s);
+  return rc < 0 ? rc : set_int(s, SOL_SOCKET, SO_OOBINLINE, on != 0);
+}
+
+int sk_opt_get_oobinline(const sk_socket *s, int *on) {
+  int rc = check_tcp(s);
+  return rc < 0 ? rc : get_bool(s, SOL_SOCKET, SO_OOBINLINE, on);
+}
+
+/* ---- any socket, continued ---- */
+
+int sk_opt_set_priority(sk_socket *s, int prio) {
+  int rc = check_open(s);
+  if (rc < 0)
+    return rc;
+  if (prio < 0)
+    return -EINVAL;
+  return set_int(s, SOL_SOCKET, SO_PRIORITY, prio);
+}
+
+int sk_opt_get_priority(const sk_socket *s, int *prio) {
+  int rc = check_open(s);
+  if (rc < 0)
+    return rc;
+  if (prio == NULL)
+    return -EINVAL;
+  return get_int(s, SOL_SOCKET, SO_PRIORITY, prio);
+}

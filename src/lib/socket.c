@@ -14,11 +14,13 @@
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
 #include <netinet/in.h>
 #include <sys/ioctl.h>
+#include <sys/resource.h>
 #include <sys/sendfile.h>
 #include <sys/socket.h>
 
@@ -62,21 +64,17 @@ static int deadline_left(uint64_t deadline) {
   return left > INT_MAX ? INT_MAX : (int)left;
 }
 
-/* Waits until fd reports one of events (or an error or hang-up) or the
- * deadline passes. Returns the revents (> 0), -ETIMEDOUT, or a negative
- * errno. A deadline that has already passed still checks once, so a
- * timeout of 0 means "only if ready now". */
-static int wait_fd(int fd, short events, uint64_t deadline) {
+/* poll() on n descriptors until one is ready or the deadline passes.
+ * Returns the number ready (> 0), -ETIMEDOUT, or a negative errno. A
+ * deadline that has already passed still checks once, so a timeout of 0
+ * means "only if ready now". */
+static int poll_deadline(struct pollfd *pfds, nfds_t n, uint64_t deadline) {
   for (;;) {
-    struct pollfd pfd = {.fd = fd, .events = events, .revents = 0};
     int left = deadline_left(deadline);
-    int n = poll(&pfd, 1, left);
-    if (n > 0) {
-      if (pfd.revents & POLLNVAL)
-        return -EBADF;
-      return pfd.revents;
-    }
-    if (n == 0) {
+    int ready = poll(pfds, n, left);
+    if (ready > 0)
+      return ready;
+    if (ready == 0) {
       if (left == 0)
         return -ETIMEDOUT;
       /* poll() and our clock may disagree by a fraction of a millisecond;
@@ -86,6 +84,19 @@ static int wait_fd(int fd, short events, uint64_t deadline) {
     if (errno != EINTR)
       return sk__err();
   }
+}
+
+/* Waits until fd reports one of events (or an error or hang-up) or the
+ * deadline passes. Returns the revents (> 0), -ETIMEDOUT, or a negative
+ * errno. */
+static int wait_fd(int fd, short events, uint64_t deadline) {
+  struct pollfd pfd = {.fd = fd, .events = events, .revents = 0};
+  int rc = poll_deadline(&pfd, 1, deadline);
+  if (rc < 0)
+    return rc;
+  if (pfd.revents & POLLNVAL)
+    return -EBADF;
+  return pfd.revents;
 }
 
 /* Sleeps for a retry pause that doubles on every call (*step holds the
@@ -419,14 +430,104 @@ int sk_socket_connect(sk_socket *s, const sk_endpoint *ep, int timeout_ms) {
 
 /* ---- stream and datagram I/O ---- */
 
+/* What the SK_MSG_* flags become for the kernel. */
+static int msg_flags_to_sys(unsigned flags) {
+  int sys = 0;
+  if (flags & SK_MSG_PEEK)
+    sys |= MSG_PEEK;
+  if (flags & SK_MSG_OOB)
+    sys |= MSG_OOB;
+  if (flags & SK_MSG_DONTROUTE)
+    sys |= MSG_DONTROUTE;
+  return sys;
+}
+
+/* Urgent data exists only in TCP. */
+static int check_oob(const sk_socket *s) {
+  if ((s->family != AF_INET && s->family != AF_INET6) || s->type != SOCK_STREAM)
+    return -EOPNOTSUPP;
+  return 0;
+}
+
+/* Checks an iovec array from the caller and returns its total length in
+ * *total: iovcnt 1..IOV_MAX, no NULL base with a length, total at most
+ * SSIZE_MAX. */
+static int iov_total(const struct iovec *iov, int iovcnt, size_t *total) {
+  if (iov == NULL || iovcnt < 1 || iovcnt > IOV_MAX)
+    return -EINVAL;
+  size_t sum = 0;
+  for (int i = 0; i < iovcnt; i++) {
+    if (iov[i].iov_base == NULL && iov[i].iov_len > 0)
+      return -EINVAL;
+    if (iov[i].iov_len > (size_t)SSIZE_MAX - sum)
+      return -EINVAL;
+    sum += iov[i].iov_len;
+  }
+  *total = sum;
+  return 0;
+}
+
+/* A position inside an iovec array that a stream transfer works through. */
+struct iov_pos {
+  const struct iovec *iov;
+  int cnt;
+  int i;      /* current element */
+  size_t off; /* bytes of it already done */
+};
+
+/* How many elements one system call of a stream transfer gets at most; the
+ * loop goes on with the rest. */
+#define IOV_WINDOW 64
+
+/* Fills win with the next elements after p, at most limit bytes in all.
+ * Returns the number of elements filled. */
+static int iov_window(const struct iov_pos *p, struct iovec *win,
+                      size_t limit) {
+  int n = 0;
+  size_t off = p->off;
+  for (int i = p->i; i < p->cnt && n < IOV_WINDOW && limit > 0; i++) {
+    size_t len = p->iov[i].iov_len - off;
+    if (len > limit)
+      len = limit;
+    if (len > 0) {
+      win[n].iov_base = (char *)p->iov[i].iov_base + off;
+      win[n].iov_len = len;
+      n++;
+      limit -= len;
+    }
+    off = 0;
+  }
+  return n;
+}
+
+static void iov_advance(struct iov_pos *p, size_t n) {
+  while (p->i < p->cnt) {
+    size_t left = p->iov[p->i].iov_len - p->off;
+    if (n < left) {
+      p->off += n;
+      return;
+    }
+    n -= left;
+    p->i++;
+    p->off = 0;
+  }
+}
+
 /* Sends one datagram (or one send call's worth on a stream), waiting for
  * room until the deadline. sa may be NULL on a connected socket. */
-static ssize_t send_one(const sk_socket *s, const void *buf, size_t len,
+static ssize_t send_one(const sk_socket *s, const struct iovec *iov, int iovcnt,
                         const struct sockaddr *sa, socklen_t salen,
-                        uint64_t deadline) {
+                        int sysflags, uint64_t deadline) {
   int step = 1;
+  struct msghdr m;
+  memset(&m, 0, sizeof m);
+  m.msg_name = (void *)sa;
+  m.msg_namelen = sa != NULL ? salen : 0;
+  /* sendmsg() only reads the array; msghdr simply has no const. */
+  m.msg_iov = (struct iovec *)iov;
+  m.msg_iovlen = (size_t)iovcnt;
   for (;;) {
-    ssize_t n = sendto(s->fd, buf, len, MSG_NOSIGNAL, sa, salen);
+    ssize_t n = sendmsg(s->fd, &m, sysflags | MSG_NOSIGNAL);
     if (n >= 0)
       return n;
     int err = errno;
@@ -448,51 +549,91 @@ static ssize_t send_one(const sk_socket *s, const void *buf, size_t len,
   }
 }
 
-int sk_socket_send(sk_socket *s, const void *buf, size_t len, int timeout_ms) {
-  return sk_socket_send_all(s, buf, len, NULL, timeout_ms);
-}
-
-int sk_socket_send_all(sk_socket *s, const void *buf, size_t len, size_t *sent,
-                       int timeout_ms) {
-  size_t done = 0;
-  int rc = check_open(s);
-  if (sent != NULL)
-    *sent = 0;
-  if (rc < 0)
-    return rc;
-  if (buf == NULL && len > 0)
-    return -EINVAL;
-  uint64_t deadline = deadline_after(timeout_ms);
-  if (s->type == SOCK_DGRAM) {
-    ssize_t n = send_one(s, buf, len, NULL, 0, deadline);
-    if (n < 0)
-      return (int)n;
-    if (sent != NULL)
-      *sent = len;
-    return 0;
-  }
-  const char *p = buf;
-  rc = 0;
-  while (done < len) {
-    ssize_t n = send(s->fd, p + done, len - done, MSG_NOSIGNAL);
+/* Sends the next want bytes after p on a stream, waiting for room until the
+ * deadline; adds what the kernel took to *done. Returns 0 or a negative
+ * errno. */
+static int send_stream(const sk_socket *s, struct iov_pos *p, size_t want,
+                       int sysflags, size_t *done, uint64_t deadline) {
+  while (want > 0) {
+    struct iovec win[IOV_WINDOW];
+    struct msghdr m;
+    memset(&m, 0, sizeof m);
+    m.msg_iov = win;
+    m.msg_iovlen = (size_t)iov_window(p, win, want);
+    ssize_t n = sendmsg(s->fd, &m, sysflags | MSG_NOSIGNAL);
     if (n > 0) {
-      done += (size_t)n;
+      iov_advance(p, (size_t)n);
+      want -= (size_t)n;
+      *done += (size_t)n;
       continue;
     }
     if (n < 0 && errno == EINTR)
       continue;
-    if (n < 0 && !is_again(errno)) {
-      rc = sk__err();
-      break;
-    }
-    rc = wait_fd(s->fd, POLLOUT, deadline);
+    /* EINPROGRESS: a fast-open connect (TCP_FASTOPEN_CONNECT) sent its SYN
+     * without data; the connection is writable once established. */
+    if (n < 0 && !is_again(errno) && errno != EINPROGRESS)
+      return sk__err();
+    int rc = wait_fd(s->fd, POLLOUT, deadline);
     if (rc < 0)
-      break;
-    rc = 0;
+      return rc;
+  }
+  return 0;
+}
+
+int sk_socket_sendv(sk_socket *s, const struct iovec *iov, int iovcnt,
+                    unsigned flags, size_t *sent, int timeout_ms) {
+  size_t total = 0, done = 0;
+  if (sent != NULL)
+    *sent = 0;
+  int rc = check_open(s);
+  if (rc < 0)
+    return rc;
+  if ((rc = iov_total(iov, iovcnt, &total)) < 0)
+    return rc;
+  if (flags & ~(unsigned)(SK_MSG_OOB | SK_MSG_DONTROUTE))
+    return -EINVAL;
+  if ((flags & SK_MSG_OOB) && (rc = check_oob(s)) < 0)
+    return rc;
+  if ((flags & SK_MSG_OOB) && total == 0)
+    return -EINVAL;
+  int sys = msg_flags_to_sys(flags);
+  uint64_t deadline = deadline_after(timeout_ms);
+  if (s->type == SOCK_DGRAM) {
+    ssize_t n = send_one(s, iov, iovcnt, NULL, 0, sys, deadline);
+    if (n < 0)
+      return (int)n;
+    if (sent != NULL)
+      *sent = total;
+    return 0;
+  }
+  struct iov_pos p = {iov, iovcnt, 0, 0};
+  if (flags & SK_MSG_OOB) {
+    /* Every send with MSG_OOB moves the urgent pointer to its own last
+     * byte, so only the very last byte of the buffer goes with it. */
+    rc = send_stream(s, &p, total - 1, sys & ~MSG_OOB, &done, deadline);
+    if (rc == 0)
+      rc = send_stream(s, &p, 1, sys, &done, deadline);
+  } else {
+    rc = send_stream(s, &p, total, sys, &done, deadline);
   }
   if (sent != NULL)
     *sent = done;
   return rc;
+}
+
+int sk_socket_send_flags(sk_socket *s, const void *buf, size_t len,
+                         unsigned flags, size_t *sent, int timeout_ms) {
+  struct iovec iov = {.iov_base = (void *)buf, .iov_len = len};
+  return sk_socket_sendv(s, &iov, 1, flags, sent, timeout_ms);
+}
+
+int sk_socket_send(sk_socket *s, const void *buf, size_t len, int timeout_ms) {
+  return sk_socket_send_flags(s, buf, len, 0, NULL, timeout_ms);
+}
+
+int sk_socket_send_all(sk_socket *s, const void *buf, size_t len, size_t *sent,
+                       int timeout_ms) {
+  return sk_socket_send_flags(s, buf, len, 0, sent, timeout_ms);
 }
 
 /* What one recvmsg() call returned besides the data. */
@@ -504,34 +645,38 @@ struct recv_meta {
   unsigned ifindex;
 };
 
-/* One recvmsg() with waiting. On a datagram socket MSG_TRUNC makes the
- * kernel return the datagram's real length even when it did not fit; on a
- * stream socket that flag would discard data, so it is not used there.
- * Returns the length (possibly > len for a truncated datagram) or a
- * negative errno. */
-static ssize_t recv_msg(const sk_socket *s, void *buf, size_t len,
-                        struct recv_meta *r, int want_pktinfo,
+/* One recvmsg() with waiting, into iov[iovcnt] with the kernel flags
+ * sysflags (MSG_PEEK). On a datagram socket MSG_TRUNC makes the kernel
+ * return the datagram's real length even when it did not fit; on a stream
+ * socket that flag would discard data, so it is not used there. r may be
+ * NULL. Returns the length (possibly more than the room for a truncated
+ * datagram), 0 at the end of a stream, or a negative errno. */
+static ssize_t recv_msg(const sk_socket *s, const struct iovec *iov, int iovcnt,
+                        int sysflags, struct recv_meta *r, int want_pktinfo,
                         uint64_t deadline) {
   union {
     char buf[CMSG_SPACE(sizeof(struct in_pktinfo)) +
              CMSG_SPACE(sizeof(struct in6_pktinfo))];
     struct cmsghdr align;
   } ctl;
-  int flags = s->type == SOCK_DGRAM ? MSG_TRUNC : 0;
+  struct recv_meta unused;
+  if (r == NULL)
+    r = &unused;
+  if (s->type == SOCK_DGRAM)
+    sysflags |= MSG_TRUNC;
   memset(r, 0, sizeof *r);
   for (;;) {
-    struct iovec iov = {.iov_base = buf, .iov_len = len};
     struct msghdr m;
     memset(&m, 0, sizeof m);
     m.msg_name = &r->from;
     m.msg_namelen = sizeof r->from;
-    m.msg_iov = &iov;
-    m.msg_iovlen = 1;
+    m.msg_iov = (struct iovec *)iov;
+    m.msg_iovlen = (size_t)iovcnt;
     if (want_pktinfo) {
       m.msg_control = ctl.buf;
       m.msg_controllen = sizeof ctl.buf;
     }
-    ssize_t n = recvmsg(s->fd, &m, flags);
+    ssize_t n = recvmsg(s->fd, &m, sysflags);
     if (n >= 0) {
       r->fromlen = m.msg_namelen;
       r->flags = m.msg_flags;
@@ -553,26 +698,130 @@ static ssize_t recv_msg(const sk_socket *s, void *buf, size_t len,
 }
 
 /* Receives on a stream socket: what is there, 0 at end of stream. */
-static ssize_t recv_stream(int fd, void *buf, size_t len, uint64_t deadline) {
+static ssize_t recv_stream(const sk_socket *s, void *buf, size_t len,
+                           uint64_t deadline) {
+  struct iovec iov = {.iov_base = buf, .iov_len = len};
+  return recv_msg(s, &iov, 1, 0, NULL, 0, deadline);
+}
+
+/* Receives the urgent byte of a TCP stream. The kernel answers EINVAL while
+ * no urgent data is announced (or it was read already) and EAGAIN while it
+ * is announced but not here yet; both wait for POLLPRI, which the kernel
+ * raises when the byte can be read. A peer that ends its side first ends
+ * the wait: 0, like the end of the stream. */
+static ssize_t recv_oob(const sk_socket *s, const struct iovec *iov, int iovcnt,
+                        int sysflags, uint64_t deadline) {
+  int inline_on = 0;
+  socklen_t len = sizeof inline_on;
+  if (getsockopt(s->fd, SOL_SOCKET, SO_OOBINLINE, &inline_on, &len) < 0)
+    return sk__err();
+  if (inline_on)
+    return -EINVAL;
+  int signalled = 0;
   for (;;) {
-    ssize_t n = recv(fd, buf, len, 0);
+    struct msghdr m;
+    memset(&m, 0, sizeof m);
+    m.msg_iov = (struct iovec *)iov;
+    m.msg_iovlen = (size_t)iovcnt;
+    ssize_t n = recvmsg(s->fd, &m, sysflags | MSG_OOB);
     if (n >= 0)
       return n;
     int err = errno;
     if (err == EINTR)
       continue;
-    if (!is_again(err))
+    /* POLLPRI said the byte was there and it still is not: do not spin. */
+    if ((err != EINVAL && !is_again(err)) || (err == EINVAL && signalled))
       return -err;
-    int rc = wait_fd(fd, POLLIN, deadline);
+    int rc = wait_fd(s->fd, POLLPRI | POLLRDHUP, deadline);
     if (rc < 0)
       return rc;
+    signalled = (rc & POLLPRI) != 0;
+    if (signalled)
+      continue;
+    int soerr = 0;
+    len = sizeof soerr;
+    if (getsockopt(s->fd, SOL_SOCKET, SO_ERROR, &soerr, &len) < 0)
+      return sk__err();
+    return soerr != 0 ? -soerr : 0;
   }
+}
+
+/* SK_MSG_WAITALL on a stream: fills the whole iovec array unless the
+ * stream ends or fails first, when it returns what arrived (if anything
+ * did; the next call reports the end or the error). */
+static ssize_t recv_waitall(const sk_socket *s, const struct iovec *iov,
+                            int iovcnt, size_t total, uint64_t deadline) {
+  struct iov_pos p = {iov, iovcnt, 0, 0};
+  size_t done = 0;
+  while (done < total) {
+    struct iovec win[IOV_WINDOW];
+    int cnt = iov_window(&p, win, total - done);
+    ssize_t n = recv_msg(s, win, cnt, 0, NULL, 0, deadline);
+    if (n <= 0)
+      return done > 0 ? (ssize_t)done : n;
+    iov_advance(&p, (size_t)n);
+    done += (size_t)n;
+  }
+  return (ssize_t)done;
+}
+
+ssize_t sk_socket_recvv(sk_socket *s, const struct iovec *iov, int iovcnt,
+                        unsigned flags, int timeout_ms) {
+  size_t total = 0;
+  int rc = check_open(s);
+  if (rc < 0)
+    return rc;
+  if ((rc = iov_total(iov, iovcnt, &total)) < 0)
+    return rc;
+  const unsigned known =
+      SK_MSG_PEEK | SK_MSG_OOB | SK_MSG_WAITALL | SK_MSG_TRUNC;
+  if (flags & ~known)
+    return -EINVAL;
+  /* Peeking cannot wait for more than is there: it would spin on data
+   * that is ready but never consumed. */
+  if ((flags & SK_MSG_WAITALL) && (flags & (SK_MSG_PEEK | SK_MSG_OOB)))
+    return -EINVAL;
+  if ((flags & SK_MSG_OOB) && (rc = check_oob(s)) < 0)
+    return rc;
+  uint64_t deadline = deadline_after(timeout_ms);
+  int sys = msg_flags_to_sys(flags);
+  if (s->type == SOCK_DGRAM) {
+    if (flags & SK_MSG_WAITALL)
+      return -EINVAL;
+    struct recv_meta r;
+    ssize_t n = recv_msg(s, iov, iovcnt, sys, &r, 0, deadline);
+    if (n >= 0 && (r.flags & MSG_TRUNC) && !(flags & SK_MSG_TRUNC))
+      return -EMSGSIZE;
+    return n;
+  }
+  /* On a stream a zero-length read would return 0, which means end of
+   * stream; refuse it rather than report a false EOF. */
+  if (total == 0 || (flags & SK_MSG_TRUNC))
+    return -EINVAL;
+  if (flags & SK_MSG_OOB)
+    return recv_oob(s, iov, iovcnt, sys, deadline);
+  if (flags & SK_MSG_WAITALL)
+    return recv_waitall(s, iov, iovcnt, total, deadline);
+  return recv_msg(s, iov, iovcnt, sys, NULL, 0, deadline);
+}
+
+ssize_t sk_socket_recv_flags(sk_socket *s, void *buf, size_t len,
+                             unsigned flags, int timeout_ms) {
+  if (len > SSIZE_MAX)
+    len = SSIZE_MAX;
+  struct iovec iov = {.iov_base = buf, .iov_len = len};
+  return sk_socket_recvv(s, &iov, 1, flags, timeout_ms);
+}
+
+ssize_t sk_socket_recv(sk_socket *s, void *buf, size_t len, int timeout_ms) {
+  return sk_socket_recv_flags(s, buf, len, 0, timeout_ms);
 }
 
 static ssize_t recvfrom_deadline(sk_socket *s, void *buf, size_t len,
                                  sk_endpoint *from, uint64_t deadline) {
   struct recv_meta r;
-  ssize_t n = recv_msg(s, buf, len, &r, 0, deadline);
+  struct iovec iov = {.iov_base = buf, .iov_len = len};
+  ssize_t n = recv_msg(s, &iov, 1, 0, &r, 0, deadline);
   if (n < 0)
     return n;
   if (from != NULL)
@@ -582,22 +831,14 @@ static ssize_t recvfrom_deadline(sk_socket *s, void *buf, size_t len,
   return n;
 }
 
-ssize_t sk_socket_recv(sk_socket *s, void *buf, size_t len, int timeout_ms) {
+int sk_socket_at_mark(const sk_socket *s) {
   int rc = check_open(s);
   if (rc < 0)
     return rc;
-  if (len > SSIZE_MAX)
-    len = SSIZE_MAX;
-  if (s->type == SOCK_DGRAM) {
-    if (buf == NULL && len > 0)
-      return -EINVAL;
-    return recvfrom_deadline(s, buf, len, NULL, deadline_after(timeout_ms));
-  }
-  /* On a stream a zero-length read would return 0, which means end of
-   * stream; refuse it rather than report a false EOF. */
-  if (buf == NULL || len == 0)
-    return -EINVAL;
-  return recv_stream(s->fd, buf, len, deadline_after(timeout_ms));
+  int mark = 0;
+  if (ioctl(s->fd, SIOCATMARK, &mark) < 0)
+    return sk__err();
+  return mark != 0;
 }
 
 ssize_t sk_socket_recv_all(sk_socket *s, void *buf, size_t len, size_t *got,
@@ -617,7 +858,7 @@ ssize_t sk_socket_recv_all(sk_socket *s, void *buf, size_t len, size_t *got,
     if (s->type == SOCK_DGRAM)
       n = recvfrom_deadline(s, p + done, len - done, NULL, deadline);
     else
-      n = recv_stream(s->fd, p + done, len - done, deadline);
+      n = recv_stream(s, p + done, len - done, deadline);
     if (n < 0)
       return n;
     if (n == 0) {
@@ -641,13 +882,14 @@ ssize_t sk_socket_sendto(sk_socket *s, const void *buf, size_t len,
   if (buf == NULL && len > 0)
     return -EINVAL;
   uint64_t deadline = deadline_after(timeout_ms);
+  struct iovec iov = {.iov_base = (void *)buf, .iov_len = len};
   if (dst == NULL)
-    return send_one(s, buf, len, NULL, 0, deadline);
+    return send_one(s, &iov, 1, NULL, 0, 0, deadline);
   sk_endpoint addr;
   rc = prepare_addr(s, dst, &addr);
   if (rc < 0)
     return rc;
-  return send_one(s, buf, len, &addr.u.sa, addr.len, deadline);
+  return send_one(s, &iov, 1, &addr.u.sa, addr.len, 0, deadline);
 }
 
 ssize_t sk_socket_recvfrom(sk_socket *s, void *buf, size_t len,
@@ -670,8 +912,9 @@ ssize_t sk_socket_recvmsg(sk_socket *s, void *buf, size_t len,
   if (info != NULL)
     memset(info, 0, sizeof *info);
   struct recv_meta r;
+  struct iovec iov = {.iov_base = buf, .iov_len = len};
   ssize_t n =
-      recv_msg(s, buf, len, &r, info != NULL, deadline_after(timeout_ms));
+      recv_msg(s, &iov, 1, 0, &r, info != NULL, deadline_after(timeout_ms));
   if (n < 0)
     return n;
   size_t stored = (size_t)n > len ? len : (size_t)n;
@@ -808,30 +1051,113 @@ int sk_socket_available(const sk_socket *s) {
   return n;
 }
 
-int sk_socket_poll(const sk_socket *s, int events, int timeout_ms) {
-  int rc = check_open(s);
-  if (rc < 0)
-    return rc;
+/* SK_POLL_* events wanted, as poll() events; -1 for unknown bits. */
+static int poll_events_to_sys(int events) {
   if (events & ~(SK_POLL_READ | SK_POLL_WRITE | SK_POLL_ERROR))
-    return -EINVAL;
-  short want = 0;
+    return -1;
+  int want = 0;
   if (events & SK_POLL_READ)
     want |= POLLIN;
   if (events & SK_POLL_WRITE)
     want |= POLLOUT;
-  rc = wait_fd(s->fd, want, deadline_after(timeout_ms));
+  return want;
+}
+
+static int poll_revents_from_sys(int revents) {
+  int ready = 0;
+  if (revents & POLLIN)
+    ready |= SK_POLL_READ;
+  if (revents & POLLOUT)
+    ready |= SK_POLL_WRITE;
+  if (revents & (POLLERR | POLLHUP | POLLNVAL))
+    ready |= SK_POLL_ERROR;
+  return ready;
+}
+
+int sk_socket_poll(const sk_socket *s, int events, int timeout_ms) {
+  int rc = check_open(s);
+  if (rc < 0)
+    return rc;
+  int want = poll_events_to_sys(events);
+  if (want < 0)
+    return -EINVAL;
+  rc = wait_fd(s->fd, (short)want, deadline_after(timeout_ms));
   if (rc == -ETIMEDOUT)
     return 0;
   if (rc < 0)
     return rc;
-  int ready = 0;
-  if (rc & POLLIN)
-    ready |= SK_POLL_READ;
-  if (rc & POLLOUT)
-    ready |= SK_POLL_WRITE;
-  if (rc & (POLLERR | POLLHUP))
-    ready |= SK_POLL_ERROR;
-  return ready;
+  return poll_revents_from_sys(rc);
+}
+
+/* Sets up to this many entries use the stack; larger ones allocate. */
+#define POLL_SET_STACK 32
+
+int sk_socket_poll_set(sk_pollset_entry *entries, size_t n, int timeout_ms) {
+  if (entries == NULL && n > 0)
+    return -EINVAL;
+  struct rlimit rl;
+  if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
+      n > rl.rlim_cur)
+    return -EINVAL;
+  struct pollfd stack[POLL_SET_STACK];
+  struct pollfd *pfds = stack;
+  for (size_t i = 0; i < n; i++) {
+    const sk_socket *s = entries[i].sock;
+    entries[i].revents = 0;
+    if (poll_events_to_sys(entries[i].events) < 0)
+      return -EINVAL;
+    if (s != NULL && s->fd < 0)
+      return -EBADF;
+  }
+  if (n > POLL_SET_STACK) {
+    pfds = calloc(n, sizeof *pfds);
+    if (pfds == NULL)
+      return -ENOMEM;
+  }
+  for (size_t i = 0; i < n; i++) {
+    const sk_socket *s = entries[i].sock;
+    /* poll() skips a negative descriptor, which is what an entry without a
+     * socket wants. */
+    pfds[i].fd = s != NULL ? s->fd : -1;
+    pfds[i].events = (short)poll_events_to_sys(entries[i].events);
+    pfds[i].revents = 0;
+  }
+  int rc = poll_deadline(pfds, (nfds_t)n, deadline_after(timeout_ms));
+  if (rc == -ETIMEDOUT)
+    rc = 0;
+  if (rc > 0) {
+    rc = 0;
+    for (size_t i = 0; i < n; i++) {
+      entries[i].revents = poll_revents_from_sys(pfds[i].revents);
+      rc += entries[i].revents != 0;
+    }
+  }
+  if (pfds != stack)
+    free(pfds);
+  return rc;
+}
+
+int sk_socket_is_connected(const sk_socket *s) {
+  sk_endpoint ep;
+  int rc = sk_socket_remote(s, &ep);
+  if (rc == -ENOTCONN)
+    return 0;
+  return rc < 0 ? rc : 1;
+}
+
+int sk_socket_is_bound(const sk_socket *s) {
+  int rc = check_open(s);
+  if (rc < 0)
+    return rc;
+  struct sockaddr_storage ss;
+  socklen_t len = sizeof ss;
+  memset(&ss, 0, sizeof ss);
+  if (getsockname(s->fd, (struct sockaddr *)&ss, &len) < 0)
+    return sk__err();
+  if (ss.ss_family == AF_UNIX)
+    /* An unbound Unix socket's name is the family alone. */
+    return len > sizeof(sa_family_t);
+  return local_port(s->fd) != 0;
 }
 
 /* ---- sendfile ---- */
@@ -955,6 +1281,12 @@ int sk_socket_connect_text(sk_socket *s, const char *addr, int type,
   int n = sk_endpoint_resolve(addr, AF_UNSPEC, type, eps, TEXT_MAX_ADDRS);
   if (n < 0)
     return n;
+  /* TCP races the addresses (Happy Eyeballs, connect.c), so a black-holed
+   * first address costs one attempt delay, not the whole timeout. Unix
+   * sockets (one address, waited for when the backlog is full) and
+   * datagrams (connect does not wait) go one by one below. */
+  if (type == SOCK_STREAM && eps[0].u.sa.sa_family != AF_UNIX)
+    return sk_socket_connect_list(s, eps, (size_t)n, deadline_left(deadline));
   int rc = -EADDRNOTAVAIL;
   for (int i = 0; i < n; i++) {
     int left = deadline_left(deadline);
