@@ -19,7 +19,27 @@
  * name, or an IPv4/IPv6 literal, matched against the certificate's subject
  * alternative names). Turning verification off takes an option whose name
  * says what it does (insecure_no_verify). Renegotiation and compression are
- * disabled; session resumption is not offered.
+ * disabled.
+ *
+ * Trust hooks: a verification callback (verify_cb) sees the peer's chain,
+ * OpenSSL's verdict and the host name, and accepts or rejects; the peer's
+ * certificate is readable after the handshake (sk_stream_tls_peer_cert(),
+ * sk_tls_peer_cert()); a server holds several certificates and answers each
+ * client with the one that names the host it asked for (SNI).
+ *
+ * Session resumption is on by default on both sides (no_resumption turns it
+ * off). A server issues session tickets (stateless: the server keeps
+ * nothing per client) encrypted with keys made at random when the context
+ * is made, held in memory only and never rotated within a context: making
+ * a new context (sockit-server does on SIGHUP) rotates them, and tickets
+ * from the old one then get a full handshake. A ticket is honoured for
+ * ticket_lifetime_s seconds (default SK_TLS_TICKET_LIFETIME_S, 2 hours). A
+ * client context remembers the last session per server name (at most
+ * SK_TLS_SESSION_CACHE entries, the least recently used dropped first) and
+ * offers it on the next connection to that name; sk_stream_tls_resumed()
+ * tells whether a handshake resumed. A resumed handshake sends no
+ * certificate: the peer's certificate is the one verified when the session
+ * was made, and verify_cb is not called again.
  *
  * Errors: the functions return 0 or a negative code like everything in
  * sockit. TLS failures use three codes of <sockit/error.h>:
@@ -48,6 +68,7 @@
 
 #include <stddef.h>
 #include <sys/types.h>
+#include <time.h>
 
 #include "socket.h"
 #include "stream.h"
@@ -64,9 +85,88 @@ extern "C" {
 /* Default deadline of an async handshake, in milliseconds. */
 #define SK_TLS_HANDSHAKE_TIMEOUT_MS 10000
 
+/* Default lifetime of a session ticket a server issues, in seconds. */
+#define SK_TLS_TICKET_LIFETIME_S 7200
+
+/* Sessions a client context remembers (one per server name). */
+#define SK_TLS_SESSION_CACHE 64
+
+/* Most certificate/key pairs a server context holds (cert_file and
+ * more_certs together). */
+#define SK_TLS_MAX_CERTS 64
+
 /* A TLS context: certificates, trust and policy, shared by connections.
  * Opaque; made by sk_tls_ctx_new(). */
 typedef struct sk_tls_ctx sk_tls_ctx;
+
+/* A certificate, decoded: what sk_stream_tls_peer_cert(), sk_tls_peer_cert(),
+ * sk_tls_ctx_cert() and sk_tls_cert_from_der() fill in. Every pointer is
+ * allocated for the caller, who frees them all with sk_tls_cert_free(); the
+ * struct does not borrow from the session, so it may outlive it. Text that
+ * comes from the certificate is printable ASCII: other bytes appear as
+ * \xHH (names) or RFC 2253 escapes (subject, issuer), so it is safe to log.
+ */
+typedef struct sk_tls_cert {
+  unsigned char *der; /* the certificate in DER */
+  size_t der_len;
+  char *pem;        /* the same in PEM ("-----BEGIN CERTIFICATE-----\n...") */
+  char *subject;    /* one line, RFC 2253: "CN=a.test,O=Example" */
+  char *issuer;     /* the same for the issuer */
+  char **dns_names; /* subjectAltName DNS names, in certificate order */
+  size_t dns_count;
+  char **ip_addrs; /* subjectAltName IP addresses as text ("::1") */
+  size_t ip_count;
+  time_t not_before; /* validity, seconds since the epoch (UTC) */
+  time_t not_after;
+  char fingerprint[SK_TLS_FINGERPRINT_LEN]; /* SHA-256, "AB:CD:...:EF" */
+} sk_tls_cert;
+
+/* What a verification callback is told. The chain is the peer's, as it sent
+ * it, leaf first: chain_der[i] holds chain_len[i] bytes of DER (decode one
+ * with sk_tls_cert_from_der()). All of it is valid during the call only. */
+typedef struct sk_tls_verify_info {
+  size_t chain_count;
+  const unsigned char *const *chain_der;
+  const size_t *chain_len;
+  /* OpenSSL's verdict on the chain, with the host name check: 0 (it would
+   * accept) or an X509_V_ERR_* code, and its text ("ok", "certificate has
+   * expired", "hostname mismatch", ...). With pin_sha256 the verdict is the
+   * pin's (X509_V_ERR_APPLICATION_VERIFICATION when it does not match). */
+  int error;
+  const char *error_text;
+  /* Client: the host name (or address) being verified, as given to
+   * sk_stream_tls_start() / sk_tls_connect(), or NULL. Server (checking a
+   * client certificate): the name the client asked for by SNI, or NULL. */
+  const char *servername;
+  int server; /* 1 when this side is the server */
+} sk_tls_verify_info;
+
+/* A verification callback: returns 1 to accept the peer's certificate, 0
+ * to reject it. On rejection it may write a reason (NUL-terminated, at most
+ * reason_len bytes) into reason; the handshake then fails with
+ * SK_ETLSVERIFY and sk_tls_last_error() says "certificate rejected: " and
+ * that reason (or OpenSSL's verdict if none was given). It runs during the
+ * handshake, on the thread running it (the loop's for streams), once per
+ * full handshake; it must not block and must not free the context. */
+typedef int (*sk_tls_verify_cb)(void *arg, const sk_tls_verify_info *info,
+                                char *reason, size_t reason_len);
+
+/* A certificate selection callback (server): called for each handshake
+ * that needs a certificate (not for resumed ones) with the name the client
+ * asked for by SNI (NULL if none) and the number of certificates the
+ * context holds. Returns the index of the certificate to use (0 for
+ * cert_file, i for more_certs[i - 1]), -1 to let the built-in SNI matching
+ * choose, or any other value to refuse the client (the handshake fails).
+ * Same thread rules as sk_tls_verify_cb. */
+typedef int (*sk_tls_select_cb)(void *arg, const char *servername,
+                                size_t cert_count);
+
+/* One more certificate for a server: a PEM chain and its key (key_file
+ * NULL: the key is in cert_file). */
+typedef struct sk_tls_cert_file {
+  const char *cert_file;
+  const char *key_file;
+} sk_tls_cert_file;
 
 /* What a context does. Zero-initialise it ({0}) and set what you need:
  * every field's zero value is the safe default. The strings are read during
@@ -125,12 +225,57 @@ typedef struct sk_tls_options {
    * SK_TLS_HANDSHAKE_TIMEOUT_MS, a negative value disables it. The sync
    * calls take their own timeout instead. */
   int handshake_timeout_ms;
+
+  /* Server: more certificates, for clients that ask for other names (SNI,
+   * RFC 6066). cert_file stays the default: a client that asks for no name,
+   * or for a name none of them holds, gets it. A certificate holds a name
+   * when one of its subjectAltName DNS entries matches it, a wildcard
+   * standing for the left-most label only (RFC 6125: *.example.com holds
+   * a.example.com, not example.com nor a.b.example.com); an exact name is
+   * preferred to a wildcard, then the earlier certificate (cert_file first)
+   * wins. Each pair is loaded (and checked) like cert_file. The array is
+   * read during sk_tls_ctx_new() only; at most SK_TLS_MAX_CERTS - 1. */
+  const sk_tls_cert_file *more_certs;
+  size_t more_certs_count;
+
+  /* Server: chooses the certificate itself instead of the SNI matching
+   * above (which it may still ask for by returning -1). NULL = matching. */
+  sk_tls_select_cb select_cb;
+  void *select_arg;
+
+  /* Decides whether the peer's certificate is accepted, replacing OpenSSL's
+   * verdict (which it is told). Client: called for every full handshake,
+   * whether OpenSSL would accept or not; excludes insecure_no_verify.
+   * Server: makes the server ask for a client certificate (required only
+   * with require_client_cert) and is called when one is sent; without
+   * ca_file / ca_dir OpenSSL's verdict is then "unable to get local issuer
+   * certificate" and the callback alone decides. NULL = OpenSSL decides. */
+  sk_tls_verify_cb verify_cb;
+  void *verify_arg;
+
+  /* 1 turns session resumption off: a server issues no tickets, a client
+   * neither remembers nor offers sessions. */
+  int no_resumption;
+
+  /* Server: seconds a session ticket is honoured; 0 selects
+   * SK_TLS_TICKET_LIFETIME_S. */
+  int ticket_lifetime_s;
 } sk_tls_options;
 
 /* Makes a context. Returns 0 and stores it in *out, or a negative code:
  * -EINVAL for contradictory or missing options (sk_tls_last_error() says
  * which), SK_ETLS when a file cannot be loaded or the key does not match
- * the certificate, -ENOMEM, or SK_ENOTLS when built without TLS. */
+ * the certificate, -ENOMEM, or SK_ENOTLS when built without TLS.
+ *
+ * A file that cannot be loaded is named in sk_tls_last_error() with the
+ * reason, in these forms:
+ *   "cannot load certificate F: No such file or directory" (any errno text)
+ *   "cannot load certificate F: no PEM data found"
+ *   "cannot load private key K: ..." (the same reasons)
+ *   "private key K does not match the certificate in F"
+ *   "cannot load CA file F: ..." / "cannot load CA directory D: ..."
+ * An expired certificate loads (a server may have no other): check it with
+ * sk_tls_ctx_cert() and warn. */
 SK_EXTERN int sk_tls_ctx_new(sk_tls_ctx **out, const sk_tls_options *opt);
 
 /* Releases the caller's reference. Contexts are reference-counted: every
@@ -151,6 +296,23 @@ SK_EXTERN sk_tls_ctx *sk_tls_ctx_ref(sk_tls_ctx *ctx);
  * the context has no certificate, or -ENOSPC if buf is too small. */
 SK_EXTERN int sk_tls_ctx_fingerprint(const sk_tls_ctx *ctx, char *buf,
                                      size_t len);
+
+/* Decodes certificate number index of the context (0 for cert_file, i for
+ * more_certs[i - 1]) into *out, to be freed with sk_tls_cert_free(): e.g.
+ * to warn that it expired. Returns 0, -ENOENT if there is no such
+ * certificate, -EINVAL, -ENOMEM, or SK_ENOTLS. */
+SK_EXTERN int sk_tls_ctx_cert(const sk_tls_ctx *ctx, size_t index,
+                              sk_tls_cert *out);
+
+/* Decodes len bytes of DER (as a verification callback gets them) into
+ * *out. Returns 0, SK_ETLS if it is not a certificate, -EINVAL, -ENOMEM, or
+ * SK_ENOTLS. */
+SK_EXTERN int sk_tls_cert_from_der(sk_tls_cert *out, const void *der,
+                                   size_t len);
+
+/* Frees what an sk_tls_cert holds and zeroes it. NULL or a zeroed struct
+ * is a no-op, so is freeing twice. */
+SK_EXTERN void sk_tls_cert_free(sk_tls_cert *cert);
 
 /* The reason for the last TLS failure in the calling thread, in words
  * (OpenSSL's reason with sockit's context, e.g. "hostname mismatch" or
@@ -216,6 +378,17 @@ SK_EXTERN const char *sk_stream_tls_alpn(const sk_stream *s);
 SK_EXTERN int sk_stream_tls_peer_fingerprint(const sk_stream *s, char *buf,
                                              size_t len);
 
+/* After a successful handshake: decodes the peer's certificate into *out
+ * (the caller frees it with sk_tls_cert_free(); it does not borrow from
+ * the stream). Returns 0, -ENOENT when the peer sent none, -ENOTCONN
+ * without a completed handshake, -ENOMEM, or SK_ENOTLS. */
+SK_EXTERN int sk_stream_tls_peer_cert(const sk_stream *s, sk_tls_cert *out);
+
+/* After a successful handshake: 1 if it resumed an earlier session (no
+ * certificate was exchanged), 0 if it was a full handshake; -ENOTCONN
+ * without a completed handshake, or SK_ENOTLS. */
+SK_EXTERN int sk_stream_tls_resumed(const sk_stream *s);
+
 /* ---- sync: TLS on a socket ---- */
 
 /* A TLS session on a connected sync socket. Zero-initialise it; the
@@ -269,6 +442,8 @@ SK_EXTERN const char *sk_tls_cipher(const sk_tls_socket *t);
 SK_EXTERN const char *sk_tls_alpn(const sk_tls_socket *t);
 SK_EXTERN int sk_tls_peer_fingerprint(const sk_tls_socket *t, char *buf,
                                       size_t len);
+SK_EXTERN int sk_tls_peer_cert(const sk_tls_socket *t, sk_tls_cert *out);
+SK_EXTERN int sk_tls_resumed(const sk_tls_socket *t);
 
 #ifdef __cplusplus
 }

@@ -3,6 +3,8 @@
  * because no stream can have TLS state. */
 #include "internal.h"
 
+#include <string.h>
+
 void sk__tls_input(sk_stream *s, const unsigned char *buf, size_t n) {
   SK__UNUSED(s);
   SK__UNUSED(buf);
@@ -50,6 +52,10 @@ int sk_tls_ctx_new(sk_tls_ctx **out, const sk_tls_options *opt) {
 
 void sk_tls_ctx_free(sk_tls_ctx *ctx) {
   SK__UNUSED(ctx);
+}
+
+sk_tls_ctx *sk_tls_ctx_ref(sk_tls_ctx *ctx) {
+  return ctx;
 }
 
 int sk_tls_ctx_fingerprint(const sk_tls_ctx *ctx, char *buf, size_t len) {
@@ -153,5 +159,50 @@ int sk_tls_peer_fingerprint(const sk_tls_socket *t, char *buf, size_t len) {
   SK__UNUSED(t);
   SK__UNUSED(buf);
   SK__UNUSED(len);
+  return SK_ENOTLS;
+}
+
+int sk_tls_ctx_cert(const sk_tls_ctx *ctx, size_t index, sk_tls_cert *out) {
+  SK__UNUSED(ctx);
+  SK__UNUSED(index);
+  if (out != NULL)
+    memset(out, 0, sizeof(*out));
+  return SK_ENOTLS;
+}
+
+int sk_tls_cert_from_der(sk_tls_cert *out, const void *der, size_t len) {
+  SK__UNUSED(der);
+  SK__UNUSED(len);
+  if (out != NULL)
+    memset(out, 0, sizeof(*out));
+  return SK_ENOTLS;
+}
+
+void sk_tls_cert_free(sk_tls_cert *cert) {
+  if (cert != NULL)
+    memset(cert, 0, sizeof(*cert));
+}
+
+int sk_stream_tls_peer_cert(const sk_stream *s, sk_tls_cert *out) {
+  SK__UNUSED(s);
+  if (out != NULL)
+    memset(out, 0, sizeof(*out));
+  return SK_ENOTLS;
+}
+
+int sk_stream_tls_resumed(const sk_stream *s) {
+  SK__UNUSED(s);
+  return SK_ENOTLS;
+}
+
+int sk_tls_peer_cert(const sk_tls_socket *t, sk_tls_cert *out) {
+  SK__UNUSED(t);
+  if (out != NULL)
+    memset(out, 0, sizeof(*out));
+  return SK_ENOTLS;
+}
+
+int sk_tls_resumed(const sk_tls_socket *t) {
+  SK__UNUSED(t);
   return SK_ENOTLS;
 }

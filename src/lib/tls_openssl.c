@@ -18,17 +18,20 @@
 #include "internal.h"
 
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 
 #include <openssl/bn.h>
 #include <openssl/crypto.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
+#include <openssl/pem.h>
 #include <openssl/rand.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
@@ -40,6 +43,13 @@
 /* Largest plaintext of one TLS record. */
 #define RECORD_MAX 16384
 
+/* A client's remembered session for one server name. */
+struct sess_entry {
+  char name[256];
+  SSL_SESSION *sess; /* NULL: free slot */
+  uint64_t used;     /* for dropping the least recently used */
+};
+
 struct sk_tls_ctx {
   SSL_CTX *ssl;
   int server;
@@ -50,6 +60,27 @@ struct sk_tls_ctx {
   size_t alpn_len;
   int timeout_ms; /* async handshake deadline; < 0 = none */
   int refs;       /* atomic */
+  /* Server: the certificates to choose from by SNI. certs[0] is ssl itself
+   * (cert_file), the others hold one more_certs pair each. */
+  SSL_CTX **certs;
+  size_t ncerts;
+  sk_tls_select_cb select_cb;
+  void *select_arg;
+  sk_tls_verify_cb verify_cb;
+  void *verify_arg;
+  /* Client: remembered sessions (NULL when resumption is off). */
+  struct sess_entry *cache;
+  uint64_t cache_tick;
+  pthread_mutex_t cache_mu;
+};
+
+/* What the callbacks OpenSSL runs during a handshake need to know about the
+ * connection: kept in the SSL's ex_data (index conn_idx), embedded in the
+ * async and the sync session state. */
+struct tls_conn {
+  sk_tls_ctx *ctx;
+  char host[256];   /* client: the servername as given ("" if none) */
+  char reason[256]; /* why the verification callback rejected, or "" */
 };
 
 /* ---- errors ---- */
@@ -66,6 +97,10 @@ static void set_error(const char *fmt, ...) {
   vsnprintf(last_error, sizeof(last_error), fmt, ap);
   va_end(ap);
 }
+
+/* The SSL ex_data index of struct tls_conn, made once with the BIO methods
+ * (see methods_init()). */
+static int conn_idx = -1;
 
 /* Sets the error text to what + OpenSSL's oldest queued reason, and clears
  * the queue. For failures outside a connection (loading files, setup). */
@@ -135,8 +170,11 @@ static int classify(SSL *ssl, int sslerr, const struct fail_info *fi) {
     set_error("connection failed: %s", sk_strerror(code));
   } else if (ssl_lib && reason == SSL_R_CERTIFICATE_VERIFY_FAILED) {
     long v = SSL_get_verify_result(ssl);
+    const struct tls_conn *c = SSL_get_ex_data(ssl, conn_idx);
     code = SK_ETLSVERIFY;
-    if (v == X509_V_ERR_APPLICATION_VERIFICATION && fi->ctx->has_pin)
+    if (c != NULL && c->reason[0] != '\0')
+      set_error("certificate rejected: %s", c->reason);
+    else if (v == X509_V_ERR_APPLICATION_VERIFICATION && fi->ctx->has_pin)
       set_error("certificate verify failed: the certificate does not match "
                 "the pinned SHA-256 fingerprint");
     else
@@ -276,8 +314,195 @@ void sk_tls_ctx_free(sk_tls_ctx *ctx) {
     return;
   if (__atomic_sub_fetch(&ctx->refs, 1, __ATOMIC_ACQ_REL) != 0)
     return;
+  for (size_t i = 1; i < ctx->ncerts; i++)
+    SSL_CTX_free(ctx->certs[i]);
+  free(ctx->certs);
+  if (ctx->cache != NULL) {
+    for (size_t i = 0; i < SK_TLS_SESSION_CACHE; i++)
+      SSL_SESSION_free(ctx->cache[i].sess);
+    free(ctx->cache);
+    pthread_mutex_destroy(&ctx->cache_mu);
+  }
   SSL_CTX_free(ctx->ssl);
   free(ctx);
+}
+
+/* ---- certificates, decoded ---- */
+
+/* A malloc'ed copy of n bytes a peer controls, printable ASCII only: other
+ * bytes (and the backslash) become \xHH. */
+static char *dup_printable(const unsigned char *p, size_t n) {
+  static const char hex[] = "0123456789ABCDEF";
+  char *out = malloc(4 * n + 1), *o = out;
+  if (out == NULL)
+    return NULL;
+  for (size_t i = 0; i < n; i++) {
+    if (p[i] >= 0x20 && p[i] < 0x7f && p[i] != '\\') {
+      *o++ = (char)p[i];
+    } else {
+      *o++ = '\\';
+      *o++ = 'x';
+      *o++ = hex[p[i] >> 4];
+      *o++ = hex[p[i] & 15];
+    }
+  }
+  *o = '\0';
+  return out;
+}
+
+/* What a memory BIO holds, as a malloc'ed string; frees the BIO. */
+static char *bio_string(BIO *b, int ok) {
+  char *data = NULL, *out = NULL;
+  long n = b != NULL ? BIO_get_mem_data(b, &data) : -1;
+  if (ok && n >= 0 && (out = malloc((size_t)n + 1)) != NULL) {
+    memcpy(out, data, (size_t)n);
+    out[n] = '\0';
+  }
+  BIO_free(b);
+  return out;
+}
+
+/* A name on one line, RFC 2253 (which escapes control and non-ASCII
+ * bytes). */
+static char *name_text(const X509_NAME *name) {
+  BIO *b = BIO_new(BIO_s_mem());
+  return bio_string(
+      b, b != NULL && X509_NAME_print_ex(b, name, 0, XN_FLAG_RFC2253) >= 0);
+}
+
+static int asn1_time(const ASN1_TIME *t, time_t *out) {
+  struct tm tm;
+  if (t == NULL || ASN1_TIME_to_tm(t, &tm) != 1)
+    return -1;
+  *out = timegm(&tm);
+  return 0;
+}
+
+/* Appends a malloc'ed string to a growing array. */
+static int push_str(char ***v, size_t *n, char *str) {
+  char **p;
+  if (str == NULL)
+    return -ENOMEM;
+  p = realloc(*v, (*n + 1) * sizeof(**v));
+  if (p == NULL) {
+    free(str);
+    return -ENOMEM;
+  }
+  p[(*n)++] = str;
+  *v = p;
+  return 0;
+}
+
+static int sans_of(X509 *x, sk_tls_cert *out) {
+  GENERAL_NAMES *g = X509_get_ext_d2i(x, NID_subject_alt_name, NULL, NULL);
+  int rc = 0;
+  for (int i = 0; rc == 0 && i < sk_GENERAL_NAME_num(g); i++) {
+    const GENERAL_NAME *gn = sk_GENERAL_NAME_value(g, i);
+    char ip[INET6_ADDRSTRLEN];
+    if (gn->type == GEN_DNS) {
+      const ASN1_IA5STRING *d = gn->d.dNSName;
+      rc = push_str(&out->dns_names, &out->dns_count,
+                    dup_printable(ASN1_STRING_get0_data(d),
+                                  (size_t)ASN1_STRING_length(d)));
+    } else if (gn->type == GEN_IPADD) {
+      const ASN1_OCTET_STRING *a = gn->d.iPAddress;
+      int len = ASN1_STRING_length(a);
+      int af = len == 4 ? AF_INET : len == 16 ? AF_INET6 : 0;
+      if (af != 0 &&
+          inet_ntop(af, ASN1_STRING_get0_data(a), ip, sizeof(ip)) != NULL)
+        rc = push_str(&out->ip_addrs, &out->ip_count, strdup(ip));
+    }
+  }
+  GENERAL_NAMES_free(g);
+  ERR_clear_error();
+  return rc;
+}
+
+/* Fills *out from x (NULL: -ENOENT). On failure *out is left zeroed. */
+static int cert_decode(X509 *x, sk_tls_cert *out) {
+  unsigned char *der = NULL;
+  int n, rc = -ENOMEM;
+  BIO *b;
+
+  if (out == NULL)
+    return -EINVAL;
+  memset(out, 0, sizeof(*out));
+  if (x == NULL)
+    return -ENOENT;
+  n = i2d_X509(x, &der);
+  if (n > 0 && (out->der = malloc((size_t)n)) != NULL) {
+    memcpy(out->der, der, (size_t)n);
+    out->der_len = (size_t)n;
+  }
+  OPENSSL_free(der);
+  b = BIO_new(BIO_s_mem());
+  out->pem = bio_string(b, b != NULL && PEM_write_bio_X509(b, x) == 1);
+  out->subject = name_text(X509_get_subject_name(x));
+  out->issuer = name_text(X509_get_issuer_name(x));
+  if (out->der == NULL || out->pem == NULL || out->subject == NULL ||
+      out->issuer == NULL || sans_of(x, out) != 0)
+    goto fail;
+  rc = SK_ETLS;
+  if (asn1_time(X509_get0_notBefore(x), &out->not_before) != 0 ||
+      asn1_time(X509_get0_notAfter(x), &out->not_after) != 0 ||
+      fingerprint(x, out->fingerprint, sizeof(out->fingerprint)) != 0)
+    goto fail;
+  return 0;
+fail:
+  ERR_clear_error();
+  sk_tls_cert_free(out);
+  return rc;
+}
+
+void sk_tls_cert_free(sk_tls_cert *c) {
+  if (c == NULL)
+    return;
+  for (size_t i = 0; i < c->dns_count; i++)
+    free(c->dns_names[i]);
+  for (size_t i = 0; i < c->ip_count; i++)
+    free(c->ip_addrs[i]);
+  free(c->dns_names);
+  free(c->ip_addrs);
+  free(c->der);
+  free(c->pem);
+  free(c->subject);
+  free(c->issuer);
+  memset(c, 0, sizeof(*c));
+}
+
+int sk_tls_cert_from_der(sk_tls_cert *out, const void *der, size_t len) {
+  const unsigned char *p = der;
+  X509 *x;
+  int rc;
+  if (out == NULL || der == NULL || len == 0 || len > 0x7fffffff) {
+    if (out != NULL)
+      memset(out, 0, sizeof(*out));
+    return -EINVAL;
+  }
+  x = d2i_X509(NULL, &p, (long)len);
+  if (x == NULL) {
+    memset(out, 0, sizeof(*out));
+    set_error_queue("not a DER certificate");
+    return SK_ETLS;
+  }
+  rc = cert_decode(x, out);
+  X509_free(x);
+  return rc;
+}
+
+int sk_tls_ctx_cert(const sk_tls_ctx *ctx, size_t index, sk_tls_cert *out) {
+  SSL_CTX *sc;
+  if (ctx == NULL || out == NULL) {
+    if (out != NULL)
+      memset(out, 0, sizeof(*out));
+    return -EINVAL;
+  }
+  sc = index == 0 ? ctx->ssl : index < ctx->ncerts ? ctx->certs[index] : NULL;
+  if (sc == NULL) {
+    memset(out, 0, sizeof(*out));
+    return -ENOENT;
+  }
+  return cert_decode(SSL_CTX_get0_certificate(sc), out);
 }
 
 /* ---- contexts ---- */
@@ -297,6 +522,160 @@ static int pin_verify(X509_STORE_CTX *xs, void *arg) {
   }
   X509_STORE_CTX_set_error(xs, X509_V_ERR_APPLICATION_VERIFICATION);
   return 0;
+}
+
+/* With a verification callback: OpenSSL (or the pin) gives its verdict,
+ * and the callback decides. */
+static int app_verify(X509_STORE_CTX *xs, void *arg) {
+  const sk_tls_ctx *ctx = arg;
+  SSL *ssl =
+      X509_STORE_CTX_get_ex_data(xs, SSL_get_ex_data_X509_STORE_CTX_idx());
+  struct tls_conn *c = ssl != NULL ? SSL_get_ex_data(ssl, conn_idx) : NULL;
+  STACK_OF(X509) *sk = X509_STORE_CTX_get0_untrusted(xs);
+  X509 *leaf = X509_STORE_CTX_get0_cert(xs);
+  int ok = ctx->has_pin ? pin_verify(xs, arg) : X509_verify_cert(xs);
+  int err = ok == 1 ? X509_V_OK : X509_STORE_CTX_get_error(xs);
+  size_t n = sk != NULL ? (size_t)sk_X509_num(sk) : 0, cnt = 0;
+  unsigned char **der;
+  size_t *lens;
+  sk_tls_verify_info info;
+  char reason[sizeof(c->reason)] = "";
+
+  ERR_clear_error();
+  if (n == 0)
+    n = 1; /* the leaf alone */
+  der = calloc(n, sizeof(*der));
+  lens = calloc(n, sizeof(*lens));
+  if (der == NULL || lens == NULL || c == NULL || leaf == NULL) {
+    free(der);
+    free(lens);
+    X509_STORE_CTX_set_error(xs, X509_V_ERR_OUT_OF_MEM);
+    return 0;
+  }
+  for (size_t i = 0; i < n; i++) {
+    X509 *x =
+        sk != NULL && sk_X509_num(sk) > 0 ? sk_X509_value(sk, (int)i) : leaf;
+    int len = i2d_X509(x, &der[cnt]);
+    if (len > 0)
+      lens[cnt++] = (size_t)len;
+  }
+  memset(&info, 0, sizeof(info));
+  info.chain_count = cnt;
+  info.chain_der = (const unsigned char *const *)der;
+  info.chain_len = lens;
+  info.error = err;
+  info.error_text =
+      err == X509_V_ERR_APPLICATION_VERIFICATION && ctx->has_pin
+          ? "the certificate does not match the pinned SHA-256 fingerprint"
+          : X509_verify_cert_error_string(err);
+  info.server = ctx->server;
+  info.servername = ctx->server
+                        ? SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name)
+                        : (c->host[0] != '\0' ? c->host : NULL);
+  ok = ctx->verify_cb(ctx->verify_arg, &info, reason, sizeof(reason));
+  if (!ok) {
+    reason[sizeof(reason) - 1] = '\0';
+    snprintf(c->reason, sizeof(c->reason), "%s",
+             reason[0] != '\0' ? reason : info.error_text);
+  }
+  for (size_t i = 0; i < cnt; i++)
+    OPENSSL_free(der[i]);
+  free(der);
+  free(lens);
+  /* "certificate rejected": the peer gets a bad_certificate alert. */
+  X509_STORE_CTX_set_error(xs, ok ? X509_V_OK : X509_V_ERR_CERT_REJECTED);
+  return ok ? 1 : 0;
+}
+
+/* The first of the context's certificates that holds name, exactly (pass
+ * 0) or by a wildcard (pass 1), or 0 (the default). */
+static size_t cert_for_name(const sk_tls_ctx *ctx, const char *name) {
+  const unsigned flags[2] = {X509_CHECK_FLAG_NEVER_CHECK_SUBJECT |
+                                 X509_CHECK_FLAG_NO_WILDCARDS,
+                             X509_CHECK_FLAG_NEVER_CHECK_SUBJECT |
+                                 X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS};
+  if (name == NULL)
+    return 0;
+  for (int pass = 0; pass < 2; pass++)
+    for (size_t i = 0; i < ctx->ncerts; i++)
+      if (X509_check_host(SSL_CTX_get0_certificate(ctx->certs[i]), name, 0,
+                          flags[pass], NULL) == 1)
+        return i;
+  return 0;
+}
+
+/* Server: picks the certificate for this client once its ClientHello (and
+ * the name it asked for) is known. */
+static int select_cert(SSL *ssl, void *arg) {
+  const sk_tls_ctx *ctx = arg;
+  const char *name = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
+  long i = -1;
+  SSL_CTX *sc;
+  STACK_OF(X509) *chain = NULL;
+
+  if (ctx->select_cb != NULL)
+    i = ctx->select_cb(ctx->select_arg, name, ctx->ncerts);
+  if (i == -1)
+    i = (long)cert_for_name(ctx, name);
+  if (i < 0 || (size_t)i >= ctx->ncerts)
+    return 0; /* refused: the handshake fails */
+  if (i == 0)
+    return 1; /* the SSL has the default already */
+  sc = ctx->certs[i];
+  SSL_CTX_get0_chain_certs(sc, &chain);
+  SSL_certs_clear(ssl);
+  return SSL_use_cert_and_key(ssl, SSL_CTX_get0_certificate(sc),
+                              SSL_CTX_get0_privatekey(sc), chain, 1) == 1;
+}
+
+/* Client: a new session (with TLS 1.3 it arrives after the handshake) is
+ * remembered for the connection's server name. A copy is kept: OpenSSL
+ * marks the connection's own object unusable when the connection ends
+ * without close_notify. Returns 0: OpenSSL keeps its reference. */
+static int session_new(SSL *ssl, SSL_SESSION *sess) {
+  const struct tls_conn *c = SSL_get_ex_data(ssl, conn_idx);
+  sk_tls_ctx *ctx = c != NULL ? c->ctx : NULL;
+  struct sess_entry *e = NULL;
+  SSL_SESSION *copy;
+
+  if (ctx == NULL || ctx->cache == NULL || c->host[0] == '\0' ||
+      (copy = SSL_SESSION_dup(sess)) == NULL)
+    return 0;
+  pthread_mutex_lock(&ctx->cache_mu);
+  for (size_t i = 0; i < SK_TLS_SESSION_CACHE; i++) {
+    struct sess_entry *x = &ctx->cache[i];
+    if (x->sess != NULL && strcmp(x->name, c->host) == 0) {
+      e = x;
+      break;
+    }
+    if (e == NULL ||
+        (e->sess != NULL && (x->sess == NULL || x->used < e->used)))
+      e = x;
+  }
+  SSL_SESSION_free(e->sess);
+  e->sess = copy;
+  snprintf(e->name, sizeof(e->name), "%s", c->host);
+  e->used = ++ctx->cache_tick;
+  pthread_mutex_unlock(&ctx->cache_mu);
+  return 0;
+}
+
+/* Client: offers the session remembered for host, if any. */
+static void session_offer(sk_tls_ctx *ctx, SSL *ssl, const char *host) {
+  if (ctx->cache == NULL || host[0] == '\0')
+    return;
+  pthread_mutex_lock(&ctx->cache_mu);
+  for (size_t i = 0; i < SK_TLS_SESSION_CACHE; i++) {
+    struct sess_entry *e = &ctx->cache[i];
+    if (e->sess != NULL && strcmp(e->name, host) == 0) {
+      if (SSL_SESSION_is_resumable(e->sess) &&
+          SSL_set_session(ssl, e->sess) == 1)
+        e->used = ++ctx->cache_tick;
+      break;
+    }
+  }
+  pthread_mutex_unlock(&ctx->cache_mu);
+  ERR_clear_error();
 }
 
 static int alpn_select(SSL *ssl, const unsigned char **out,
@@ -388,6 +767,23 @@ static int check_options(const sk_tls_options *o) {
       set_error("insecure_no_verify and pin_sha256 are client options");
       return -EINVAL;
     }
+    if (o->more_certs_count > 0 && o->more_certs == NULL) {
+      set_error("more_certs_count without more_certs");
+      return -EINVAL;
+    }
+    if (o->more_certs_count >= SK_TLS_MAX_CERTS) {
+      set_error("more than %d certificates", SK_TLS_MAX_CERTS);
+      return -EINVAL;
+    }
+    for (size_t i = 0; i < o->more_certs_count; i++)
+      if (o->more_certs[i].cert_file == NULL) {
+        set_error("more_certs[%zu] has no cert_file", i);
+        return -EINVAL;
+      }
+    if (o->ticket_lifetime_s < 0) {
+      set_error("ticket_lifetime_s must not be negative");
+      return -EINVAL;
+    }
   } else {
     if (o->self_signed || o->require_client_cert) {
       set_error("self_signed and require_client_cert are server options");
@@ -395,6 +791,16 @@ static int check_options(const sk_tls_options *o) {
     }
     if (o->insecure_no_verify && o->pin_sha256 != NULL) {
       set_error("insecure_no_verify and pin_sha256 exclude each other");
+      return -EINVAL;
+    }
+    if (o->more_certs_count > 0 || o->select_cb != NULL ||
+        o->ticket_lifetime_s != 0) {
+      set_error("more_certs, select_cb and ticket_lifetime_s are server "
+                "options");
+      return -EINVAL;
+    }
+    if (o->insecure_no_verify && o->verify_cb != NULL) {
+      set_error("insecure_no_verify and verify_cb exclude each other");
       return -EINVAL;
     }
   }
@@ -405,35 +811,134 @@ static int check_options(const sk_tls_options *o) {
   return 0;
 }
 
-static int load_identity(SSL_CTX *sc, const sk_tls_options *o) {
-  char what[300];
-  const char *key = o->key_file != NULL ? o->key_file : o->cert_file;
+/* Names why file (a "certificate", "private key", "CA file") could not be
+ * loaded: errno's text when it cannot be read, else OpenSSL's reason from
+ * the queue, which is cleared. Returns SK_ETLS. */
+static int load_error(const char *what, const char *path) {
+  FILE *f = fopen(path, "r");
+  const char *why = NULL, *first = NULL;
+  unsigned long e;
+  char buf[1];
 
-  if (o->self_signed)
-    return make_self_signed(sc);
-  if (o->cert_file == NULL)
-    return 0;
-  if (SSL_CTX_use_certificate_chain_file(sc, o->cert_file) != 1) {
-    snprintf(what, sizeof(what), "cannot load certificate %s", o->cert_file);
-    set_error_queue(what);
-    return SK_ETLS;
+  if (f == NULL) {
+    why = strerror(errno);
+  } else {
+    /* fopen() opens a directory; reading it fails. */
+    if (fread(buf, 1, 1, f) == 0 && ferror(f))
+      why = strerror(errno);
+    fclose(f);
   }
+  while (why == NULL && (e = ERR_get_error()) != 0) {
+    int lib = ERR_GET_LIB(e), reason = ERR_GET_REASON(e);
+    if (first == NULL)
+      first = ERR_reason_error_string(e);
+    if (lib == ERR_LIB_PEM && reason == PEM_R_NO_START_LINE)
+      why = "no PEM data found";
+    else if (lib == ERR_LIB_OSSL_DECODER)
+      why = "no PEM private key found";
+    else if (lib == ERR_LIB_PEM && (reason == PEM_R_BAD_PASSWORD_READ ||
+                                    reason == PEM_R_PROBLEMS_GETTING_PASSWORD))
+      why = "the key is encrypted (sockit reads unencrypted keys only)";
+    else if (lib == ERR_LIB_SSL && reason == SSL_R_EE_KEY_TOO_SMALL)
+      why = "the key is too small for OpenSSL's security level";
+    else if (lib == ERR_LIB_SSL && reason == SSL_R_CA_MD_TOO_WEAK)
+      why = "the certificate's signature is too weak for OpenSSL's security "
+            "level";
+  }
+  ERR_clear_error();
+  if (why == NULL)
+    why = first != NULL ? first : "not a usable PEM file";
+  set_error("cannot load %s %s: %s", what, path, why);
+  return SK_ETLS;
+}
+
+/* Never asks for a password (OpenSSL's default prompts on the terminal): an
+ * encrypted key fails to load instead. */
+static int no_password(char *buf, int size, int rwflag, void *arg) {
+  SK__UNUSED(buf);
+  SK__UNUSED(size);
+  SK__UNUSED(rwflag);
+  SK__UNUSED(arg);
+  return -1;
+}
+
+/* Loads one certificate chain and its key into sc, naming the file and the
+ * reason on failure. */
+static int load_pair(SSL_CTX *sc, const char *cert, const char *key) {
+  if (key == NULL)
+    key = cert;
+  SSL_CTX_set_default_passwd_cb(sc, no_password);
+  ERR_clear_error();
+  if (SSL_CTX_use_certificate_chain_file(sc, cert) != 1)
+    return load_error("certificate", cert);
   if (SSL_CTX_use_PrivateKey_file(sc, key, SSL_FILETYPE_PEM) != 1) {
     unsigned long e = ERR_peek_last_error();
     /* OpenSSL compares the key with the certificate while loading it. */
     if (ERR_GET_LIB(e) == ERR_LIB_X509 &&
-        ERR_GET_REASON(e) == X509_R_KEY_VALUES_MISMATCH)
-      snprintf(what, sizeof(what),
-               "the private key %s does not match the certificate", key);
-    else
-      snprintf(what, sizeof(what), "cannot load private key %s", key);
-    set_error_queue(what);
-    return SK_ETLS;
+        ERR_GET_REASON(e) == X509_R_KEY_VALUES_MISMATCH) {
+      set_error("private key %s does not match the certificate in %s", key,
+                cert);
+      ERR_clear_error();
+      return SK_ETLS;
+    }
+    return load_error("private key", key);
   }
   if (SSL_CTX_check_private_key(sc) != 1) {
-    set_error_queue("the private key does not match the certificate");
+    set_error("private key %s does not match the certificate in %s", key, cert);
+    ERR_clear_error();
     return SK_ETLS;
   }
+  return 0;
+}
+
+static int load_identity(SSL_CTX *sc, const sk_tls_options *o) {
+  if (o->self_signed)
+    return make_self_signed(sc);
+  if (o->cert_file == NULL)
+    return 0;
+  return load_pair(sc, o->cert_file, o->key_file);
+}
+
+/* Server: the more_certs pairs, each in an SSL_CTX of its own, and the
+ * callback that chooses among them. */
+static int load_more_certs(sk_tls_ctx *ctx, const sk_tls_options *o) {
+  size_t n = 1 + o->more_certs_count;
+  int need_cb = o->more_certs_count > 0 || o->select_cb != NULL;
+
+  ctx->certs = calloc(n, sizeof(*ctx->certs));
+  if (ctx->certs == NULL)
+    return -ENOMEM;
+  ctx->certs[0] = ctx->ssl;
+  ctx->ncerts = 1;
+  for (size_t i = 0; i < o->more_certs_count; i++) {
+    SSL_CTX *sc = SSL_CTX_new(TLS_method());
+    int rc;
+    if (sc == NULL) {
+      set_error_queue("cannot create an SSL context");
+      return -ENOMEM;
+    }
+    ctx->certs[ctx->ncerts++] = sc;
+    rc = load_pair(sc, o->more_certs[i].cert_file, o->more_certs[i].key_file);
+    if (rc != 0)
+      return rc;
+  }
+  ctx->select_cb = o->select_cb;
+  ctx->select_arg = o->select_arg;
+  if (need_cb)
+    SSL_CTX_set_cert_cb(ctx->ssl, select_cert, ctx);
+  return 0;
+}
+
+/* A CA directory is read lazily by OpenSSL (a missing one loads fine and
+ * trusts nothing): check that it can be listed. */
+static int check_ca_dir(const char *path) {
+  DIR *d = path != NULL ? opendir(path) : NULL;
+  if (path != NULL && d == NULL) {
+    set_error("cannot load CA directory %s: %s", path, strerror(errno));
+    return SK_ETLS;
+  }
+  if (d != NULL)
+    closedir(d);
   return 0;
 }
 
@@ -441,16 +946,21 @@ static int load_trust(sk_tls_ctx *ctx, const sk_tls_options *o) {
   SSL_CTX *sc = ctx->ssl;
   int have_ca = o->ca_file != NULL || o->ca_dir != NULL;
 
-  if (have_ca &&
-      SSL_CTX_load_verify_locations(sc, o->ca_file, o->ca_dir) != 1) {
-    set_error_queue("cannot load CA certificates");
+  ctx->verify_cb = o->verify_cb;
+  ctx->verify_arg = o->verify_arg;
+  ERR_clear_error();
+  if (check_ca_dir(o->ca_dir) != 0)
     return SK_ETLS;
-  }
+  if (have_ca && SSL_CTX_load_verify_locations(sc, o->ca_file, o->ca_dir) != 1)
+    return load_error(o->ca_file != NULL ? "CA file" : "CA directory",
+                      o->ca_file != NULL ? o->ca_file : o->ca_dir);
   if (o->server) {
-    if (!have_ca) {
+    if (!have_ca && o->verify_cb == NULL) {
       SSL_CTX_set_verify(sc, SSL_VERIFY_NONE, NULL);
       return 0;
     }
+    if (o->verify_cb != NULL)
+      SSL_CTX_set_cert_verify_callback(sc, app_verify, ctx);
     /* Tell clients which CAs are accepted, so they pick the right cert. */
     if (o->ca_file != NULL) {
       STACK_OF(X509_NAME) *names = SSL_load_client_CA_file(o->ca_file);
@@ -475,7 +985,8 @@ static int load_trust(sk_tls_ctx *ctx, const sk_tls_options *o) {
       return -EINVAL;
     }
     ctx->has_pin = 1;
-    SSL_CTX_set_cert_verify_callback(sc, pin_verify, ctx);
+    SSL_CTX_set_cert_verify_callback(
+        sc, o->verify_cb != NULL ? app_verify : pin_verify, ctx);
     SSL_CTX_set_verify(sc, SSL_VERIFY_PEER, NULL);
     return 0;
   }
@@ -484,6 +995,8 @@ static int load_trust(sk_tls_ctx *ctx, const sk_tls_options *o) {
     return SK_ETLS;
   }
   ctx->verify_host = 1;
+  if (o->verify_cb != NULL)
+    SSL_CTX_set_cert_verify_callback(sc, app_verify, ctx);
   SSL_CTX_set_verify(sc, SSL_VERIFY_PEER, NULL);
   return 0;
 }
@@ -519,14 +1032,38 @@ int sk_tls_ctx_new(sk_tls_ctx **out, const sk_tls_options *opt) {
   SSL_CTX_set_min_proto_version(sc, TLS1_2_VERSION);
   SSL_CTX_set_options(sc, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION);
   SSL_CTX_set_mode(sc, SSL_MODE_RELEASE_BUFFERS);
-  /* sockit offers no session resumption, so do not pay for tickets or a
-   * session cache that nothing would use. */
+  /* Resumption is by tickets only: a server keeps no session cache (the
+   * ticket carries the session, encrypted with the keys OpenSSL makes at
+   * random for this SSL_CTX); a client keeps its own small cache (see
+   * session_new()), not OpenSSL's. */
   SSL_CTX_set_session_cache_mode(sc, SSL_SESS_CACHE_OFF);
-  if (ctx->server) {
+  if (opt->no_resumption) {
     SSL_CTX_set_options(sc, SSL_OP_NO_TICKET);
-    SSL_CTX_set_num_tickets(sc, 0);
+    if (ctx->server)
+      SSL_CTX_set_num_tickets(sc, 0);
+  } else if (ctx->server) {
+    static const unsigned char sid_ctx[] = "sockit";
+    SSL_CTX_set_num_tickets(sc, 2);
+    SSL_CTX_set_timeout(sc, opt->ticket_lifetime_s > 0
+                                ? opt->ticket_lifetime_s
+                                : SK_TLS_TICKET_LIFETIME_S);
+    /* Needed to resume a session whose client certificate was checked. */
+    SSL_CTX_set_session_id_context(sc, sid_ctx, sizeof(sid_ctx) - 1);
+  } else {
+    ctx->cache = calloc(SK_TLS_SESSION_CACHE, sizeof(*ctx->cache));
+    if (ctx->cache == NULL || pthread_mutex_init(&ctx->cache_mu, NULL) != 0) {
+      free(ctx->cache);
+      ctx->cache = NULL;
+      sk_tls_ctx_free(ctx);
+      return -ENOMEM;
+    }
+    SSL_CTX_set_session_cache_mode(sc, SSL_SESS_CACHE_CLIENT |
+                                           SSL_SESS_CACHE_NO_INTERNAL_STORE);
+    SSL_CTX_sess_set_new_cb(sc, session_new);
   }
   rc = load_identity(sc, opt);
+  if (rc == 0 && ctx->server)
+    rc = load_more_certs(ctx, opt);
   if (rc == 0)
     rc = load_trust(ctx, opt);
   if (rc == 0 && opt->alpn != NULL) {
@@ -557,14 +1094,27 @@ int sk_tls_ctx_fingerprint(const sk_tls_ctx *ctx, char *buf, size_t len) {
   return fingerprint(SSL_CTX_get0_certificate(ctx->ssl), buf, len);
 }
 
-/* A new SSL for one connection: side, SNI, and the name to verify. */
-static int ssl_new(sk_tls_ctx *ctx, const char *servername, SSL **out) {
-  char host[256];
+static pthread_once_t methods_once = PTHREAD_ONCE_INIT;
+static void methods_init(void);
+
+/* A new SSL for one connection: side, SNI, the name to verify, the session
+ * to offer; conn (which must live as long as the SSL) is what its
+ * callbacks see. */
+static int ssl_new(sk_tls_ctx *ctx, const char *servername,
+                   struct tls_conn *conn, SSL **out) {
+  char *host = conn->host;
   unsigned char addr[16];
   int is_ip = 0;
   SSL *ssl;
 
   *out = NULL;
+  conn->ctx = ctx;
+  conn->host[0] = conn->reason[0] = '\0';
+  pthread_once(&methods_once, methods_init);
+  if (conn_idx < 0) {
+    set_error("out of memory");
+    return -ENOMEM;
+  }
   if (!ctx->server && servername != NULL) {
     size_t n = strlen(servername);
     /* Accept "[::1]" as well as "::1". */
@@ -572,7 +1122,7 @@ static int ssl_new(sk_tls_ctx *ctx, const char *servername, SSL **out) {
       servername++;
       n -= 2;
     }
-    if (n == 0 || n >= sizeof(host)) {
+    if (n == 0 || n >= sizeof(conn->host)) {
       set_error("servername: empty or too long");
       return -EINVAL;
     }
@@ -590,10 +1140,12 @@ static int ssl_new(sk_tls_ctx *ctx, const char *servername, SSL **out) {
     set_error_queue("cannot create an SSL session");
     return -ENOMEM;
   }
+  SSL_set_ex_data(ssl, conn_idx, conn);
   if (ctx->server) {
     SSL_set_accept_state(ssl);
   } else {
     SSL_set_connect_state(ssl);
+    session_offer(ctx, ssl, host);
     if (servername != NULL) {
       int ok = 1;
       /* SNI carries host names only, never address literals (RFC 6066). */
@@ -667,6 +1219,7 @@ struct tls_stream {
   int busy, dead;
   char err[256]; /* text of the failure reported by a deferred callback */
   char alpn[256];
+  struct tls_conn conn;
 };
 
 /* Plaintext from SSL_read, handed to the recv callback. One per thread like
@@ -674,7 +1227,6 @@ struct tls_stream {
 static _Thread_local unsigned char pt_buf[RECORD_MAX];
 
 static BIO_METHOD *abio_method, *fbio_method;
-static pthread_once_t methods_once = PTHREAD_ONCE_INIT;
 
 static int abio_read(BIO *b, char *out, int len) {
   struct tls_stream *t = BIO_get_data(b);
@@ -750,6 +1302,7 @@ struct tls_sync {
    * failure. */
   int hs_done;
   char alpn[256];
+  struct tls_conn conn;
 };
 
 static int fbio_read(BIO *b, char *out, int len) {
@@ -824,6 +1377,7 @@ static BIO_METHOD *method_new(const char *name, int (*rd)(BIO *, char *, int),
 static void methods_init(void) {
   abio_method = method_new("sockit stream", abio_read, abio_write, abio_ctrl);
   fbio_method = method_new("sockit socket", fbio_read, fbio_write, fbio_ctrl);
+  conn_idx = SSL_get_ex_new_index(0, NULL, NULL, NULL, NULL);
 }
 
 /* A BIO of method m whose data is arg, owned by ssl afterwards. */
@@ -844,9 +1398,10 @@ static int attach_bio(SSL *ssl, BIO_METHOD **m, void *arg) {
 /* A new SSL for ctx whose I/O goes through a BIO of method m on arg (the
  * async stream's memory BIO or the sync socket's fd BIO). On failure
  * nothing is left allocated and *out is NULL. */
-static int ssl_with_bio(sk_tls_ctx *ctx, const char *servername, BIO_METHOD **m,
-                        void *arg, SSL **out) {
-  int rc = ssl_new(ctx, servername, out);
+static int ssl_with_bio(sk_tls_ctx *ctx, const char *servername,
+                        struct tls_conn *conn, BIO_METHOD **m, void *arg,
+                        SSL **out) {
+  int rc = ssl_new(ctx, servername, conn, out);
   if (rc == 0 && (rc = attach_bio(*out, m, arg)) != 0)
     set_error("out of memory");
   if (rc != 0) {
@@ -1236,7 +1791,7 @@ int sk_stream_tls_start(sk_stream *s, sk_tls_ctx *ctx, const char *servername,
   t = calloc(1, sizeof(*t));
   if (t == NULL)
     return -ENOMEM;
-  rc = ssl_with_bio(ctx, servername, &abio_method, t, &t->ssl);
+  rc = ssl_with_bio(ctx, servername, &t->conn, &abio_method, t, &t->ssl);
   if (rc != 0) {
     free(t);
     return rc;
@@ -1287,6 +1842,21 @@ int sk_stream_tls_peer_fingerprint(const sk_stream *s, char *buf, size_t len) {
   if (t == NULL)
     return -ENOTCONN;
   return fingerprint(SSL_get0_peer_certificate(t->ssl), buf, len);
+}
+
+int sk_stream_tls_peer_cert(const sk_stream *s, sk_tls_cert *out) {
+  struct tls_stream *t = open_tls(s);
+  if (t == NULL) {
+    if (out != NULL)
+      memset(out, 0, sizeof(*out));
+    return out == NULL ? -EINVAL : -ENOTCONN;
+  }
+  return cert_decode(SSL_get0_peer_certificate(t->ssl), out);
+}
+
+int sk_stream_tls_resumed(const sk_stream *s) {
+  struct tls_stream *t = open_tls(s);
+  return t != NULL ? SSL_session_reused(t->ssl) == 1 : -ENOTCONN;
 }
 
 /* ---- sync sessions ---- */
@@ -1378,7 +1948,7 @@ static int sync_start(sk_tls_socket *t, sk_socket *sock, sk_tls_ctx *ctx,
   st = calloc(1, sizeof(*st));
   if (st == NULL)
     return -ENOMEM;
-  rc = ssl_with_bio(ctx, servername, &fbio_method, st, &st->ssl);
+  rc = ssl_with_bio(ctx, servername, &st->conn, &fbio_method, st, &st->ssl);
   if (rc != 0) {
     free(st);
     return rc;
@@ -1517,4 +2087,19 @@ int sk_tls_peer_fingerprint(const sk_tls_socket *t, char *buf, size_t len) {
   if (ssl == NULL)
     return -ENOTCONN;
   return fingerprint(SSL_get0_peer_certificate(ssl), buf, len);
+}
+
+int sk_tls_peer_cert(const sk_tls_socket *t, sk_tls_cert *out) {
+  SSL *ssl = sync_ssl(t);
+  if (ssl == NULL) {
+    if (out != NULL)
+      memset(out, 0, sizeof(*out));
+    return out == NULL ? -EINVAL : -ENOTCONN;
+  }
+  return cert_decode(SSL_get0_peer_certificate(ssl), out);
+}
+
+int sk_tls_resumed(const sk_tls_socket *t) {
+  SSL *ssl = sync_ssl(t);
+  return ssl != NULL ? SSL_session_reused(ssl) == 1 : -ENOTCONN;
 }
