@@ -8,22 +8,31 @@
  * path, no "." / ".." / empty components), and then opened with openat2()
  * relative to the root with RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS, so the
  * kernel itself refuses anything that would leave the root or pass through
- * a symbolic link, whatever the name check missed. A PUT goes to a
- * temporary file in the target's directory and is renamed into place only
- * when the whole body has arrived. A GET is sent with sendfile(2), no copy
- * through user space.
+ * a symbolic link, whatever the name check missed.
  *
- * Over TLS the kernel cannot send the file (the bytes must be encrypted on
- * the way), so a GET reads it in chunks and sends those, with at most
- * GET_INFLIGHT chunks waiting for the socket at a time; each chunk's
- * completion sends the next. While a GET is being sent, input is held back
- * (conn_hold()): a request pipelined behind it is answered only after its
- * last byte, so replies never interleave.
+ * A PUT has no name anyone can reach until its whole body has arrived: it
+ * is written to an unnamed file (O_TMPFILE) in the target's directory,
+ * which linkat(2) then names (straight to the target when that is free,
+ * else to a temporary name renamed over the target, atomically). Where the
+ * filesystem has no O_TMPFILE the file is created under a temporary name,
+ * TMP_PREFIX<pid>.<random>, which the name rule refuses, so no client can
+ * read or replace it; a failed upload removes it, and leftovers of a
+ * server that died are removed at the next start (clean_leftovers()).
+ *
+ * A GET is sent with sendfile(2), no copy through user space. Over TLS the
+ * kernel cannot send the file (the bytes must be encrypted on the way), so
+ * a GET reads it in chunks and sends those, with at most GET_INFLIGHT
+ * chunks waiting for the socket at a time; each chunk's completion sends
+ * the next. On every transport, while a GET is being sent input is held
+ * back (conn_hold()): a request pipelined behind it is read only after its
+ * last byte, so replies never interleave and a connection holds at most
+ * one open file (an upload: the file and its directory).
  *
  * Per-connection state exists only while a request is in progress; between
  * requests a connection owns no buffer. */
 #include "server.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/openat2.h>
@@ -32,8 +41,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "cli.h"
@@ -41,7 +53,9 @@
 
 #define FILES_NAME_MAX 255
 #define FILES_HDR_MAX  512
+/* Temporary names of uploads; the name rule refuses them. */
 #define TMP_PREFIX     ".sockit-put."
+#define TMP_PREFIX_LEN (sizeof(TMP_PREFIX) - 1)
 /* GET over TLS: bytes read per chunk, and chunks queued at most. */
 #define GET_CHUNK    (64 * 1024)
 #define GET_INFLIGHT 4
@@ -52,9 +66,10 @@ struct files_req {
   int state;
   size_t hlen;
   uint64_t size, left;
-  int fd, dirfd;
-  /* GET over TLS: the file, where the next chunk starts, bytes still to
-   * read, chunks not yet written, and input that arrived behind the GET. */
+  int fd, dirfd; /* PUT: the file being written and its directory */
+  /* GET: the file (size is its promised size); over TLS where the next
+   * chunk starts, bytes still to read, chunks not yet written; and input
+   * that arrived behind the GET. */
   int get_fd;
   off_t get_off;
   uint64_t get_left;
@@ -68,12 +83,15 @@ struct files_req {
 };
 
 static atomic_uint tmp_seq;
+/* O_TMPFILE files are named through /proc/self/fd (set by files_setup()). */
+static int tmpfile_ok;
 
-static int open_beneath(int dirfd, const char *path, int flags) {
+static int open_beneath(int dirfd, const char *path, int flags, mode_t mode) {
   struct open_how how;
   long fd;
   memset(&how, 0, sizeof(how));
   how.flags = (uint64_t)flags;
+  how.mode = mode;
   how.resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS;
   do
     fd = syscall(SYS_openat2, dirfd, path, &how, sizeof(how));
@@ -100,7 +118,9 @@ static int name_ok(const char *name) {
     if (i == len || name[i] == '/') {
       size_t clen = (size_t)(name + i - comp);
       if (clen == 0 || (clen == 1 && comp[0] == '.') ||
-          (clen == 2 && comp[0] == '.' && comp[1] == '.'))
+          (clen == 2 && comp[0] == '.' && comp[1] == '.') ||
+          (clen >= TMP_PREFIX_LEN &&
+           memcmp(comp, TMP_PREFIX, TMP_PREFIX_LEN) == 0))
         return 0;
       comp = name + i + 1;
     }
@@ -155,10 +175,12 @@ static void reply_err(struct conn *c, const char *req, const char *name,
   reply(c, "ERR %s\n", text);
 }
 
-static void get_sent(sk_stream *s, int status, void *arg) {
-  (void)s;
-  (void)status;
-  close((int)(intptr_t)arg);
+/* The promised size can no longer be sent; the only honest end is a cut. */
+static void get_cut(struct conn *c, struct files_req *r, const char *what) {
+  log_error("%s: GET %s: %s before its %llu bytes were sent, closing the "
+            "connection",
+            conn_name(c), r->name, what, (unsigned long long)r->size);
+  conn_close(c, "GET cut short");
 }
 
 /* One chunk's plaintext at a time: sk_stream_send() has encrypted and
@@ -178,12 +200,7 @@ static void get_pump(struct conn *c, struct files_req *r) {
       n = pread(r->get_fd, get_buf, want, r->get_off);
     while (n < 0 && errno == EINTR);
     if (n <= 0) {
-      /* The size is promised already; the only honest end is a cut. */
-      log_error("%s: GET %s: %s after %lld bytes, closing the connection",
-                conn_name(c), r->name,
-                n == 0 ? "the file shrank" : strerror(errno),
-                (long long)r->get_off);
-      conn_close(c, "file read failed");
+      get_cut(c, r, n == 0 ? "the file shrank" : strerror(errno));
       return;
     }
     rc = sk_stream_send(&c->s, get_buf, (size_t)n, get_chunk_sent, c);
@@ -191,6 +208,7 @@ static void get_pump(struct conn *c, struct files_req *r) {
       conn_close(c, sk_strerror(rc));
       return;
     }
+    conn_sent(c, (size_t)n);
     r->get_inflight++;
     r->get_off += n;
     r->get_left -= (uint64_t)n;
@@ -216,16 +234,20 @@ static void get_chunk_sent(sk_stream *s, int status, void *arg) {
   get_pump(c, r);
 }
 
-static void get_start_tls(struct conn *c, struct files_req *r, int fd,
-                          uint64_t size, const char *name) {
-  snprintf(r->name, sizeof(r->name), "%s", name);
-  r->get_fd = fd;
-  r->get_off = 0;
-  r->get_left = size;
-  r->get_inflight = 0;
-  r->state = F_GET;
-  conn_hold(c);
-  get_pump(c, r);
+/* sendfile(2) completion (plain transports). The library ends the request
+ * with SK_EOF when the file has fewer bytes than were promised. */
+static void get_file_sent(sk_stream *s, int status, void *arg) {
+  struct conn *c = arg;
+  struct files_req *r = c->mode_data;
+  (void)s;
+  if ((c->flags & C_CLOSING) || r == NULL || r->state != F_GET)
+    return;
+  if (status == SK_EOF)
+    get_cut(c, r, "the file shrank");
+  else if (status < 0)
+    conn_close(c, sk_strerror(status));
+  else
+    get_done(c, r);
 }
 
 static void do_get(struct conn *c, struct files_req *r, const char *name) {
@@ -238,7 +260,8 @@ static void do_get(struct conn *c, struct files_req *r, const char *name) {
     return;
   }
   /* O_NONBLOCK: opening a FIFO must not stall the event loop. */
-  fd = open_beneath(root, name, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+  fd =
+      open_beneath(root, name, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK, 0);
   if (fd < 0) {
     reply_err(c, "GET", name, err_text(fd));
     return;
@@ -251,32 +274,97 @@ static void do_get(struct conn *c, struct files_req *r, const char *name) {
   log_info("%s: GET %s: OK %lld bytes", conn_name(c), name,
            (long long)st.st_size);
   reply(c, "OK %lld\n", (long long)st.st_size);
-  if (c->flags & C_CLOSING) {
+  if ((c->flags & C_CLOSING) || st.st_size == 0) {
     close(fd);
     return;
   }
-  if (st.st_size == 0) {
-    close(fd);
-    return;
-  }
+  /* From here the request owns the file (files_close() closes it), and
+   * nothing more is read from the connection until get_done(). */
+  snprintf(r->name, sizeof(r->name), "%s", name);
+  r->get_fd = fd;
+  r->size = (uint64_t)st.st_size;
+  r->state = F_GET;
   if (conn_tls(c)) {
-    get_start_tls(c, r, fd, (uint64_t)st.st_size, name);
+    conn_hold(c);
+    r->get_off = 0;
+    r->get_left = r->size;
+    r->get_inflight = 0;
+    get_pump(c, r);
     return;
   }
-  rc = sk_stream_sendfile(&c->s, fd, 0, (size_t)st.st_size, get_sent,
-                          (void *)(intptr_t)fd);
+  rc = sk_stream_sendfile(&c->s, fd, 0, (size_t)st.st_size, get_file_sent, c);
   if (rc < 0) {
-    close(fd);
     conn_close(c, sk_strerror(rc));
+    return;
   }
+  conn_sent(c, (size_t)st.st_size);
+  /* After the sendfile is queued: pausing the reads also re-arms the
+   * stream's I/O interest for what the kernel has not taken yet (a
+   * sendfile that fills the socket at once does not on its own). */
+  conn_hold(c);
+}
+
+/* TMP_PREFIX<pid>.<64 random bits>: the pid tells a later start whether
+ * the upload's server is gone (clean_leftovers()). */
+static void tmp_name(char *buf, size_t size) {
+  uint64_t v;
+  if (getrandom(&v, sizeof(v), GRND_NONBLOCK) != (ssize_t)sizeof(v))
+    v = ((uint64_t)atomic_fetch_add(&tmp_seq, 1) << 32) ^ (uint64_t)time(NULL);
+  snprintf(buf, size, TMP_PREFIX "%ld.%016llx", (long)getpid(),
+           (unsigned long long)v);
+}
+
+/* The upload's file, in r->dirfd: unnamed if the filesystem can, else
+ * under a temporary name (kept in r->tmp). Returns the descriptor or a
+ * negative errno. */
+static int put_open(struct files_req *r) {
+  int fd;
+  r->tmp[0] = '\0';
+  if (tmpfile_ok) {
+    fd = open_beneath(r->dirfd, ".", O_WRONLY | O_TMPFILE | O_CLOEXEC, 0644);
+    if (fd != -EOPNOTSUPP && fd != -EISDIR && fd != -EINVAL)
+      return fd;
+  }
+  tmp_name(r->tmp, sizeof(r->tmp));
+  /* O_EXCL refuses to follow or reuse anything already there. */
+  fd = open_beneath(r->dirfd, r->tmp,
+                    O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0644);
+  if (fd < 0)
+    r->tmp[0] = '\0';
+  return fd;
+}
+
+/* Gives the complete upload its name, replacing what had it, atomically.
+ * Returns 0 or a negative errno; r->tmp names what is left to remove. */
+static int put_commit(struct files_req *r) {
+  char proc[40];
+  if (r->tmp[0] == '\0') {
+    snprintf(proc, sizeof(proc), "/proc/self/fd/%d", r->fd);
+    if (linkat(AT_FDCWD, proc, r->dirfd, r->base, AT_SYMLINK_FOLLOW) == 0)
+      return 0;
+    if (errno != EEXIST)
+      return -errno;
+    /* linkat() never replaces: a temporary name, renamed over the old. */
+    tmp_name(r->tmp, sizeof(r->tmp));
+    if (linkat(AT_FDCWD, proc, r->dirfd, r->tmp, AT_SYMLINK_FOLLOW) < 0) {
+      r->tmp[0] = '\0';
+      return -errno;
+    }
+  }
+  if (renameat(r->dirfd, r->tmp, r->dirfd, r->base) < 0)
+    return -errno;
+  r->tmp[0] = '\0';
+  return 0;
 }
 
 static void put_abort(struct files_req *r) {
   if (r->fd >= 0) {
     close(r->fd);
     r->fd = -1;
-    unlinkat(r->dirfd, r->tmp, 0);
   }
+  if (r->tmp[0] != '\0' && r->dirfd >= 0)
+    unlinkat(r->dirfd, r->tmp, 0);
+  r->tmp[0] = '\0';
   if (r->dirfd >= 0) {
     close(r->dirfd);
     r->dirfd = -1;
@@ -284,22 +372,18 @@ static void put_abort(struct files_req *r) {
 }
 
 static void put_done(struct conn *c, struct files_req *r) {
-  int err = 0;
-  if (close(r->fd) < 0)
+  int err = put_commit(r);
+  if (close(r->fd) < 0 && err == 0)
     err = -errno;
   r->fd = -1;
-  if (err == 0 && renameat(r->dirfd, r->tmp, r->dirfd, r->base) < 0)
-    err = -errno;
   if (err != 0) {
-    unlinkat(r->dirfd, r->tmp, 0);
     reply_err(c, "PUT", r->name, err_text(err));
   } else {
     log_info("%s: PUT %s: OK %llu bytes", conn_name(c), r->name,
              (unsigned long long)r->size);
     reply(c, "OK %llu\n", (unsigned long long)r->size);
   }
-  close(r->dirfd);
-  r->dirfd = -1;
+  put_abort(r);
   r->state = F_HEADER;
 }
 
@@ -348,27 +432,22 @@ static void do_put(struct conn *c, struct files_req *r, char *args) {
     dir = ".";
     snprintf(r->base, sizeof(r->base), "%s", args);
   }
-  rc = open_beneath(c->w->srv->root_fd, dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+  rc = open_beneath(c->w->srv->root_fd, dir, O_PATH | O_DIRECTORY | O_CLOEXEC,
+                    0);
   if (rc < 0) {
     reply_err(c, "PUT", r->name, err_text(rc));
     put_skip(r, size);
     return;
   }
   r->dirfd = rc;
-  snprintf(r->tmp, sizeof(r->tmp), TMP_PREFIX "%ld.%u", (long)getpid(),
-           atomic_fetch_add(&tmp_seq, 1));
-  /* A single path component under a directory opened beneath the root;
-   * O_EXCL refuses to follow or reuse anything already there. */
-  r->fd = openat(r->dirfd, r->tmp,
-                 O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0644);
-  if (r->fd < 0) {
-    rc = -errno;
-    close(r->dirfd);
-    r->dirfd = -1;
+  rc = put_open(r);
+  if (rc < 0) {
+    put_abort(r);
     reply_err(c, "PUT", r->name, err_text(rc));
     put_skip(r, size);
     return;
   }
+  r->fd = rc;
   r->size = r->left = size;
   r->state = F_PUT;
   if (size == 0)
@@ -437,7 +516,9 @@ static void request_boundary(struct conn *c) {
   if (between_requests(c)) {
     free(c->mode_data);
     c->mode_data = NULL;
-    if (c->flags & C_STOPPING)
+    /* Requests still in the kernel came before the stop: answered too
+     * (reading was held back while a GET was being sent). */
+    if ((c->flags & C_STOPPING) && !conn_unread(c))
       conn_finish(c);
   }
 }
@@ -556,24 +637,94 @@ static void files_close(struct conn *c) {
   c->mode_data = NULL;
 }
 
+/* 1 if name is TMP_PREFIX<pid>.<anything> and that process is gone. A
+ * running process's uploads stay: another server may serve the same tree
+ * (a reused pid only delays a removal to a later start). */
+static int leftover(const char *name) {
+  const char *p = name + TMP_PREFIX_LEN;
+  char *end;
+  long pid;
+  if (strncmp(name, TMP_PREFIX, TMP_PREFIX_LEN) != 0 || *p < '1' || *p > '9')
+    return 0;
+  errno = 0;
+  pid = strtol(p, &end, 10);
+  if (errno != 0 || *end != '.' || pid > INT32_MAX)
+    return 0;
+  return kill((pid_t)pid, 0) < 0 && errno == ESRCH;
+}
+
+/* Removes, below dfd (which it closes), the temporary files of uploads
+ * whose server died. Only directories a client can name are walked (the
+ * name rule, within FILES_NAME_MAX bytes of path), without following
+ * symbolic links. */
+static void clean_dir(int dfd, size_t path_len, unsigned long *removed) {
+  DIR *d = fdopendir(dfd);
+  struct dirent *e;
+  if (d == NULL) {
+    close(dfd);
+    return;
+  }
+  while ((e = readdir(d)) != NULL) {
+    const char *n = e->d_name;
+    unsigned char type = e->d_type;
+    struct stat st;
+    int sub;
+    if (type == DT_UNKNOWN) {
+      if (fstatat(dirfd(d), n, &st, AT_SYMLINK_NOFOLLOW) < 0)
+        continue;
+      type = S_ISREG(st.st_mode) ? DT_REG : S_ISDIR(st.st_mode) ? DT_DIR : 0;
+    }
+    if (type == DT_REG && leftover(n)) {
+      if (unlinkat(dirfd(d), n, 0) == 0)
+        (*removed)++;
+    } else if (type == DT_DIR && name_ok(n) &&
+               path_len + strlen(n) + 2 <= FILES_NAME_MAX) {
+      sub = open_beneath(dirfd(d), n, O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
+      if (sub >= 0)
+        clean_dir(sub, path_len + strlen(n) + 1, removed);
+    }
+  }
+  closedir(d);
+}
+
+static void clean_leftovers(int root_fd) {
+  unsigned long removed = 0;
+  int fd = open_beneath(root_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
+  if (fd < 0)
+    return;
+  clean_dir(fd, 0, &removed);
+  if (removed > 0)
+    log_info("--root: removed %lu unfinished uploads left by a server that "
+             "stopped",
+             removed);
+}
+
 static int files_setup(struct server *srv) {
   const char *root = srv->cfg.root != NULL ? srv->cfg.root : ".";
   int fd;
   srv->root_fd = open(root, O_PATH | O_DIRECTORY | O_CLOEXEC);
   if (srv->root_fd < 0) {
-    fprintf(stderr, "%s: --root %s: %s\n", SK_PROG_NAME, root, strerror(errno));
+    fprintf(stderr, "%s: cannot open --root %s: %s\n", SK_PROG_NAME, root,
+            strerror(errno));
     return -1;
   }
   /* openat2() is what makes serving a directory safe; without it (Linux
-   * older than 5.6) the mode refuses to start rather than fall back. */
-  fd = open_beneath(srv->root_fd, ".", O_PATH | O_DIRECTORY | O_CLOEXEC);
+   * older than 5.6) the mode refuses to start rather than fall back. Any
+   * other failure here is the directory's (no search permission, ...). */
+  fd = open_beneath(srv->root_fd, ".", O_PATH | O_DIRECTORY | O_CLOEXEC, 0);
   if (fd < 0) {
-    fprintf(stderr, "%s: files mode needs openat2() (Linux 5.6 or newer): %s\n",
-            SK_PROG_NAME, sk_strerror(fd));
+    if (fd == -ENOSYS)
+      fprintf(stderr, "%s: files mode needs openat2() (Linux 5.6 or newer)\n",
+              SK_PROG_NAME);
+    else
+      fprintf(stderr, "%s: cannot open --root %s: %s\n", SK_PROG_NAME, root,
+              sk_strerror(fd));
     close(srv->root_fd);
     return -1;
   }
   close(fd);
+  tmpfile_ok = access("/proc/self/fd", X_OK) == 0;
+  clean_leftovers(srv->root_fd);
   return 0;
 }
 
