@@ -1,17 +1,26 @@
 #include "log.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
 static const char *g_prog = "sockit";
 static int g_level = LOG_INFO;
+/* Set by log_configure() before any thread logs; read-only afterwards,
+ * except g_fd, which only the writer thread changes once started. */
+static int g_format = LOG_FORMAT_TEXT;
+static int g_stamps;  /* text lines start with a time stamp */
+static int g_journal; /* stderr is the journal: "<N>" prefixes */
+static const char *g_file;
+static int g_fd = STDERR_FILENO;
 
 /* The writer thread's state (see log.h). Lines wait in `fill` until the
  * writer swaps it with `drain` and writes `drain` out, blocking only
@@ -24,8 +33,8 @@ static struct {
   pthread_t thread;
   char *fill, *drain;
   size_t len;
-  uint64_t dropped;
-  int started, stopping, ended;
+  uint64_t dropped, dropped_total;
+  int started, stopping, ended, reopen;
 } g_w = {.mu = PTHREAD_MUTEX_INITIALIZER};
 
 void log_init(const char *prog, int level) {
@@ -39,7 +48,7 @@ int log_level(void) {
 
 static void write_all(const char *p, size_t n) {
   while (n > 0) {
-    ssize_t w = write(STDERR_FILENO, p, n);
+    ssize_t w = write(g_fd, p, n);
     if (w < 0) {
       if (errno == EINTR)
         continue;
@@ -50,32 +59,68 @@ static void write_all(const char *p, size_t n) {
   }
 }
 
+static size_t format_line(int level, const char *text, size_t n,
+                          const struct log_field *f, size_t nf, char *out);
+/* The longest line before escaping; longer ones are cut. */
+#define LOG_LINE_MAX 4096
+/* Room for one formatted line: JSON escapes a byte in up to 6. */
+#define LOG_OUT_MAX (6 * LOG_LINE_MAX + 1024)
+
+/* A line of the logger's own, written directly (writer thread only). */
+static void note(int level, const char *text) {
+  static char out[LOG_OUT_MAX];
+  write_all(out, format_line(level, text, strlen(text), NULL, 0, out));
+}
+
+static int open_log_file(const char *path) {
+  return open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOCTTY, 0640);
+}
+
+/* Writer thread: --log-file was moved away; open the path again. */
+static void reopen_file(void) {
+  int fd = open_log_file(g_file);
+  if (fd < 0) {
+    char text[600];
+    snprintf(text, sizeof(text),
+             "cannot reopen --log-file %.500s: %s; "
+             "still writing to the old file",
+             g_file, strerror(errno));
+    note(LOG_ERROR, text);
+    return;
+  }
+  close(g_fd);
+  g_fd = fd;
+}
+
 static void *writer(void *arg) {
   (void)arg;
   pthread_mutex_lock(&g_w.mu);
   for (;;) {
-    while (g_w.len == 0 && g_w.dropped == 0 && !g_w.stopping)
+    while (g_w.len == 0 && g_w.dropped == 0 && !g_w.stopping && !g_w.reopen)
       pthread_cond_wait(&g_w.more, &g_w.mu);
-    if (g_w.len == 0 && g_w.dropped == 0)
+    if (g_w.len == 0 && g_w.dropped == 0 && !g_w.reopen)
       break; /* stopping, and everything is out */
     char *out = g_w.fill;
     size_t n = g_w.len;
     uint64_t dropped = g_w.dropped;
+    int reopen = g_w.reopen;
     g_w.fill = g_w.drain;
     g_w.drain = out;
     g_w.len = 0;
     g_w.dropped = 0;
+    g_w.reopen = 0;
     pthread_mutex_unlock(&g_w.mu);
+    /* Lines queued before the reopen go to the old file. */
     write_all(out, n);
+    if (reopen && g_file != NULL)
+      reopen_file();
     if (dropped > 0) {
-      char note[160];
-      int m = snprintf(note, sizeof(note),
-                       "%s: warn: %llu log line%s dropped: stderr is not "
-                       "being read fast enough\n",
-                       g_prog, (unsigned long long)dropped,
-                       dropped == 1 ? "" : "s");
-      if (m > 0)
-        write_all(note, (size_t)m < sizeof(note) ? (size_t)m : sizeof(note));
+      char text[160];
+      snprintf(text, sizeof(text),
+               "%llu log line%s dropped: the log is not being read fast "
+               "enough",
+               (unsigned long long)dropped, dropped == 1 ? "" : "s");
+      note(LOG_WARN, text);
     }
     pthread_mutex_lock(&g_w.mu);
   }
@@ -163,10 +208,63 @@ static void put_line(const char *line, size_t n) {
     if (g_w.len == n)
       pthread_cond_signal(&g_w.more);
   } else {
+    g_w.dropped_total++;
     if (g_w.dropped++ == 0)
       pthread_cond_signal(&g_w.more);
   }
   pthread_mutex_unlock(&g_w.mu);
+}
+
+unsigned long long log_dropped_total(void) {
+  unsigned long long n;
+  pthread_mutex_lock(&g_w.mu);
+  n = g_w.dropped_total;
+  pthread_mutex_unlock(&g_w.mu);
+  return n;
+}
+
+/* JOURNAL_STREAM is "DEVICE:INODE" of the journal's stream (sd-daemon(3));
+ * it counts only if stderr still is that stream (not redirected since). */
+static int stderr_is_journal(void) {
+  const char *env = getenv("JOURNAL_STREAM");
+  unsigned long long dev, ino;
+  struct stat st;
+  char end;
+  if (env == NULL || sscanf(env, "%llu:%llu%c", &dev, &ino, &end) != 2)
+    return 0;
+  if (fstat(STDERR_FILENO, &st) < 0)
+    return 0;
+  return (unsigned long long)st.st_dev == dev &&
+         (unsigned long long)st.st_ino == ino;
+}
+
+int log_configure(int format, const char *file, int timestamps) {
+  g_format = format;
+  g_file = file;
+  if (file != NULL) {
+    int fd = open_log_file(file);
+    if (fd < 0)
+      return -1;
+    g_fd = fd;
+  }
+  g_journal = file == NULL && format == LOG_FORMAT_TEXT && stderr_is_journal();
+  g_stamps = timestamps && !g_journal;
+  return 0;
+}
+
+void log_reopen(void) {
+  if (g_file == NULL)
+    return;
+  pthread_mutex_lock(&g_w.mu);
+  if (g_w.started && !g_w.stopping) {
+    g_w.reopen = 1;
+    pthread_cond_signal(&g_w.more);
+    pthread_mutex_unlock(&g_w.mu);
+    return;
+  }
+  pthread_mutex_unlock(&g_w.mu);
+  /* No writer: nothing else writes to g_fd from another thread now. */
+  reopen_file();
 }
 
 int log_text_char(const unsigned char *p, size_t n) {
@@ -204,19 +302,23 @@ void log_hex_byte(unsigned char c, char *out) {
   out[3] = hex[c & 15];
 }
 
-/* The longest line before escaping; longer ones are cut. */
-#define LOG_LINE_MAX 4096
+/* RFC 3339, UTC, milliseconds: "2025-01-31T12:00:00.123Z". */
+static size_t put_time(char *out) {
+  struct timespec ts;
+  struct tm tm;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  gmtime_r(&ts.tv_sec, &tm);
+  return strftime(out, 32, "%Y-%m-%dT%H:%M:%S", &tm) +
+         (size_t)snprintf(out + 19, 13, ".%03ldZ", ts.tv_nsec / 1000000L);
+}
 
-/* Escapes text[0..n) and ends it with the one newline of the line: every
- * byte outside printable ASCII becomes \xHH, and so does the backslash, so
- * that nothing a peer sent (a file name, a TLS reason) can move the
- * cursor, recolour a terminal or start a line of its own that looks like
- * ours, and an escape in the log always means a byte that was escaped. */
-static void emit(const char *text, size_t n) {
-  char out[4 * LOG_LINE_MAX + 1];
+/* Text: every byte outside printable ASCII becomes \xHH, and so does the
+ * backslash, so that nothing a peer sent (a file name, a TLS reason) can
+ * move the cursor, recolour a terminal or start a line of its own that
+ * looks like ours, and an escape in the log always means a byte that was
+ * escaped. */
+static size_t escape_text(const char *text, size_t n, char *out) {
   size_t o = 0;
-  if (n > LOG_LINE_MAX)
-    n = LOG_LINE_MAX;
   for (size_t i = 0; i < n; i++) {
     unsigned char c = (unsigned char)text[i];
     if (c >= 0x20 && c < 0x7f && c != '\\') {
@@ -226,35 +328,130 @@ static void emit(const char *text, size_t n) {
       o += 4;
     }
   }
+  return o;
+}
+
+/* JSON string contents: '"' and '\' escaped, well-formed UTF-8 kept (but
+ * not C1 controls), every other byte (controls, DEL, invalid UTF-8) as
+ * \u00XX, so the line is valid JSON whatever a peer sent. */
+static size_t escape_json(const char *text, size_t n, char *out) {
+  static const char hex[] = "0123456789abcdef";
+  const unsigned char *p = (const unsigned char *)text;
+  size_t o = 0;
+  for (size_t i = 0; i < n;) {
+    int k = log_text_char(p + i, n - i);
+    if (p[i] == '"' || p[i] == '\\') {
+      out[o++] = '\\';
+      out[o++] = (char)p[i++];
+    } else if (k > 0 && p[i] != '\t') {
+      memcpy(out + o, p + i, (size_t)k);
+      o += (size_t)k;
+      i += (size_t)k;
+    } else {
+      memcpy(out + o, "\\u00", 4);
+      out[o + 4] = hex[p[i] >> 4];
+      out[o + 5] = hex[p[i] & 15];
+      o += 6;
+      i++;
+    }
+  }
+  return o;
+}
+
+/* Formats one whole line (with its newline) into out (LOG_OUT_MAX). */
+static size_t format_line(int level, const char *text, size_t n,
+                          const struct log_field *f, size_t nf, char *out) {
+  static const char *names[] = {"error", "warn", "info", "debug"};
+  static const int prio[] = {3, 4, 6, 7}; /* LOG_ERR, _WARNING, _INFO, _DEBUG */
+  size_t o = 0;
+  if (n > LOG_LINE_MAX)
+    n = LOG_LINE_MAX;
+  if (g_format == LOG_FORMAT_JSON) {
+    o += (size_t)sprintf(out, "{\"ts\":\"");
+    o += put_time(out + o);
+    o += (size_t)sprintf(out + o, "\",\"level\":\"%s\",\"msg\":\"",
+                         names[level]);
+    o += escape_json(text, n, out + o);
+    out[o++] = '"';
+    for (size_t i = 0; i < nf && o < LOG_OUT_MAX - 600; i++) {
+      o += (size_t)sprintf(out + o, ",\"%s\":", f[i].key);
+      if (f[i].str != NULL) {
+        size_t len = strnlen(f[i].str, 80);
+        out[o++] = '"';
+        o += escape_json(f[i].str, len, out + o);
+        out[o++] = '"';
+      } else {
+        o += (size_t)sprintf(out + o, "%llu", f[i].num);
+      }
+    }
+    out[o++] = '}';
+    out[o++] = '\n';
+    return o;
+  }
+  if (g_journal) {
+    o += (size_t)sprintf(out, "<%d>", prio[level]);
+  } else {
+    if (g_stamps) {
+      o += put_time(out);
+      out[o++] = ' ';
+    }
+    o += escape_text(g_prog, strlen(g_prog), out + o);
+    out[o++] = ':';
+    out[o++] = ' ';
+  }
+  if (level != LOG_INFO)
+    o += (size_t)sprintf(out + o, "%s: ", names[level]);
+  o += escape_text(text, n, out + o);
   out[o++] = '\n';
-  /* Whole lines only, so lines from different threads never interleave. */
-  put_line(out, o);
+  return o;
+}
+
+/* Formats and queues one line; whole lines only, so lines from different
+ * threads never interleave. */
+static void emit(int level, const char *text, size_t n,
+                 const struct log_field *f, size_t nf) {
+  char out[LOG_OUT_MAX];
+  put_line(out, format_line(level, text, n, f, nf, out));
 }
 
 void log_write(const char *line, size_t n) {
+  size_t plen = strlen(g_prog);
   if (n > 0 && line[n - 1] == '\n')
     n--;
-  emit(line, n);
+  /* The line carries "PROG: "; the format adds its own. */
+  if (n >= plen + 2 && memcmp(line, g_prog, plen) == 0 &&
+      memcmp(line + plen, ": ", 2) == 0) {
+    line += plen + 2;
+    n -= plen + 2;
+  }
+  emit(LOG_INFO, line, n, NULL, 0);
+}
+
+static void vlog(int level, const struct log_field *f, size_t nf,
+                 const char *fmt, va_list ap) {
+  char text[1024];
+  int n;
+  if (level > g_level)
+    return;
+  n = vsnprintf(text, sizeof(text), fmt, ap);
+  if (n < 0)
+    return;
+  if (n > (int)sizeof(text) - 1)
+    n = (int)sizeof(text) - 1;
+  emit(level, text, (size_t)n, f, nf);
 }
 
 void log_msg(int level, const char *fmt, ...) {
-  static const char *names[] = {"error", "warn", "info", "debug"};
-  char line[1024];
   va_list ap;
-  int n, m;
-
-  if (level > g_level)
-    return;
-  n = snprintf(line, sizeof(line), "%s: ", g_prog);
-  if (level != LOG_INFO)
-    n += snprintf(line + n, sizeof(line) - (size_t)n, "%s: ", names[level]);
   va_start(ap, fmt);
-  m = vsnprintf(line + n, sizeof(line) - (size_t)n, fmt, ap);
+  vlog(level, NULL, 0, fmt, ap);
   va_end(ap);
-  if (m < 0)
-    return;
-  n += m;
-  if (n > (int)sizeof(line) - 1)
-    n = (int)sizeof(line) - 1;
-  emit(line, (size_t)n);
+}
+
+void log_event(int level, const struct log_field *f, size_t nf, const char *fmt,
+               ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  vlog(level, f, nf, fmt, ap);
+  va_end(ap);
 }

@@ -1,6 +1,15 @@
 /* Logging for the programs (the library never prints). One line per event on
- * stderr: "PROG: [LEVEL] message". Safe from several threads: each line is
+ * stderr: "PROG: [LEVEL: ]message". Safe from several threads: each line is
  * formatted whole before it is written.
+ *
+ * log_configure() (the server) adds the rest: an RFC 3339 time stamp in UTC
+ * with milliseconds at the start of each line ("2025-01-31T12:00:00.123Z
+ * sockit-server: ..."), or, when stderr is the journal (JOURNAL_STREAM
+ * names stderr's device and inode, see sd-daemon(3)), a "<N>" syslog
+ * priority instead of the time stamp and the program name; a JSON format
+ * (one object per line: ts, level, msg, and the structured fields of
+ * log_event()); and a log file in place of stderr (opened for appending,
+ * reopened by log_reopen()).
  *
  * Every byte of a line outside printable ASCII (controls, DEL, bytes of
  * UTF-8 and anything else above 0x7e), and the backslash itself, is written
@@ -22,6 +31,19 @@
 enum { LOG_ERROR = 0, LOG_WARN = 1, LOG_INFO = 2, LOG_DEBUG = 3 };
 
 void log_init(const char *prog, int level);
+
+enum { LOG_FORMAT_TEXT = 0, LOG_FORMAT_JSON = 1 };
+/* Before log_start(): format, file (NULL = stderr), and whether text lines
+ * carry time stamps. Returns 0, or -1 with errno if the file cannot be
+ * opened. */
+int log_configure(int format, const char *file, int timestamps);
+/* Reopens the log file (after logrotate moved it), or does nothing when
+ * logging to stderr. The writer thread does the reopening; if the file
+ * cannot be opened, the old one stays and a line says why. Call it from a
+ * normal thread (a signalfd or sk_signal callback), not a signal handler. */
+void log_reopen(void);
+/* Lines dropped since the start because the output did not keep up. */
+unsigned long long log_dropped_total(void);
 /* Starts the writer thread (with the caller's signal mask). 0 or -1. */
 int log_start(void);
 /* Flushes what is buffered and ends the writer, waiting at most timeout_ms
@@ -44,6 +66,17 @@ int log_text_char(const unsigned char *p, size_t n);
 void log_hex_byte(unsigned char c, char *out);
 void log_msg(int level, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
+
+/* A structured field of a JSON line: a string (str != NULL, escaped as
+ * JSON) or else a number. Text lines show only the message. */
+struct log_field {
+  const char *key;
+  const char *str;
+  unsigned long long num;
+};
+/* log_msg() with fields for --log-format json. */
+void log_event(int level, const struct log_field *f, size_t nf, const char *fmt,
+               ...) __attribute__((format(printf, 4, 5)));
 
 #define log_error(...) log_msg(LOG_ERROR, __VA_ARGS__)
 #define log_warn(...)  log_msg(LOG_WARN, __VA_ARGS__)

@@ -62,10 +62,13 @@ static void chargen_pump(struct conn *c) {
       conn_close(c, sk_strerror(rc));
       return;
     }
+    conn_sent(c, sizeof(pattern));
   }
   rc = sk_stream_send(&c->s, p, sizeof(pattern), chargen_sent, c);
   if (rc < 0)
     conn_close(c, sk_strerror(rc));
+  else
+    conn_sent(c, sizeof(pattern));
 }
 
 static void chargen_open(struct conn *c) {

@@ -50,7 +50,7 @@ static int broadcast(struct conn *from, const struct iovec *iov, int n) {
         sk_stream_write_queue_memory(&o->s) > cap)
       o->flags |= C_KICK;
     else
-      count++;
+      count++, conn_sentv(o, iov, n);
   }
   return count;
 }
@@ -139,8 +139,8 @@ static void send_line(struct conn *c, const unsigned char *data, size_t len) {
   int n = broadcast(c, iov, 5);
   int escaped = esc != NULL;
   free(esc);
-  if (log_level() >= LOG_INFO)
-    log_msg(LOG_INFO, "sent %zu bytes from %s to %d client%s%s", elen, name, n,
+  if (log_level() >= LOG_DEBUG)
+    log_msg(LOG_DEBUG, "sent %zu bytes from %s to %d client%s%s", elen, name, n,
             n == 1 ? "" : "s", escaped ? " (control bytes escaped)" : "");
   chat_reap(c->w);
 }

@@ -35,8 +35,8 @@ static void echo_piece(struct conn *c, const sk_frame_piece *p) {
   }
   if (n > 0 && conn_send(c, iov, n) < 0)
     return;
-  if ((p->flags & SK_FRAME_END) && log_level() >= LOG_INFO)
-    log_msg(LOG_INFO, "sent %zu bytes to %s", conn_frame_len(c, p),
+  if ((p->flags & SK_FRAME_END) && log_level() >= LOG_DEBUG)
+    log_msg(LOG_DEBUG, "sent %zu bytes to %s", conn_frame_len(c, p),
             conn_name(c));
 }
 

@@ -5,13 +5,12 @@
 
 #include <errno.h>
 #include <getopt.h>
-#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
-#include <sys/signalfd.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "cli.h"
@@ -50,6 +49,9 @@ enum {
   OPT_HS_TIMEOUT,
   OPT_UDP_RATE,
   OPT_UDP_BURST,
+  OPT_LOG_FORMAT,
+  OPT_LOG_FILE,
+  OPT_METRICS,
 };
 
 static const struct option long_opts[] = {
@@ -74,6 +76,9 @@ static const struct option long_opts[] = {
     {"handshake-timeout", required_argument, NULL, OPT_HS_TIMEOUT},
     {"udp-rate", required_argument, NULL, OPT_UDP_RATE},
     {"udp-burst", required_argument, NULL, OPT_UDP_BURST},
+    {"log-format", required_argument, NULL, OPT_LOG_FORMAT},
+    {"log-file", required_argument, NULL, OPT_LOG_FILE},
+    {"metrics", required_argument, NULL, OPT_METRICS},
     {"quiet", no_argument, NULL, 'q'},
     {"verbose", no_argument, NULL, 'v'},
     {"help", no_argument, NULL, 'h'},
@@ -106,8 +111,14 @@ static void usage(void) {
       "TLS (stream listeners; the readiness line shows them as tls://):\n"
       "      --tls              serve TLS 1.2/1.3 on every TCP and Unix "
       "listener\n"
-      "      --cert FILE        certificate chain (PEM, leaf first)\n"
-      "      --key FILE         its private key (default: in --cert)\n"
+      "      --cert FILE        certificate chain (PEM, leaf first); repeat "
+      "for SNI:\n"
+      "                         each client gets the one naming the host it "
+      "asks\n"
+      "                         for, the first is the default\n"
+      "      --key FILE         its private key (default: in --cert); one "
+      "per --cert,\n"
+      "                         paired in order\n"
       "      --client-ca FILE   require client certificates signed by these "
       "CAs\n"
       "      --self-signed      make a throwaway key and certificate in "
@@ -144,7 +155,18 @@ static void usage(void) {
       "\n"
       "Output:\n"
       "  -q, --quiet            log errors only\n"
-      "  -v, --verbose          log debug messages too\n"
+      "  -v, --verbose          log debug messages too, and a line per "
+      "message\n"
+      "                         (by default: one line per connection "
+      "opened\n"
+      "                         and one per connection closed)\n"
+      "      --log-format FMT   text (default) or json (one object per "
+      "line)\n"
+      "      --log-file PATH    append the log to PATH instead of stderr\n"
+      "                         (reopened on SIGHUP)\n"
+      "      --metrics ADDR     serve Prometheus metrics on "
+      "http://ADDR/metrics\n"
+      "                         (e.g. 127.0.0.1:9100; port 0 = any)\n"
       "      --check            check the options (and certificates, root)\n"
       "                         and exit without listening\n"
       "  -h, --help             show this help\n"
@@ -246,6 +268,12 @@ static void parse_secs_opt(const char *opt, const char *arg, uint64_t max_ms,
                     arg, (unsigned long long)(max_ms / 1000));
 }
 
+/* --cert and --key may be repeated (SNI): the i-th --key goes with the i-th
+ * --cert. They live for the whole run, since SIGHUP reloads from them. */
+static const char *cert_args[SK_TLS_MAX_CERTS], *key_args[SK_TLS_MAX_CERTS];
+static size_t ncert_args, nkey_args;
+static sk_tls_cert_file sni_certs[SK_TLS_MAX_CERTS];
+
 /* The TLS options must make sense together, and TLS needs streams. */
 static void check_tls_options(const struct server_config *cfg, int tls,
                               const char *cert, const char *key,
@@ -266,6 +294,12 @@ static void check_tls_options(const struct server_config *cfg, int tls,
                           "--self-signed");
   if (key != NULL && cert == NULL)
     cli_usage_error(PROG, "--key needs --cert");
+  if (nkey_args > 0 && nkey_args != ncert_args)
+    cli_usage_error(PROG,
+                    "%zu --cert and %zu --key: give one --key per "
+                    "--cert (paired in order), or none when the keys "
+                    "are in the --cert files",
+                    ncert_args, nkey_args);
   /* DTLS is another protocol; a UDP listener would silently stay plain
    * next to TLS ones, so it is refused instead. */
   for (size_t i = 0; i < cfg->nspecs; i++)
@@ -276,21 +310,59 @@ static void check_tls_options(const struct server_config *cfg, int tls,
                       cfg->specs[i].text);
 }
 
+/* An expired certificate (or one not valid yet) still loads, since a server
+ * may have no other; clients will refuse it, so say so. */
+static void warn_cert_dates(const sk_tls_ctx *ctx, size_t n) {
+  time_t now = time(NULL);
+  for (size_t i = 0; i < n; i++) {
+    sk_tls_cert c;
+    char when[32];
+    struct tm tm;
+    if (sk_tls_ctx_cert(ctx, i, &c) != 0)
+      continue;
+    if (c.not_after < now || c.not_before > now) {
+      time_t t = c.not_after < now ? c.not_after : c.not_before;
+      strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S UTC", gmtime_r(&t, &tm));
+      log_warn("TLS certificate %s (%s) %s %s: clients will refuse it",
+               cert_args[i], c.subject,
+               c.not_after < now ? "expired on" : "is not valid before", when);
+    }
+    sk_tls_cert_free(&c);
+  }
+}
+
 /* Loads the certificates (or makes the self-signed one) once, before
  * anything listens: a bad file is an error at start, not at the first
  * client. A self-signed certificate's fingerprint is printed whatever the
  * log level, before the readiness line, since clients need it to --pin. */
-static void make_tls_context(struct server_config *cfg, const char *cert,
+static void make_tls_context(struct server *srv, const char *cert,
                              const char *key, const char *client_ca,
                              int self_signed) {
+  struct server_config *cfg = &srv->cfg;
   sk_tls_options to;
   char fp[SK_TLS_FINGERPRINT_LEN];
   int rc;
+  /* A file that cannot be opened is named with the reason before the
+   * library reports it in its own words. */
+  const char *files[][2] = {{cert, "certificate"},
+                            {key, "private key"},
+                            {client_ca, "CA certificates"}};
+  for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++)
+    if (files[i][0] != NULL && (rc = cli_check_readable(files[i][0])) < 0)
+      cli_fatal(PROG, 1, "TLS: cannot load %s: cannot read %s: %s", files[i][1],
+                files[i][0], sk_strerror(rc));
 
   memset(&to, 0, sizeof(to));
   to.server = 1;
   to.cert_file = cert;
   to.key_file = key;
+  /* More pairs: chosen by the name a client asks for (SNI). */
+  for (size_t i = 1; i < ncert_args; i++) {
+    sni_certs[i - 1].cert_file = cert_args[i];
+    sni_certs[i - 1].key_file = nkey_args > 0 ? key_args[i] : NULL;
+  }
+  to.more_certs = sni_certs;
+  to.more_certs_count = ncert_args > 1 ? ncert_args - 1 : 0;
   to.ca_file = client_ca;
   to.require_client_cert = client_ca != NULL;
   to.self_signed = self_signed;
@@ -307,6 +379,8 @@ static void make_tls_context(struct server_config *cfg, const char *cert,
     else
       log_info("TLS certificate SHA-256 fingerprint %s", fp);
   }
+  warn_cert_dates(cfg->tls, ncert_args);
+  srv->tls_opts = to; /* SIGHUP makes a new context from them */
 }
 
 /* Raises the soft descriptor limit to the hard one and keeps --max-conns
@@ -324,8 +398,10 @@ static void fit_max_conns(struct server_config *cfg, int conns_given) {
   }
   if (rl.rlim_cur == RLIM_INFINITY)
     return;
-  /* files: a connection may hold a file open as well as its socket. */
-  per_conn = (cfg->mode->flags & MODE_UNFRAMED) ? 2 : 1;
+  /* files: an upload holds its socket, the file being written and its
+   * directory (a download only the socket and the file: one request is in
+   * flight per connection). */
+  per_conn = cfg->mode == &mode_files ? 3 : 1;
   room = (uint64_t)rl.rlim_cur;
   room = room > FD_MARGIN + (uint64_t)cfg->workers * (cfg->nspecs + 4)
              ? room - FD_MARGIN - (uint64_t)cfg->workers * (cfg->nspecs + 4)
@@ -358,9 +434,9 @@ int main(int argc, char **argv) {
   int conns_given = 0, opt;
   int tls = 0, self_signed = 0, hs_given = 0, check_only = 0;
   const char *cert = NULL, *key = NULL, *client_ca = NULL;
+  const char *log_file = NULL, *metrics_addr = NULL;
+  int log_format = LOG_FORMAT_TEXT;
   uint64_t v;
-  sigset_t sigs;
-  int sfd, stops = 0;
 
   signal(SIGPIPE, SIG_IGN);
   /* Fresh state on every call: the CLI fuzzer runs main() many times. */
@@ -456,10 +532,17 @@ int main(int argc, char **argv) {
       tls = 1;
       break;
     case OPT_CERT:
-      cert = optarg;
+      if (ncert_args == SK_TLS_MAX_CERTS)
+        cli_usage_error(PROG, "--cert: at most %d certificates",
+                        SK_TLS_MAX_CERTS);
+      cert_args[ncert_args++] = optarg;
+      cert = cert_args[0];
       break;
     case OPT_KEY:
-      key = optarg;
+      if (nkey_args == SK_TLS_MAX_CERTS)
+        cli_usage_error(PROG, "--key: at most %d keys", SK_TLS_MAX_CERTS);
+      key_args[nkey_args++] = optarg;
+      key = key_args[0];
       break;
     case OPT_CLIENT_CA:
       client_ca = optarg;
@@ -483,6 +566,21 @@ int main(int argc, char **argv) {
         cli_usage_error(PROG, "--udp-burst: '%s' is not a number in 1..%d",
                         optarg, 1000000);
       cfg->udp_burst = (uint32_t)v;
+      break;
+    case OPT_LOG_FORMAT:
+      if (strcmp(optarg, "text") == 0)
+        log_format = LOG_FORMAT_TEXT;
+      else if (strcmp(optarg, "json") == 0)
+        log_format = LOG_FORMAT_JSON;
+      else
+        cli_usage_error(PROG, "--log-format: unknown format '%s' (text, json)",
+                        optarg);
+      break;
+    case OPT_LOG_FILE:
+      log_file = optarg;
+      break;
+    case OPT_METRICS:
+      metrics_addr = optarg;
       break;
     case 'q':
       level = LOG_ERROR;
@@ -511,12 +609,15 @@ int main(int argc, char **argv) {
     cli_usage_error(PROG, "unexpected argument '%s' (use -l to listen)",
                     argv[optind]);
   log_init(PROG, level);
+  if (log_configure(log_format, log_file, 1) < 0)
+    cli_fatal(PROG, 1, "--log-file %s: %s", log_file, strerror(errno));
 
-  /* Listeners. */
-  if (nlisten == 0)
-    listen_text[nlisten++] = DEFAULT_ADDR;
+  /* Listeners: the -l ones, then any systemd passed (socket activation);
+   * the default address only when there is neither. */
   for (size_t i = 0; i < nlisten; i++)
     parse_listen(&specs[i], listen_text[i], udp);
+  if (systemd_listeners(specs, &nlisten, MAX_LISTENERS) == 0 && nlisten == 0)
+    parse_listen(&specs[nlisten++], DEFAULT_ADDR, udp);
   cfg->specs = specs;
   cfg->nspecs = nlisten;
 
@@ -549,7 +650,7 @@ int main(int argc, char **argv) {
   fit_max_conns(cfg, conns_given);
 
   if (tls)
-    make_tls_context(cfg, cert, key, client_ca, self_signed);
+    make_tls_context(&srv, cert, key, client_ca, self_signed);
   if (cfg->mode->setup != NULL && cfg->mode->setup(&srv) < 0)
     return 1;
   if (check_only) {
@@ -559,53 +660,26 @@ int main(int argc, char **argv) {
     return 0;
   }
 
-  /* Signals are taken by the main thread alone, through a signalfd; the
-   * workers inherit the blocked mask and never see them. */
-  sigemptyset(&sigs);
-  sigaddset(&sigs, SIGINT);
-  sigaddset(&sigs, SIGTERM);
-  if (pthread_sigmask(SIG_BLOCK, &sigs, NULL) != 0)
-    cli_fatal(PROG, 1, "cannot block signals");
-  sfd = signalfd(-1, &sigs, SFD_CLOEXEC);
-  if (sfd < 0)
-    cli_fatal(PROG, 1, "signalfd: %s", strerror(errno));
+  /* Signals are taken by the main thread alone, through its control loop
+   * (signals.c); the workers inherit the blocked mask and never see them. */
+  signals_block();
   /* From here on no loop ever blocks on stderr (see log.h). */
   if (log_start() == 0)
     atexit(flush_log);
 
+  if (metrics_addr != NULL)
+    metrics_bind(&srv, metrics_addr);
   server_start(&srv);
+  metrics_start(&srv);
   log_debug("%u worker%s, max %llu connections, idle timeout %llu ms, "
             "grace %llu ms",
             cfg->workers, cfg->workers == 1 ? "" : "s",
             (unsigned long long)cfg->max_conns,
             (unsigned long long)cfg->idle_ms,
             (unsigned long long)cfg->grace_ms);
-
-  for (;;) {
-    struct pollfd pfd[2] = {{sfd, POLLIN, 0}, {srv.done_fd, POLLIN, 0}};
-    if (poll(pfd, 2, -1) < 0) {
-      if (errno == EINTR)
-        continue;
-      cli_fatal(PROG, 1, "poll: %s", strerror(errno));
-    }
-    if (pfd[1].revents)
-      break;
-    if (pfd[0].revents) {
-      struct signalfd_siginfo si;
-      if (read(sfd, &si, sizeof(si)) != (ssize_t)sizeof(si))
-        continue;
-      if (++stops == 1) {
-        log_info("%s: stopping (grace period %llu ms)",
-                 si.ssi_signo == SIGINT ? "SIGINT" : "SIGTERM",
-                 (unsigned long long)cfg->grace_ms);
-        server_stop(&srv, 0);
-      } else if (stops == 2) {
-        log_warn("second signal: closing every connection now");
-        server_stop(&srv, 1);
-      }
-    }
-  }
-  close(sfd);
+  systemd_ready(&srv);
+  signals_run(&srv);
+  metrics_stop(&srv);
   if (server_wait(&srv) != 0)
     return 1;
   log_info("stopped");

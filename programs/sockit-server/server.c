@@ -69,6 +69,88 @@ static void worker_maybe_finish(struct worker *w) {
   w->finished = 1;
   sk_close(&w->grace.h, NULL);
   sk_close(&w->sweep.h, NULL);
+  sk_close(&w->gauges.h, NULL);
+}
+
+/* The transport label of c's listener (metrics.h). */
+static const char *conn_transport(const struct conn *c) {
+  static const char *plain[] = {"tcp", "unix", "udp"};
+  static const char *tls[] = {"tls", "tls+unix", "udp"};
+  return (conn_tls(c) ? tls : plain)[c->spec->kind];
+}
+
+/* The one line a connection gets when it opens (JSON: event "open"). */
+static void log_conn_opened(const struct conn *c) {
+  struct log_field f[] = {
+      {"event", "open", 0},
+      {"peer", conn_name(c), 0},
+      {"listener", c->spec->url, 0},
+      {"mode", conn_cfg(c)->mode->name, 0},
+      {"transport", conn_transport(c), 0},
+  };
+  if (log_level() < LOG_INFO)
+    return;
+  log_event(LOG_INFO, f, sizeof(f) / sizeof(f[0]), "connection from %s on %s",
+            f[1].str, c->spec->url);
+}
+
+/* The one line a connection gets when it closes: why, how long, and the
+ * bytes and messages each way (JSON: event "close" and those fields). */
+static void log_conn_closed(const struct conn *c, const char *why) {
+  static const char *kinds[CLOSE_KINDS] = {
+      "done",        "error",         "idle_timeout", "frame_timeout",
+      "frame_error", "tls_handshake", "stopping"};
+  uint64_t ms = sk_loop_now(c->s.h.loop) - c->opened_ms;
+  const char *name = conn_name(c);
+  struct log_field f[] = {
+      {"event", "close", 0},
+      {"peer", name, 0},
+      {"duration_ms", NULL, ms},
+      {"bytes_in", NULL, c->bytes_in},
+      {"bytes_out", NULL, c->bytes_out},
+      {"msgs_in", NULL, c->msgs_in},
+      {"msgs_out", NULL, c->msgs_out},
+      {"reason", kinds[c->close_kind], 0},
+      {"why", why != NULL ? why : kinds[c->close_kind], 0},
+      {"mode", conn_cfg(c)->mode->name, 0},
+      {"transport", conn_transport(c), 0},
+  };
+  if (log_level() < LOG_INFO)
+    return;
+  log_event(LOG_INFO, f, sizeof(f) / sizeof(f[0]),
+            "connection from %s closed%s%s (after %llu.%03llu s; in %llu "
+            "bytes, %llu msgs; out %llu bytes, %llu msgs)",
+            name, why ? ": " : "", why ? why : "",
+            (unsigned long long)(ms / 1000), (unsigned long long)(ms % 1000),
+            (unsigned long long)c->bytes_in, (unsigned long long)c->msgs_in,
+            (unsigned long long)c->bytes_out, (unsigned long long)c->msgs_out);
+}
+
+/* Counts bytes and messages on c and its worker's transport counters. */
+static void conn_count(struct conn *c, int dir, uint64_t bytes, uint64_t msgs) {
+  struct wstats *st = &c->w->stats;
+  if (dir == DIR_IN) {
+    c->bytes_in += bytes;
+    c->msgs_in += msgs;
+  } else {
+    c->bytes_out += bytes;
+    c->msgs_out += msgs;
+  }
+  if (bytes > 0)
+    stat_add(&st->bytes[c->spec->kind][dir], bytes);
+  if (msgs > 0)
+    stat_add(&st->msgs[c->spec->kind][dir], msgs);
+}
+
+void conn_sent(struct conn *c, size_t bytes) {
+  conn_count(c, DIR_OUT, bytes, 1);
+}
+
+void conn_sentv(struct conn *c, const struct iovec *iov, int n) {
+  size_t bytes = 0;
+  for (int i = 0; i < n; i++)
+    bytes += iov[i].iov_len;
+  conn_sent(c, bytes);
 }
 
 void conn_close(struct conn *c, const char *why) {
@@ -90,8 +172,10 @@ void conn_close(struct conn *c, const char *why) {
   c->prev = c->next = NULL;
   w->nconns--;
   atomic_fetch_sub_explicit(&w->srv->nconns, 1, memory_order_relaxed);
-  log_info("connection from %s closed%s%s", conn_name(c), why ? ": " : "",
-           why ? why : "");
+  if (c->close_kind == CLOSE_DONE && why != NULL)
+    c->close_kind = CLOSE_ERROR;
+  stat_add(&w->stats.closed[c->close_kind], 1);
+  log_conn_closed(c, why);
   /* Over TLS, close_notify tells the peer that the session was ended on
    * purpose (idle timeout, end of the grace period) rather than cut. It is
    * sent only when nothing else waits in the queue: the close drops queued
@@ -109,6 +193,7 @@ int conn_send(struct conn *c, const struct iovec *iov, int n) {
     conn_close(c, sk_strerror(rc));
     return -1;
   }
+  conn_sentv(c, iov, n);
   return 0;
 }
 
@@ -190,6 +275,7 @@ static void conn_stop(struct conn *c) {
   c->flags |= C_STOPPING;
   if (c->flags & C_HANDSHAKE) {
     /* Nothing was asked of the mode yet: there is nothing to finish. */
+    c->close_kind = CLOSE_STOPPING;
     conn_close(c, "server stopping");
     return;
   }
@@ -224,6 +310,7 @@ static int conn_check_timeouts(struct conn *c, uint64_t now) {
   if (cfg->idle_ms > 0 && now - c->last_active >= cfg->idle_ms) {
     snprintf(why, sizeof(why), "idle for %llu s",
              (unsigned long long)((now - c->last_active) / 1000));
+    c->close_kind = CLOSE_IDLE;
     conn_close(c, why);
     return 1;
   }
@@ -233,6 +320,8 @@ static int conn_check_timeouts(struct conn *c, uint64_t now) {
     snprintf(why, sizeof(why), "frame not complete after %llu s",
              (unsigned long long)((now - c->frame_start) / 1000));
     log_error("%s: %s, closing the connection", conn_name(c), why);
+    c->close_kind = CLOSE_FRAME_TIMEOUT;
+    stat_add(&c->w->stats.frames_rejected[FRAME_TIMEOUT], 1);
     conn_close(c, why);
     return 1;
   }
@@ -252,6 +341,19 @@ static void sweep_cb(sk_timer *t) {
     if (!(c->flags & C_CLOSING))
       conn_check_timeouts(c, now);
   }
+}
+
+/* --metrics: the worker's gauges, refreshed once a second (walking the
+ * connections is cheap at that pace, and costs nothing per message). */
+static void gauges_cb(sk_timer *t) {
+  struct worker *w = t->h.data;
+  uint64_t queued = 0, paused = 0;
+  for (struct conn *c = w->conns; c != NULL; c = c->next) {
+    queued += sk_stream_write_queue_size(&c->s);
+    paused += (c->flags & C_PAUSED) != 0;
+  }
+  stat_set(&w->stats.queued_bytes, queued);
+  stat_set(&w->stats.paused, paused);
 }
 
 /* How often sweep_cb runs: a quarter of the shortest timeout, between
@@ -287,18 +389,25 @@ static void frame_error(struct conn *c, int err) {
   else
     snprintf(why, sizeof(why), "%s, closing the connection", sk_strerror(err));
   log_error("%s: %s", conn_name(c), why);
+  c->close_kind = CLOSE_FRAME_ERROR;
+  stat_add(
+      &c->w->stats.frames_rejected[err == SK_EFRAMETOOBIG ? FRAME_TOO_BIG
+                                                          : FRAME_MALFORMED],
+      1);
   conn_close(c, sk_strerror(err));
 }
 
-/* One decoded piece to the mode, with the per-frame log line. */
+/* One decoded piece to the mode, with the per-frame log line (-v). */
 static void deliver(struct conn *c, const sk_frame_piece *p) {
   if (conn_framed(c)) {
     if (p->flags & SK_FRAME_BEGIN)
       c->frame_bytes = 0;
     c->frame_bytes += p->len;
+    if (p->flags & SK_FRAME_END)
+      conn_count(c, DIR_IN, 0, 1);
   }
-  if ((p->flags & SK_FRAME_END) && log_level() >= LOG_INFO)
-    log_msg(LOG_INFO, "recv %zu bytes from %s", conn_frame_len(c, p),
+  if ((p->flags & SK_FRAME_END) && log_level() >= LOG_DEBUG)
+    log_msg(LOG_DEBUG, "recv %zu bytes from %s", conn_frame_len(c, p),
             conn_name(c));
   conn_cfg(c)->mode->piece(c, p);
 }
@@ -348,6 +457,7 @@ static void on_eof(struct conn *c) {
        * FIN; only the cut frame is lost. */
       log_warn("%s: stream ended inside a frame (%s)", conn_name(c),
                sk_strerror(rc));
+      stat_add(&c->w->stats.frames_rejected[FRAME_TRUNCATED], 1);
     } else if (rc == 1) {
       deliver(c, &p);
       if (c->flags & C_CLOSING)
@@ -363,6 +473,10 @@ static void on_recv(sk_stream *s, ssize_t n, const void *buf) {
 
   if (n > 0) {
     conn_touch(c);
+    /* Bytes in count every read; messages in count frames where there is
+     * a decoder (deliver()), reads otherwise. */
+    conn_count(c, DIR_IN, (uint64_t)n,
+               (cfg->mode->flags & MODE_UNFRAMED) || !conn_framed(c) ? 1 : 0);
     if (c->flags & (C_SHUT | C_CLOSING))
       return;
     if (cfg->mode->flags & MODE_UNFRAMED)
@@ -473,7 +587,13 @@ static void on_handshake(sk_stream *s, int status) {
   if (c->flags & C_CLOSING)
     return; /* -ECANCELED: closed during the handshake */
   c->flags &= ~C_HANDSHAKE;
+  stats_handshake(&c->w->stats,
+                  status == 0            ? HS_OK
+                  : status == -ETIMEDOUT ? HS_TIMEOUT
+                                         : HS_FAILED,
+                  sk_loop_now(s->h.loop) - c->opened_ms);
   if (status < 0) {
+    c->close_kind = CLOSE_TLS;
     if (status == -ETIMEDOUT)
       log_error("%s: TLS handshake failed: not complete after %.3g s",
                 conn_name(c), (double)conn_cfg(c)->hs_ms / 1000.0);
@@ -537,14 +657,24 @@ static void on_accept(sk_stream *ls, int status, int fd,
   w->conns = c;
   w->nconns++;
   conn_touch(c);
-  log_info("connection from %s on %s", conn_name(c), l->spec->url);
+  c->opened_ms = c->last_active;
+  stat_add(&w->stats.accepted, 1);
+  log_conn_opened(c);
   if (cfg->tls != NULL) {
     /* The handshake reads by itself; the mode starts once it succeeded.
      * Its deadline (--handshake-timeout) is the context's. */
+    sk_tls_ctx *ctx;
     c->flags |= C_HANDSHAKE;
-    rc = sk_stream_tls_start(&c->s, cfg->tls, NULL, on_handshake);
+    /* The context loaded last (SIGHUP reloads it); the stream keeps its
+     * own reference for as long as it needs one. */
+    pthread_mutex_lock(&srv->tls_lock);
+    ctx = sk_tls_ctx_ref(srv->tls_cur);
+    pthread_mutex_unlock(&srv->tls_lock);
+    rc = sk_stream_tls_start(&c->s, ctx, NULL, on_handshake);
+    sk_tls_ctx_free(ctx);
     if (rc < 0) {
       log_error("%s: cannot start TLS: %s", conn_name(c), tls_error_text(rc));
+      c->close_kind = CLOSE_TLS;
       conn_close(c, NULL);
       return;
     }
@@ -561,6 +691,7 @@ static void close_all(struct worker *w, const char *why) {
   struct conn *c, *next;
   for (c = w->conns; c != NULL; c = next) {
     next = c->next;
+    c->close_kind = CLOSE_STOPPING;
     conn_close(c, why);
   }
 }
@@ -601,7 +732,10 @@ static void worker_stop_cb(sk_post *p) {
     if (cfg->specs[i].kind == LISTEN_UDP) {
       sk_close(&w->udp[i].u.h, NULL);
     } else {
-      drain_backlog(&w->tcp[i]);
+      /* A socket systemd handed over stays open in systemd: what waits in
+       * its backlog is for the next instance, not ours to take. */
+      if (cfg->specs[i].sd_fd == 0)
+        drain_backlog(&w->tcp[i]);
       sk_close(&w->tcp[i].s.h, NULL);
     }
   }
@@ -635,7 +769,11 @@ static void keepalive_cb(sk_async *a) {
 static void *worker_main(void *arg) {
   struct worker *w = arg;
   struct server *srv = w->srv;
-  int rc = sk_loop_run(&w->loop, SK_RUN_DEFAULT);
+  int rc;
+  /* SK_RUN_DEFAULT one iteration at a time, to count them (--metrics);
+   * busy time is the thread's CPU time, read by the metrics thread. */
+  while ((rc = sk_loop_run(&w->loop, SK_RUN_ONCE)) > 0)
+    stat_add(&w->stats.iterations, 1);
   if (rc < 0) {
     log_error("worker %u: event loop failed: %s", w->id, sk_strerror(rc));
     srv->failed = 1;
@@ -805,6 +943,28 @@ static int unix_stale(const sk_endpoint *ep) {
   return stale;
 }
 
+/* One socket, one queue: the other workers poll a duplicate of worker 0's
+ * listener for spec idx (a Unix listener, or a socket systemd passed).
+ * Whichever loop reads first takes the connection or datagram. */
+static void share_listener(struct server *srv, size_t idx) {
+  const struct listen_spec *sp = &srv->cfg.specs[idx];
+  struct worker *w0 = &srv->workers[0];
+  int fd0 =
+      sp->kind == LISTEN_UDP ? w0->udp[idx].u.sock.fd : w0->tcp[idx].s.sock.fd;
+  int rc;
+
+  for (unsigned i = 1; i < srv->nworkers; i++) {
+    struct worker *w = &srv->workers[i];
+    int fd = fcntl(fd0, F_DUPFD_CLOEXEC, 0);
+    if (fd < 0)
+      cli_fatal(SK_PROG_NAME, 1, "%s: dup: %s", sp->text, strerror(errno));
+    rc = sp->kind == LISTEN_UDP ? sk_udp_open(&w->udp[idx].u, fd)
+                                : sk_stream_open(&w->tcp[idx].s, fd);
+    if (rc < 0)
+      cli_fatal(SK_PROG_NAME, 1, "%s: %s", sp->text, sk_strerror(rc));
+  }
+}
+
 static void bind_unix(struct server *srv, size_t idx) {
   struct listen_spec *sp = &srv->cfg.specs[idx];
   struct stream_listener *l0 = &srv->workers[0].tcp[idx];
@@ -828,20 +988,58 @@ static void bind_unix(struct server *srv, size_t idx) {
     cli_fatal(SK_PROG_NAME, 1, "cannot listen on %s: %s", sp->text,
               sk_strerror(rc));
   sp->created_path = sp->ep.u.un.sun_path[0] != '\0';
+  if (sp->created_path) {
+    struct stat st;
+    if (stat(sp->ep.u.un.sun_path, &st) == 0) {
+      sp->path_dev = (unsigned long long)st.st_dev;
+      sp->path_ino = (unsigned long long)st.st_ino;
+    }
+  }
   if (sk_socket_local(&l0->s.sock, &local) < 0)
     local = sp->ep;
   format_url(sp, &local, srv->cfg.tls != NULL);
-  /* One socket, one accept queue: every worker polls a duplicate of the
-   * same descriptor. */
-  for (unsigned i = 1; i < srv->nworkers; i++) {
-    struct stream_listener *l = &srv->workers[i].tcp[idx];
-    int fd = fcntl(l0->s.sock.fd, F_DUPFD_CLOEXEC, 0);
-    if (fd < 0)
-      cli_fatal(SK_PROG_NAME, 1, "%s: dup: %s", sp->text, strerror(errno));
-    rc = sk_stream_open(&l->s, fd);
-    if (rc < 0)
-      cli_fatal(SK_PROG_NAME, 1, "%s: %s", sp->text, sk_strerror(rc));
+  share_listener(srv, idx);
+}
+
+/* A socket systemd passed (spec->sd_fd): served as it is, by every worker
+ * through a duplicate of it (see share_listener()). */
+static void adopt_passed(struct server *srv, size_t idx) {
+  struct listen_spec *sp = &srv->cfg.specs[idx];
+  struct worker *w0 = &srv->workers[0];
+  sk_socket *sock;
+  sk_endpoint local;
+  int rc;
+
+  for (unsigned i = 0; i < srv->nworkers; i++) {
+    struct worker *w = &srv->workers[i];
+    if (sp->kind == LISTEN_UDP) {
+      sk_udp_init(&w->loop, &w->udp[idx].u);
+      w->udp[idx].u.h.data = &w->udp[idx];
+      w->udp[idx].w = w;
+      w->udp[idx].spec = sp;
+    } else {
+      sk_stream_init(&w->loop, &w->tcp[idx].s);
+      w->tcp[idx].s.h.data = &w->tcp[idx];
+      w->tcp[idx].w = w;
+      w->tcp[idx].spec = sp;
+    }
   }
+  if (sp->kind == LISTEN_UDP) {
+    sock = &w0->udp[idx].u.sock;
+    rc = sk_udp_open(&w0->udp[idx].u, sp->sd_fd);
+  } else {
+    sock = &w0->tcp[idx].s.sock;
+    rc = sk_stream_open(&w0->tcp[idx].s, sp->sd_fd);
+  }
+  if (rc < 0)
+    cli_fatal(SK_PROG_NAME, 1, "%s: %s", sp->text, sk_strerror(rc));
+  if (sk_socket_local(sock, &local) == 0) {
+    sp->ep = local;
+    format_url(sp, &local, srv->cfg.tls != NULL);
+  } else {
+    snprintf(sp->url, sizeof(sp->url), "%s", sp->text);
+  }
+  share_listener(srv, idx);
 }
 
 static void print_ready(const struct server *srv) {
@@ -901,13 +1099,23 @@ void server_start(struct server *srv) {
       /* It never keeps a worker alive by itself. */
       sk_unref(&w->sweep.h);
     }
+    sk_timer_init(&w->loop, &w->gauges);
+    w->gauges.h.data = w;
+    if (srv->metrics != NULL) {
+      sk_timer_start(&w->gauges, gauges_cb, 1000, 1000);
+      sk_unref(&w->gauges.h);
+    }
     w->tcp = calloc(cfg->nspecs, sizeof(*w->tcp));
     w->udp = calloc(cfg->nspecs, sizeof(*w->udp));
     if (w->tcp == NULL || w->udp == NULL)
       cli_fatal(SK_PROG_NAME, 1, "out of memory");
   }
+  pthread_mutex_init(&srv->tls_lock, NULL);
+  srv->tls_cur = sk_tls_ctx_ref(cfg->tls);
   for (size_t i = 0; i < cfg->nspecs; i++) {
-    if (cfg->specs[i].kind == LISTEN_UNIX)
+    if (cfg->specs[i].sd_fd > 0)
+      adopt_passed(srv, i);
+    else if (cfg->specs[i].kind == LISTEN_UNIX)
       bind_unix(srv, i);
     else
       bind_ip(srv, i);
@@ -949,6 +1157,15 @@ void server_stop(struct server *srv, int force) {
   }
 }
 
+void server_tls_swap(struct server *srv, sk_tls_ctx *ctx) {
+  sk_tls_ctx *old;
+  pthread_mutex_lock(&srv->tls_lock);
+  old = srv->tls_cur;
+  srv->tls_cur = ctx;
+  pthread_mutex_unlock(&srv->tls_lock);
+  sk_tls_ctx_free(old);
+}
+
 int server_wait(struct server *srv) {
   const struct server_config *cfg = &srv->cfg;
   for (unsigned i = 0; i < srv->nworkers; i++) {
@@ -961,8 +1178,14 @@ int server_wait(struct server *srv) {
     free(w->udp);
   }
   for (size_t i = 0; i < cfg->nspecs; i++) {
-    if (cfg->specs[i].created_path)
-      unlink(cfg->specs[i].ep.u.un.sun_path);
+    const struct listen_spec *sp = &cfg->specs[i];
+    struct stat st;
+    /* Only the socket file made at start: not one put in its place since
+     * (another server's, or anything else). */
+    if (sp->created_path && lstat(sp->ep.u.un.sun_path, &st) == 0 &&
+        S_ISSOCK(st.st_mode) && (unsigned long long)st.st_dev == sp->path_dev &&
+        (unsigned long long)st.st_ino == sp->path_ino)
+      unlink(sp->ep.u.un.sun_path);
   }
   free(srv->workers);
   srv->workers = NULL;
@@ -970,6 +1193,9 @@ int server_wait(struct server *srv) {
   if (cfg->mode->teardown != NULL)
     cfg->mode->teardown(srv);
   /* Every connection holding a reference is gone with its loop. */
+  sk_tls_ctx_free(srv->tls_cur);
+  srv->tls_cur = NULL;
+  pthread_mutex_destroy(&srv->tls_lock);
   sk_tls_ctx_free(srv->cfg.tls);
   srv->cfg.tls = NULL;
   return srv->failed ? 1 : 0;

@@ -29,6 +29,7 @@
 #include <stdint.h>
 #include <sys/uio.h>
 
+#include "metrics.h"
 #include "ratelimit.h"
 #include "sockit.h"
 
@@ -92,6 +93,12 @@ struct listen_spec {
   const char *text; /* as given on the command line, for messages */
   char url[160];    /* "tcp://127.0.0.1:40113", for the readiness line */
   int created_path; /* a Unix socket file this process created */
+  /* systemd socket activation (systemd.c): the socket handed over
+   * (SD_LISTEN_FDS_START or above), served as it is; 0 = bind one. */
+  int sd_fd;
+  /* The file created_path names, to remove it at stop only if it is still
+   * the one this process made. */
+  unsigned long long path_dev, path_ino;
 };
 
 struct server_config {
@@ -149,6 +156,12 @@ struct worker {
   size_t nconns;
   int stopping, finished;
   int reaping; /* chat: a sweep of kicked clients is running */
+  /* systemd watchdog (signals.c): set when a ping is posted to the loop,
+   * cleared when the loop runs it; still set a period later = stuck. */
+  sk_post wd_post;
+  atomic_int wd_pending;
+  struct wstats stats; /* this worker's counters (metrics.h) */
+  sk_timer gauges;     /* --metrics: refreshes the gauges in stats */
 };
 
 struct server {
@@ -159,10 +172,17 @@ struct server {
   atomic_uint_fast64_t emfile_log_ms; /* rate limits for two warnings */
   atomic_uint_fast64_t refuse_log_ms;
   atomic_uint_fast64_t refused;
-  atomic_uint running; /* worker threads still running */
-  int done_fd;         /* written by the last worker to exit */
-  int root_fd;         /* files: the root directory (O_PATH) */
-  int failed;          /* a worker's loop failed */
+  atomic_uint running;     /* worker threads still running */
+  struct metrics *metrics; /* --metrics: the scrape listener, or NULL */
+  int done_fd;             /* written by the last worker to exit */
+  int root_fd;             /* files: the root directory (O_PATH) */
+  int failed;              /* a worker's loop failed */
+  /* TLS reload (SIGHUP, signals.c): the options the context was made
+   * with, and the context new handshakes use, swapped under tls_lock
+   * (cfg.tls stays the first one and only says that TLS is on). */
+  sk_tls_options tls_opts;
+  pthread_mutex_t tls_lock;
+  sk_tls_ctx *tls_cur;
 };
 
 /* Connection flags. */
@@ -195,6 +215,14 @@ struct conn {
   int peer_fd;
   unsigned char peer_addr[16];
   const struct listen_spec *spec;
+  /* For the close line and the metrics: loop time (ms) of the accept, and
+   * bytes and messages each way. A message in is a frame (framed modes)
+   * or a read (raw and self-parsing modes); a message out is a send the
+   * mode made (an echoed frame, a reply, a chunk of a file). */
+  uint64_t opened_ms;
+  uint64_t bytes_in, bytes_out;
+  uint64_t msgs_in, msgs_out;
+  unsigned char close_kind; /* enum close_kind, set before conn_close() */
   /* Framed modes only: with --frame raw every read is a whole frame, and a
    * connection is allocated without this tail (CONN_RAW_SIZE), which is
    * what keeps an idle connection near 270 bytes. */
@@ -224,6 +252,36 @@ void server_stop(struct server *srv, int force);
 /* Joins the workers and releases everything. Returns 0, or 1 if a worker
  * failed. */
 int server_wait(struct server *srv);
+/* From any thread: new TLS handshakes use ctx from now on (the server takes
+ * over the caller's reference); established connections keep theirs. */
+void server_tls_swap(struct server *srv, sk_tls_ctx *ctx);
+
+/* ---- systemd.c: socket activation and sd_notify ---- */
+
+/* Takes the sockets systemd passed (LISTEN_FDS), if any, as listeners
+ * appended to specs[*n] (at most max in all); exits 1 with one line for a
+ * socket it cannot serve. Returns how many were taken. */
+size_t systemd_listeners(struct listen_spec *specs, size_t *n, size_t max);
+/* sd_notify: READY=1 (and the first STATUS=), STATUS=, STOPPING=1; each a
+ * no-op without NOTIFY_SOCKET. */
+void systemd_ready(const struct server *srv);
+void systemd_status(const struct server *srv);
+void systemd_stopping(void);
+void systemd_watchdog_ping(void);
+/* Watchdog period asked for by systemd (WATCHDOG_USEC), in ms; 0 = none. */
+uint64_t systemd_watchdog_ms(void);
+/* 1 if there is a notification socket to talk to. */
+int systemd_notifying(void);
+
+/* ---- signals.c: the main thread's control loop ---- */
+
+/* Blocks the signals the server handles, before any thread starts. */
+void signals_block(void);
+/* Runs the main thread until every worker has ended: SIGINT/SIGTERM stop
+ * (a second one closes everything at once), SIGHUP reloads TLS files and
+ * reopens the log file, SIGUSR1 logs a summary of the counters; also the
+ * systemd STATUS= updates and watchdog pings. */
+void signals_run(struct server *srv);
 
 /* ---- server.c: used by the modes ---- */
 
@@ -235,6 +293,9 @@ int conn_send(struct conn *c, const struct iovec *iov, int n);
 void conn_finish(struct conn *c);
 /* Closes now. why (may be NULL) is logged at info level. */
 void conn_close(struct conn *c, const char *why);
+/* Counts bytes a mode queued on c without conn_send() (one message). */
+void conn_sent(struct conn *c, size_t bytes);
+void conn_sentv(struct conn *c, const struct iovec *iov, int n);
 /* 1 if bytes from the peer wait in the kernel, not yet read. */
 int conn_unread(const struct conn *c);
 /* Stops delivering input to the mode until conn_release(), for a mode that

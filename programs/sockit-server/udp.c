@@ -168,9 +168,11 @@ static void on_dgram(sk_udp *su, ssize_t n, const void *buf,
     }
     return;
   }
-  if (log_level() >= LOG_INFO) {
+  stat_add(&u->w->stats.bytes[LISTEN_UDP][DIR_IN], (uint64_t)n);
+  stat_add(&u->w->stats.msgs[LISTEN_UDP][DIR_IN], 1);
+  if (log_level() >= LOG_DEBUG) {
     sk_endpoint_format(from, a, sizeof(a));
-    log_msg(LOG_INFO, "recv %zd bytes from %s (udp)%s", n, a,
+    log_msg(LOG_DEBUG, "recv %zd bytes from %s (udp)%s", n, a,
             (flags & SK_UDP_TRUNCATED) ? " (truncated)" : "");
   }
   e = rl_lookup(&u->rl, from, sk_loop_now(su->h.loop), srv->cfg.udp_rate,
@@ -220,9 +222,13 @@ void udp_reply(struct udp_listener *u, const void *buf, size_t len,
     char a[SK_ENDPOINT_STRLEN];
     sk_endpoint_format(to, a, sizeof(a));
     log_msg(LOG_DEBUG, "reply to %s dropped: %s", a, sk_strerror(rc));
-  } else if (rc == 0 && log_level() >= LOG_INFO) {
-    char a[SK_ENDPOINT_STRLEN];
-    sk_endpoint_format(to, a, sizeof(a));
-    log_msg(LOG_INFO, "sent %zu bytes to %s (udp)", len, a);
+  } else if (rc == 0) {
+    stat_add(&u->w->stats.bytes[LISTEN_UDP][DIR_OUT], len);
+    stat_add(&u->w->stats.msgs[LISTEN_UDP][DIR_OUT], 1);
+    if (log_level() >= LOG_DEBUG) {
+      char a[SK_ENDPOINT_STRLEN];
+      sk_endpoint_format(to, a, sizeof(a));
+      log_msg(LOG_DEBUG, "sent %zu bytes to %s (udp)", len, a);
+    }
   }
 }

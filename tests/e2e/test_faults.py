@@ -332,9 +332,9 @@ class FaultTest(unittest.TestCase):
 
     def test_unread_stderr_never_stalls_the_server(self):
         # After the readiness line nobody reads the server's stderr (a
-        # pipe). At the default level each connection logs about four
-        # lines, so 3000 of them write far more than the pipe (64 KiB) and
-        # the log buffer (256 KiB) hold. The loops must keep serving; the
+        # pipe). At the default level each connection logs two lines of
+        # about 130 bytes, so 3000 of them write far more than the pipe
+        # (64 KiB) and the log buffer (256 KiB) hold. The loops must keep serving; the
         # lines that did not fit are dropped and counted, and the count is
         # reported once stderr drains.
         with Server(["-w", "2", "-l", "127.0.0.1:0"]) as srv:

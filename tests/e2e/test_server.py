@@ -197,9 +197,10 @@ class EchoBasics(ServerTest):
     """Item 1: TCP echo, the readiness line, per-message log lines."""
 
     def test_json_echo_logs_connection_and_messages(self):
-        srv = self.start("-l", "127.0.0.1:0")
+        srv = self.start("-v", "-l", "127.0.0.1:0")
         self.assertRegex(srv.log[0],
-                         r"^sockit-server: listening on tcp://127\.0\.0\.1:"
+                         r"^\d{4}-\d\d-\d\dT[\d:.]+Z sockit-server: "
+                         r"listening on tcp://127\.0\.0\.1:"
                          r"[1-9]\d* \(echo\)$")
         msg = b'{"processCode":"0001","amount":"100.00","currency":"EUR"}'
         s = self.sock(srv.tcp)
@@ -338,7 +339,7 @@ class Frames(ServerTest):
         return s, recv_exact(s, len(wire))
 
     def test_line_frames_are_echoed_whole(self):
-        srv = self.start("-l", "127.0.0.1:0", "--frame", "line")
+        srv = self.start("-v", "-l", "127.0.0.1:0", "--frame", "line")
         self.assertIn("(echo, frame line)", srv.log[0])
         s = self.sock(srv.tcp)
         s.sendall(b"first\r\nsec")
@@ -348,7 +349,7 @@ class Frames(ServerTest):
         srv.wait_log("recv 6 bytes from 127.0.0.1:%d" % port)
 
     def test_len16_iso8583_record_comes_back_intact(self):
-        srv = self.start("-l", "127.0.0.1:0", "--frame", "len16")
+        srv = self.start("-v", "-l", "127.0.0.1:0", "--frame", "len16")
         wire = len16(ISO_0800)
         self.assertEqual(wire[:2], b"\x00\x27")
         s, back = self.roundtrip(srv, wire, pieces=[1, 2, 10, 30])
@@ -384,7 +385,7 @@ class Frames(ServerTest):
                  ("line", b"\n", b"hi\n")]
         for frame, keepalive, data in cases:
             with self.subTest(frame=frame):
-                srv = self.start("-l", "127.0.0.1:0", "--frame", frame)
+                srv = self.start("-v", "-l", "127.0.0.1:0", "--frame", frame)
                 s = self.sock(srv.tcp)
                 wire = keepalive + data + keepalive
                 s.sendall(wire)
@@ -447,7 +448,7 @@ class Udp(ServerTest):
         return u
 
     def test_udp_echo_datagrams_including_empty(self):
-        srv = self.start("--udp", "-l", "127.0.0.1:0")
+        srv = self.start("-v", "--udp", "-l", "127.0.0.1:0")
         self.assertRegex(srv.log[0], r"listening on udp://127\.0\.0\.1:\d+ ")
         addr = srv.host_port("udp")
         u = self.udp_sock()
@@ -491,7 +492,8 @@ class Udp(ServerTest):
         second = u.recvfrom(4096)[0]
         self.assertEqual(second[:74], chargen_line(6))
         srv.stop()
-        srv = self.start("--udp", "--mode", "discard", "-l", "127.0.0.1:0")
+        srv = self.start("-v", "--udp", "--mode", "discard", "-l",
+                         "127.0.0.1:0")
         addr = srv.host_port("udp")
         u.sendto(b"drop me", addr)
         srv.wait_log("recv 7 bytes from")
@@ -594,7 +596,7 @@ class Modes(ServerTest):
     """Item 6: discard, chargen, chat, files."""
 
     def test_discard_sends_nothing_and_stays_open(self):
-        srv = self.start("--mode", "discard", "-l", "127.0.0.1:0")
+        srv = self.start("-v", "--mode", "discard", "-l", "127.0.0.1:0")
         self.assertIn("(discard)", srv.log[0])
         s = self.sock(srv.tcp)
         port = s.getsockname()[1]
@@ -796,7 +798,7 @@ class Stop(ServerTest):
     """Item 9: SIGTERM/SIGINT finish what is in flight and exit 0."""
 
     def test_sigterm_flushes_in_flight_echo_then_fin(self):
-        srv = self.start("-l", "127.0.0.1:0")
+        srv = self.start("-v", "-l", "127.0.0.1:0")
         s = self.sock(srv.tcp, timeout=10)
         port = s.getsockname()[1]
         data = random.Random(9).randbytes(256 * 1024)
