@@ -10,6 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <fcntl.h>
+#include <unistd.h>
 
 int cli_parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *out) {
   char *end;
@@ -117,4 +119,12 @@ void cli_fatal(const char *prog, int status, const char *fmt, ...) {
   va_end(ap);
   fputc('\n', stderr);
   leave(status);
+}
+
+int cli_check_readable(const char *path) {
+  int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+  if (fd < 0)
+    return -errno;
+  close(fd);
+  return 0;
 }

@@ -33,4 +33,10 @@ void cli_usage_error(const char *prog, const char *fmt, ...)
 void cli_fatal(const char *prog, int status, const char *fmt, ...)
     __attribute__((format(printf, 3, 4), noreturn));
 
+/* Opens path for reading and closes it again, so that a missing or
+ * unreadable file (--ca, --cert, --key) is named with the errno text
+ * before a library reports it in its own words. Returns 0 or a negative
+ * errno. */
+int cli_check_readable(const char *path);
+
 #endif

@@ -41,6 +41,7 @@ struct opts {
   sk_frame_mode frame;
   uint64_t conns, size, pipeline;
   uint64_t duration_ms, warmup_ms;
+  uint64_t interval_ms; /* --interval; 0 = no interval reports */
   int json;
   int tls, insecure;
   const char *ca, *pin, *servername;
@@ -57,11 +58,19 @@ struct conn {
   int open;
 };
 
+/* One --interval report. */
+struct interval {
+  double start, end; /* seconds since the measurement began */
+  uint64_t messages, bytes, connects, errors;
+  double p50_us, p99_us;
+};
+
 struct bench {
   struct opts o;
   sk_loop loop;
   sk_timer phase; /* warm-up end, then measurement end */
   sk_timer tick;  /* UDP loss detection */
+  sk_timer itick; /* --interval reports */
   struct conn *conns;
   sk_endpoint eps[16];
   int neps;
@@ -77,6 +86,17 @@ struct bench {
   sk_tls_ctx *tls;
   char host[256]; /* TLS server name: the host part of the address */
   hist lat;
+  /* Connections that could not be made (counted from the start, warm-up
+   * included): reported as connect_errors and a warning, or, when not one
+   * connection could be made, as the one error line. */
+  uint64_t connected_ok, connect_errors;
+  int connect_err;    /* the last reason */
+  int cannot_connect; /* every connection failed: give up */
+  /* --interval: the counters when the current interval began. */
+  uint64_t mark_t, mark_messages, mark_bytes, mark_connects, mark_errors;
+  hist ilat;
+  struct interval *intervals; /* kept for --json */
+  size_t nintervals, cap_intervals;
 };
 
 static uint64_t now_ns(void) {
@@ -92,6 +112,7 @@ static uint64_t now_ns(void) {
 #define MAX_CONNECTING 256
 
 static void conn_start(struct bench *b, struct conn *c);
+static void stop_all(struct bench *b);
 
 static void start_more(struct bench *b) {
   while (!b->stopping && b->next_conn < b->o.conns &&
@@ -106,6 +127,24 @@ static void conn_closed(sk_handle *h) {
   /* connect mode: the slot is reused for the next attempt. */
   if (b->o.mode == B_CONNECT && !b->stopping)
     conn_start(b, c);
+}
+
+/* A connection could not be made. When none ever could, and every one the
+ * run asked for has failed, the run stops at once: there is nothing to
+ * measure, and waiting out warm-up and duration would only print zeros. */
+static void connect_failed(struct conn *c, int err) {
+  struct bench *b = c->b;
+  if (!b->stopping) {
+    b->connect_errors++;
+    b->connect_err = err;
+    if (b->connected_ok == 0 && b->connect_errors >= b->o.conns) {
+      b->cannot_connect = 1;
+      stop_all(b);
+    }
+  }
+  if (!sk_is_closing(&c->s.h))
+    sk_close(&c->s.h,
+             b->o.mode == B_CONNECT && !b->cannot_connect ? conn_closed : NULL);
 }
 
 static void conn_fail(struct conn *c, int err) {
@@ -158,6 +197,7 @@ static void echo_recv(sk_stream *s, ssize_t n, const void *buf) {
     uint64_t sent = c->sent_at[c->tail++ % b->o.pipeline];
     if (b->measuring) {
       hist_add(&b->lat, t - sent);
+      hist_add(&b->ilat, t - sent);
       b->messages++;
       b->bytes += b->wire;
     }
@@ -221,11 +261,12 @@ static void connected(sk_stream *s, int status) {
   struct bench *b = c->b;
   b->connecting--;
   if (status != 0) {
-    conn_fail(c, status);
+    connect_failed(c, status);
     if (b->o.mode != B_CONNECT)
       start_more(b);
     return;
   }
+  b->connected_ok++;
   if (b->o.mode == B_CONNECT) {
     if (b->measuring)
       b->connects++;
@@ -280,7 +321,7 @@ static void conn_start(struct bench *b, struct conn *c) {
   int rc = sk_stream_connect(&c->s, b->eps, (size_t)b->neps, 10000, connected);
   if (rc != 0) {
     b->connecting--;
-    conn_fail(c, rc);
+    connect_failed(c, rc);
   }
 }
 
@@ -315,6 +356,7 @@ static void udp_recv(sk_udp *u, ssize_t n, const void *buf,
   uint64_t sent = c->sent_at[c->tail++ % b->o.pipeline];
   if (b->measuring) {
     hist_add(&b->lat, t - sent);
+    hist_add(&b->ilat, t - sent);
     b->messages++;
     b->bytes += (uint64_t)n;
   }
@@ -369,14 +411,77 @@ static void stop_all(struct bench *b) {
       sk_close(&c->s.h, NULL);
     }
   }
-  sk_close(&b->phase.h, NULL);
-  sk_close(&b->tick.h, NULL);
+  if (!sk_is_closing(&b->phase.h))
+    sk_close(&b->phase.h, NULL);
+  if (!sk_is_closing(&b->tick.h))
+    sk_close(&b->tick.h, NULL);
+  if (!sk_is_closing(&b->itick.h))
+    sk_close(&b->itick.h, NULL);
+}
+
+/* ---- --interval ---- */
+
+/* Reports the interval that ends now, like iperf3 -i: a line on stdout,
+ * or with --json an entry for the "intervals" array. */
+static void interval_end(struct bench *b, uint64_t now) {
+  struct interval iv;
+  double secs = (double)(now - b->mark_t) / 1e9;
+  iv.start = (double)(b->mark_t - b->t_start) / 1e9;
+  iv.end = (double)(now - b->t_start) / 1e9;
+  iv.messages = b->messages - b->mark_messages;
+  iv.bytes = b->bytes - b->mark_bytes;
+  iv.connects = b->connects - b->mark_connects;
+  iv.errors = b->errors - b->mark_errors;
+  iv.p50_us = (double)hist_percentile(&b->ilat, 50) / 1000.0;
+  iv.p99_us = (double)hist_percentile(&b->ilat, 99) / 1000.0;
+  b->mark_t = now;
+  b->mark_messages = b->messages;
+  b->mark_bytes = b->bytes;
+  b->mark_connects = b->connects;
+  b->mark_errors = b->errors;
+  hist_reset(&b->ilat);
+  if (b->o.json) {
+    if (b->nintervals == b->cap_intervals) {
+      size_t cap = b->cap_intervals ? 2 * b->cap_intervals : 64;
+      struct interval *n = realloc(b->intervals, cap * sizeof(*n));
+      if (n == NULL)
+        return; /* the summary still comes; this interval is left out */
+      b->intervals = n;
+      b->cap_intervals = cap;
+    }
+    b->intervals[b->nintervals++] = iv;
+    return;
+  }
+  printf("[%6.2f-%6.2f s]", iv.start, iv.end);
+  if (b->o.mode == B_CONNECT)
+    printf("  connects %" PRIu64 "  (%.0f/s)", iv.connects,
+           secs > 0 ? (double)iv.connects / secs : 0);
+  else if (b->o.mode == B_IDLE)
+    printf("  open %" PRIu64, b->open_conns);
+  else
+    printf("  messages %" PRIu64 "  (%.0f msg/s)  %.2f MB/s", iv.messages,
+           secs > 0 ? (double)iv.messages / secs : 0,
+           secs > 0 ? (double)iv.bytes / secs / 1e6 : 0);
+  if (b->o.mode == B_ECHO)
+    printf("  p50 %.1f us  p99 %.1f us", iv.p50_us, iv.p99_us);
+  printf("  errors %" PRIu64 "\n", iv.errors);
+  fflush(stdout);
+}
+
+static void interval_tick(sk_timer *t) {
+  struct bench *b = t->h.data;
+  if (b->measuring)
+    interval_end(b, now_ns());
 }
 
 static void phase_end(sk_timer *t) {
   struct bench *b = t->h.data;
   b->measuring = 0;
   b->t_end = now_ns();
+  /* The last, partial interval counts if it is not a sliver. */
+  if (b->o.interval_ms > 0 &&
+      b->t_end - b->mark_t >= b->o.interval_ms * 1000000ull / 10)
+    interval_end(b, b->t_end);
   stop_all(b);
 }
 
@@ -385,8 +490,13 @@ static void warmup_end(sk_timer *t) {
   b->measuring = 1;
   b->messages = b->bytes = b->connects = b->errors = b->lost = 0;
   hist_reset(&b->lat);
-  b->t_start = now_ns();
+  hist_reset(&b->ilat);
+  b->t_start = b->mark_t = now_ns();
+  b->mark_messages = b->mark_bytes = b->mark_connects = b->mark_errors = 0;
   sk_timer_start(t, phase_end, b->o.duration_ms, 0);
+  if (b->o.interval_ms > 0)
+    sk_timer_start(&b->itick, interval_tick, b->o.interval_ms,
+                   b->o.interval_ms);
 }
 
 /* ---- reporting ---- */
@@ -407,12 +517,23 @@ static void report(const struct bench *b) {
            "\"latency_us\":{\"p50\":%.2f,\"p90\":%.2f,\"p99\":%.2f,"
            "\"p999\":%.2f,\"max\":%.2f,\"mean\":%.2f},"
            "\"tls\":%s,\"connects_per_sec\":%.1f,\"lost\":%" PRIu64
-           ",\"errors\":%" PRIu64 "}\n",
+           ",\"errors\":%" PRIu64 ",\"connect_errors\":%" PRIu64
+           ",\"intervals\":[",
            mode_names[b->o.mode], b->o.udp ? "udp" : "stream", b->o.conns,
            b->o.size, b->o.pipeline, secs, b->messages, mps, b->bytes, mbps,
            mbps * 8 / 1000, US(50), US(90), US(99), US(99.9),
            (double)h->max / 1000.0, hist_mean(h) / 1000.0,
-           b->tls ? "true" : "false", cps, b->lost, b->errors);
+           b->tls ? "true" : "false", cps, b->lost, b->errors,
+           b->connect_errors);
+    for (size_t i = 0; i < b->nintervals; i++) {
+      const struct interval *iv = &b->intervals[i];
+      printf("%s{\"start\":%.3f,\"end\":%.3f,\"messages\":%" PRIu64
+             ",\"bytes\":%" PRIu64 ",\"connects\":%" PRIu64
+             ",\"errors\":%" PRIu64 ",\"p50_us\":%.2f,\"p99_us\":%.2f}",
+             i ? "," : "", iv->start, iv->end, iv->messages, iv->bytes,
+             iv->connects, iv->errors, iv->p50_us, iv->p99_us);
+    }
+    printf("]}\n");
     return;
   }
   printf("bench %s %s%s conns=%" PRIu64 " size=%" PRIu64 " pipeline=%" PRIu64
@@ -433,6 +554,8 @@ static void report(const struct bench *b) {
   if (b->o.udp)
     printf("  lost         %" PRIu64 "\n", b->lost);
   printf("  errors       %" PRIu64 "\n", b->errors);
+  if (b->connect_errors > 0)
+    printf("  connect errors %" PRIu64 "\n", b->connect_errors);
 #undef US
 }
 
@@ -450,6 +573,12 @@ static void usage(void) {
          "                     with one write\n"
          "  --duration S       measured time, default 5\n"
          "  --warmup S         unmeasured time before it, default 1\n"
+         "  --interval S       a line per S seconds of measurement on "
+         "stdout\n"
+         "                     before the table (like iperf3 -i), default "
+         "1;\n"
+         "                     0 = none; with --json an \"intervals\" "
+         "array\n"
          "  --frame MODE       raw (default), line, len16, len32, ascii4\n"
          "  --udp              datagrams instead of a stream\n"
          "  --tls              TLS (verifies the server; with --ca FILE,\n"
@@ -466,6 +595,7 @@ static int parse(int argc, char **argv, struct opts *o) {
       {"pipeline", required_argument, NULL, 'p'},
       {"duration", required_argument, NULL, 'd'},
       {"warmup", required_argument, NULL, 'w'},
+      {"interval", required_argument, NULL, 'i'},
       {"frame", required_argument, NULL, 'f'},
       {"udp", no_argument, NULL, 'u'},
       {"json", no_argument, NULL, 'j'},
@@ -483,6 +613,7 @@ static int parse(int argc, char **argv, struct opts *o) {
   o->pipeline = 1;
   o->duration_ms = 5000;
   o->warmup_ms = 1000;
+  o->interval_ms = 1000;
   o->frame = SK_FRAME_RAW;
   optind = 1;
   while ((ch = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
@@ -519,6 +650,14 @@ static int parse(int argc, char **argv, struct opts *o) {
     case 'w':
       if (cli_parse_duration_ms(optarg, 0, 600000, &o->warmup_ms) != 0)
         cli_usage_error(PROG, "--warmup: expected 0-600 seconds, got '%s'",
+                        optarg);
+      break;
+    case 'i':
+      if (cli_parse_duration_ms(optarg, 0, 3600000, &o->interval_ms) != 0 ||
+          (o->interval_ms > 0 && o->interval_ms < 100))
+        cli_usage_error(PROG,
+                        "--interval: expected 0 (none) or 0.1-3600 seconds, "
+                        "got '%s'",
                         optarg);
       break;
     case 'f':
@@ -628,6 +767,9 @@ int bench_main(int argc, char **argv) {
     sk_tls_options to;
     uint16_t port;
     memset(&to, 0, sizeof(to));
+    if (b->o.ca != NULL && (rc = cli_check_readable(b->o.ca)) < 0)
+      cli_fatal(PROG, 1, "TLS: cannot load CA certificates: cannot read %s: %s",
+                b->o.ca, sk_strerror(rc));
     to.ca_file = b->o.ca;
     to.pin_sha256 = b->o.pin;
     to.insecure_no_verify = b->o.insecure;
@@ -648,6 +790,7 @@ int bench_main(int argc, char **argv) {
       cli_fatal(PROG, 1, "out of memory");
   }
   hist_reset(&b->lat);
+  hist_reset(&b->ilat);
   if ((rc = sk_loop_init(&b->loop)) != 0)
     cli_fatal(PROG, 1, "event loop: %s", sk_strerror(rc));
 
@@ -655,6 +798,8 @@ int bench_main(int argc, char **argv) {
   b->phase.h.data = b;
   sk_timer_init(&b->loop, &b->tick);
   b->tick.h.data = b;
+  sk_timer_init(&b->loop, &b->itick);
+  b->itick.h.data = b;
   sk_timer_start(&b->phase, warmup_end, b->o.warmup_ms, 0);
   if (b->o.udp)
     sk_timer_start(&b->tick, udp_tick, 50, 50);
@@ -673,7 +818,16 @@ int bench_main(int argc, char **argv) {
   int failed = b->messages == 0 && b->connects == 0 && b->o.mode != B_IDLE;
   if (b->o.mode == B_IDLE && b->open_conns < b->o.conns)
     failed = 1;
-  report(b);
+  if (b->cannot_connect)
+    fprintf(stderr, PROG ": cannot connect to %s: %s\n", b->o.addr,
+            sk_strerror(b->connect_err));
+  else
+    report(b);
+  if (!b->cannot_connect && b->connect_errors > 0)
+    fprintf(stderr,
+            PROG ": warning: %" PRIu64 " connection attempt%s failed (%s)\n",
+            b->connect_errors, b->connect_errors == 1 ? "" : "s",
+            sk_strerror(b->connect_err));
   if (b->tls != NULL)
     sk_tls_ctx_free(b->tls);
   if (sk_loop_free(&b->loop) != 0)
@@ -683,6 +837,7 @@ int bench_main(int argc, char **argv) {
   free(b->conns);
   free(b->msg);
   free(b->burst);
+  free(b->intervals);
   free(b);
   return failed ? 1 : 0;
 }

@@ -3,6 +3,7 @@
 #include "client.h"
 
 #include <errno.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,8 +31,28 @@ void client_fail(const char *fmt, ...) {
   if (g_output != NULL)
     (void)output_flush(g_output, STDOUT_FILENO);
   fflush(stdout);
+  progress_interrupt();
   fprintf(stderr, "%s: %s\n", SK_PROG_NAME, msg);
   exit(1);
+}
+
+void client_stdout_failed(int err) {
+  if (err != -EPIPE) {
+    client_set_output(NULL);
+    client_fail("write to stdout: %s", sk_strerror(err));
+  }
+  /* The reader is gone, which is how `| head` says "enough": end as cat
+   * does, by SIGPIPE with its default action, so the shell sees 141 and
+   * prints nothing. main() ignores SIGPIPE (a closed socket must be an
+   * error we report), so the default comes back first. */
+  progress_interrupt();
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGPIPE);
+  signal(SIGPIPE, SIG_DFL);
+  sigprocmask(SIG_UNBLOCK, &set, NULL);
+  raise(SIGPIPE);
+  _exit(128 + SIGPIPE); /* not reached */
 }
 
 const char *client_timeout_text(int timeout_ms) {

@@ -63,6 +63,7 @@ struct client_opts {
   const char *pin;        /* --pin: accept exactly this certificate */
   int insecure;           /* --insecure: no verification at all */
   int tls_strict_close;   /* --tls-strict-close: no close_notify = error */
+  int progress;           /* --progress 1, --no-progress 0, else -1: auto */
 };
 
 /* ---- client.c: failing, connecting, writing ---- */
@@ -79,6 +80,12 @@ void client_set_output(struct output *o);
 
 /* "10 s", "0.5 s": a timeout as the user gave it, for messages. */
 const char *client_timeout_text(int timeout_ms);
+
+/* Writing stdout failed with err (a negative errno). A reader that went
+ * away (EPIPE: `sockit-client ... | head`) ends the client the way it ends
+ * cat: silently, killed by SIGPIPE (status 141 in the shell). Anything
+ * else is the usual one-line failure. */
+void client_stdout_failed(int err) __attribute__((noreturn));
 
 /* Connects to o->addr (type SOCK_STREAM or SOCK_DGRAM) within the connect
  * timeout, trying every address the name resolves to. On failure prints
@@ -102,6 +109,10 @@ int client_write_all(int fd, const void *buf, size_t len);
  * (NULL for a Unix socket without --servername). */
 sk_tls_ctx *client_tls_ctx(const struct client_opts *o,
                            const char **servername);
+
+/* Fails (exit 1) with "TLS: cannot load WHAT: cannot read PATH: reason"
+ * when PATH (--ca, --cert, --key; NULL for none) cannot be opened. */
+void client_check_file(const char *path, const char *what);
 
 /* Why a call failed, in words: for TLS failures the library's reason
  * ("certificate verify failed: certificate has expired"), else the code's
@@ -238,6 +249,40 @@ int output_flush(struct output *o, int fd);
 
 /* Prints one datagram as one message (raw, or its own hex dump) on fd. */
 int output_datagram(struct output *o, const void *data, size_t len, int fd);
+
+/* ---- progress.c: the upload progress line on stderr ---- */
+
+/* One line, redrawn in place with \r at most PROGRESS_REDRAW_MS apart:
+ * bytes sent, the average rate, and with a known size the share done and
+ * the time left. It is finished with a newline (a last line with the
+ * totals) when the upload ends, and cut with a newline if the client
+ * fails first. */
+#define PROGRESS_REDRAW_MS 250
+
+struct progress {
+  int on;
+  int clear_for_stdout; /* stdout is a terminal too: blank the line first */
+  uint64_t total;       /* bytes to send; 0 = unknown */
+  uint64_t start_ms, last_ms;
+  size_t shown; /* length of the line on screen; 0 = none */
+  int finished;
+};
+
+/* Decides whether to show progress (o->progress, else stderr is a
+ * terminal) and starts the clock. total 0 = size unknown. */
+void progress_start(struct progress *pg, const struct client_opts *o,
+                    uint64_t total);
+/* bytes of the input sent so far: redraws if the last drawing is older
+ * than PROGRESS_REDRAW_MS. */
+void progress_update(struct progress *pg, uint64_t bytes);
+/* The upload is over: the last line, with the totals, and a newline. */
+void progress_finish(struct progress *pg, uint64_t bytes);
+/* Blanks the line (before replies go to the same terminal); the next
+ * update draws it again. */
+void progress_clear(struct progress *pg);
+/* A failure is about to be reported: ends a line on screen with a
+ * newline, so the message starts a line of its own. */
+void progress_interrupt(void);
 
 /* ---- the modes ---- */
 

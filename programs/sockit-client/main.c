@@ -77,6 +77,8 @@ enum {
   OPT_PIN,
   OPT_CHECK,
   OPT_RAW,
+  OPT_PROGRESS,
+  OPT_NO_PROGRESS,
 };
 
 static const struct option long_options[] = {
@@ -87,6 +89,8 @@ static const struct option long_options[] = {
     {"hex-input", no_argument, NULL, OPT_HEX_INPUT},
     {"raw", no_argument, NULL, OPT_RAW},
     {"file", required_argument, NULL, OPT_FILE},
+    {"progress", no_argument, NULL, OPT_PROGRESS},
+    {"no-progress", no_argument, NULL, OPT_NO_PROGRESS},
     {"timeout", required_argument, NULL, 't'},
     {"retries", required_argument, NULL, OPT_RETRIES},
     {"tls", no_argument, NULL, OPT_TLS},
@@ -131,6 +135,14 @@ static void usage(void) {
       "      --file PATH        send the file (len16/len32/ascii4 and UDP: "
       "as\n"
       "                         one message)\n"
+      "      --progress         show the progress of a --file or stdin "
+      "upload\n"
+      "                         on stderr (bytes, rate, ETA) even when "
+      "stderr\n"
+      "                         is not a terminal\n"
+      "      --no-progress      never show it (default: shown when stderr "
+      "is a\n"
+      "                         terminal, unless -q)\n"
       "  -t, --timeout SECONDS  connect timeout, and the longest wait for "
       "the\n"
       "                         server (default 10; 0 = no limit)\n"
@@ -170,10 +182,14 @@ static void usage(void) {
       "Load generator: %s --bench ADDR [--conns N] [--size BYTES]\n"
       "  [--pipeline D] [--duration S] [--bench-mode echo|oneway|connect|"
       "idle]\n"
-      "  [--udp] [--frame MODE] [--json]   (--bench --help for details)\n"
+      "  [--interval S] [--udp] [--frame MODE] [--json]\n"
+      "  (--bench --help for details)\n"
       "\n"
       "Exit status: 0 success, 1 failure (refused, timed out, ...), 2 "
-      "usage error.\n",
+      "usage error.\n"
+      "A reader that closes stdout early (| head) ends the client silently "
+      "by\n"
+      "SIGPIPE, as it ends cat (status 141 in the shell).\n",
       PROG, PROG);
 }
 
@@ -353,6 +369,7 @@ int main(int argc, char **argv) {
   o.max_frame = SK_FRAME_MAX_DEFAULT;
   o.timeout_ms = DEFAULT_TIMEOUT_MS;
   o.retries = DEFAULT_RETRIES;
+  o.progress = -1;
   int verbose = 0, quiet = 0, check_only = 0;
   uint64_t v;
   struct message *msgs = NULL;
@@ -391,6 +408,12 @@ int main(int argc, char **argv) {
       break;
     case OPT_FILE:
       o.file = optarg;
+      break;
+    case OPT_PROGRESS:
+      o.progress = 1;
+      break;
+    case OPT_NO_PROGRESS:
+      o.progress = 0;
       break;
     case 't':
       if (cli_parse_duration_ms(optarg, 0, INT32_MAX, &v) < 0)

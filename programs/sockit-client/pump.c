@@ -109,6 +109,12 @@ struct pump {
 
   uint64_t frames_sent, bytes_sent, bytes_recv;
   uint64_t last_progress_ms;
+
+  /* The progress line (--file, stdin): input bytes taken so far. */
+  struct progress prog;
+  uint64_t in_bytes; /* SRC_FD: bytes read */
+  uint64_t in_total; /* the input's size when known, else 0 */
+  off_t file_start;  /* SRC_SENDFILE: where the file was when we began */
 };
 
 static uint64_t now_ms(void) {
@@ -304,6 +310,7 @@ static void read_input(struct pump *p) {
   }
   p->ipos = 0;
   p->ilen = (size_t)n;
+  p->in_bytes += (uint64_t)n;
   /* Input counts as progress: the silence limit measures how long the
    * network keeps us waiting, not how long the user took to type. */
   p->last_progress_ms = now_ms();
@@ -500,14 +507,13 @@ static void process_replies(struct pump *p) {
 }
 
 static void write_stdout(struct pump *p) {
+  progress_clear(&p->prog);
   ssize_t n =
       write(STDOUT_FILENO, output_data(&p->out), output_pending(&p->out));
   if (n < 0) {
     if (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK)
       return;
-    int err = errno;
-    client_set_output(NULL);
-    client_fail("write to stdout: %s", sk_strerror(-err));
+    client_stdout_failed(-errno);
   }
   output_consume(&p->out, (size_t)n);
   p->last_progress_ms = now_ms();
@@ -556,6 +562,7 @@ static void open_input(struct pump *p) {
     p->file_off = 0;
     p->file_left = size;
     p->frames_sent = 1;
+    p->in_total = size;
     return;
   }
   /* Files under /proc and /sys call themselves regular but report size 0
@@ -567,14 +574,27 @@ static void open_input(struct pump *p) {
     if (cur < 0)
       cur = 0;
     p->kind = SRC_SENDFILE;
-    p->file_off = cur;
+    p->file_off = p->file_start = cur;
     p->file_left = st.st_size > cur ? (uint64_t)(st.st_size - cur) : 0;
+    p->in_total = p->file_left;
     return;
+  }
+  if (regular) {
+    off_t cur = lseek(p->in_fd, 0, SEEK_CUR);
+    if (cur >= 0 && st.st_size > cur)
+      p->in_total = (uint64_t)(st.st_size - cur);
   }
   use_read(p);
 }
 
 /* ---- the loop ---- */
+
+/* Input bytes taken so far, for the progress line. */
+static uint64_t input_taken(const struct pump *p) {
+  if (p->kind == SRC_SENDFILE)
+    return (uint64_t)(p->file_off - p->file_start);
+  return p->in_bytes;
+}
 
 /* Ends the run if the exchange is complete; returns 1 when it is. */
 static int finished(struct pump *p) {
@@ -625,6 +645,8 @@ int pump_run(const struct client_opts *o) {
   client_set_output(&p->out);
   uint64_t start = now_ms();
   p->last_progress_ms = start;
+  if (o->input != INPUT_MESSAGES)
+    progress_start(&p->prog, o, p->in_total);
 
   for (;;) {
     if (queue_empty(p) && !p->in_done && p->file_left == 0)
@@ -640,6 +662,10 @@ int pump_run(const struct client_opts *o) {
       p->wr_shut = 1;
       log_debug("sent %" PRIu64 " bytes; half-closed", p->bytes_sent);
     }
+    if (input_finished(p))
+      progress_finish(&p->prog, input_taken(p));
+    else
+      progress_update(&p->prog, input_taken(p));
     if (finished(p))
       break;
 
@@ -703,6 +729,11 @@ int pump_run(const struct client_opts *o) {
       wait = 0;
     if (nfd == 0 && wait < 0)
       client_fail("internal error: the pump has nothing to wait for");
+    /* Wake up to redraw the progress line even while nothing moves, so
+     * the rate shown falls when the transfer stalls. */
+    if (p->prog.on && !p->prog.finished &&
+        (wait < 0 || wait > PROGRESS_REDRAW_MS))
+      wait = PROGRESS_REDRAW_MS;
 
     int n = poll(pfd, (nfds_t)nfd, wait);
     if (n < 0) {

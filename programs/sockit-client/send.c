@@ -122,7 +122,7 @@ int send_run(const struct client_opts *o) {
         /* Show what has arrived before waiting for more. */
         int rc = output_flush(&out, STDOUT_FILENO);
         if (rc < 0)
-          client_fail("write to stdout: %s", sk_strerror(rc));
+          client_stdout_failed(rc);
         ssize_t n = client_conn_recv(&s, rbuf, RECV_BUF, o->timeout_ms);
         if (n == -ETIMEDOUT)
           client_fail("timed out: no reply from %s for %s (reply %zu of %zu)",
@@ -160,14 +160,14 @@ int send_run(const struct client_opts *o) {
       if (used == 0 || out.frames >= i + 1) {
         int rc = output_flush(&out, STDOUT_FILENO);
         if (rc < 0)
-          client_fail("write to stdout: %s", sk_strerror(rc));
+          client_stdout_failed(rc);
       }
     }
   }
 
   int rc = output_flush(&out, STDOUT_FILENO);
   if (rc < 0)
-    client_fail("write to stdout: %s", sk_strerror(rc));
+    client_stdout_failed(rc);
   client_set_output(NULL);
   int wait_ms = o->timeout_ms < 0 || o->timeout_ms > CLOSE_WAIT_MS
                     ? CLOSE_WAIT_MS

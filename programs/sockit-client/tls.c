@@ -29,6 +29,7 @@
 #include <string.h>
 #include <sys/uio.h>
 
+#include "cli.h"
 #include "log.h"
 
 /* Plaintext buffered for the pump before receiving pauses. */
@@ -62,12 +63,25 @@ const char *client_err_text(int err) {
   return sk_strerror(err);
 }
 
+void client_check_file(const char *path, const char *what) {
+  int rc = path != NULL ? cli_check_readable(path) : 0;
+  if (rc < 0)
+    client_fail("TLS: cannot load %s: cannot read %s: %s", what, path,
+                sk_strerror(rc));
+}
+
 sk_tls_ctx *client_tls_ctx(const struct client_opts *o,
                            const char **servername) {
   static char host[256];
   sk_tls_options to;
   sk_tls_ctx *ctx = NULL;
   uint16_t port;
+
+  /* A file that cannot be opened is named with the reason before the
+   * library gets to report it in its own words. */
+  client_check_file(o->ca, "CA certificates");
+  client_check_file(o->cert, "certificate");
+  client_check_file(o->key, "private key");
 
   memset(&to, 0, sizeof to);
   to.ca_file = o->ca;

@@ -87,7 +87,7 @@ static void exchange(struct udp *u, const unsigned char *data, size_t len) {
     log_debug("reply %zu: %zd bytes", u->count + 1, n);
     rc = output_datagram(&u->out, u->reply, (size_t)n, STDOUT_FILENO);
     if (rc < 0)
-      client_fail("write to stdout: %s", sk_strerror(rc));
+      client_stdout_failed(rc);
     u->count++;
     return;
   }
