@@ -129,9 +129,9 @@ static void usage(void) {
       "  -x, --hex              print replies as a hex dump (like hexdump "
       "-C)\n"
       "      --hex-input        MESSAGEs and input are hex text (\"08 00\")\n"
-      "      --raw              interactive on a terminal: print control "
-      "bytes\n"
-      "                         as they come (default: shown as \\xHH)\n"
+      "      --raw              on a terminal: print control bytes as "
+      "they come\n"
+      "                         (default: shown as \\xHH)\n"
       "      --file PATH        send the file (len16/len32/ascii4 and UDP: "
       "as\n"
       "                         one message)\n"
@@ -523,11 +523,11 @@ int main(int argc, char **argv) {
     o.msgs = msgs;
     o.nmsgs = nargs;
   }
-  /* A person reads an interactive session on a terminal: what the server
-   * sends must not drive that terminal (escape sequences retitle windows,
-   * set the clipboard, rewrite the screen). Pipes and files get the bytes
-   * exactly, as does the terminal with --raw. */
-  if (o.interactive && !o.raw && !o.hex && isatty(STDOUT_FILENO))
+  /* A person reads what reaches a terminal, interactive session or not:
+   * what the server sends must not drive that terminal (escape sequences
+   * retitle windows, set the clipboard, rewrite the screen). Pipes and
+   * files get the bytes exactly, as does the terminal with --raw. */
+  if (!o.raw && !o.hex && isatty(STDOUT_FILENO))
     output_escape_terminal(1);
   if (o.input == INPUT_FILE && o.hex_input && !o.udp &&
       o.frame != SK_FRAME_RAW && o.frame != SK_FRAME_LINE)
