@@ -89,10 +89,11 @@ enum listen_kind { LISTEN_TCP, LISTEN_UNIX, LISTEN_UDP };
 
 struct listen_spec {
   int kind;
-  sk_endpoint ep;   /* as asked; the real port is filled in once bound */
-  const char *text; /* as given on the command line, for messages */
-  char url[160];    /* "tcp://127.0.0.1:40113", for the readiness line */
-  int created_path; /* a Unix socket file this process created */
+  sk_endpoint ep;    /* as asked; the real port is filled in once bound */
+  const char *text;  /* as given on the command line, for messages */
+  char text_buf[96]; /* text's storage when it is not argv's */
+  char url[160];     /* "tcp://127.0.0.1:40113", for the readiness line */
+  int created_path;  /* a Unix socket file this process created */
   /* systemd socket activation (systemd.c): the socket handed over
    * (SD_LISTEN_FDS_START or above), served as it is; 0 = bind one. */
   int sd_fd;

@@ -27,16 +27,12 @@
 #endif
 
 /* The name of a passed socket for messages: "systemd:NAME#FD", the name
- * cut to what fits a message. */
-static char *passed_text(const char *name, int fd) {
-  char buf[96];
-  char *t;
-  snprintf(buf, sizeof(buf), "systemd:%.64s#%d",
+ * cut to what fits a message, kept in the spec itself. */
+static const char *passed_text(struct listen_spec *sp, const char *name,
+                               int fd) {
+  snprintf(sp->text_buf, sizeof(sp->text_buf), "systemd:%.64s#%d",
            name != NULL && name[0] != '\0' ? name : "socket", fd);
-  t = strdup(buf);
-  if (t == NULL)
-    cli_fatal(SK_PROG_NAME, 1, "out of memory");
-  return t;
+  return sp->text_buf;
 }
 
 #ifdef SK_HAVE_SYSTEMD
@@ -97,7 +93,7 @@ size_t systemd_listeners(struct listen_spec *specs, size_t *n, size_t max) {
     sp = &specs[(*n)++];
     memset(sp, 0, sizeof(*sp));
     sp->sd_fd = fd;
-    sp->text = passed_text(name, fd);
+    sp->text = passed_text(sp, name, fd);
     sp->kind = passed_kind(fd, sp->text);
     taken++;
   }
