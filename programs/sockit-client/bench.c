@@ -5,7 +5,10 @@
  *           message completes one round trip, timed into a histogram.
  *   oneway  N connections writing SIZE-byte messages as fast as the kernel
  *           takes them (to a discard server).
- *   connect N connection attempts at a time, each closed once connected.
+ *   connect N connection attempts at a time, each closed once connected;
+ *           with --tls, once its handshake is done and both sides sent
+ *           close_notify (full handshakes, or resumed ones with
+ *           --tls-resume).
  *   idle    N connections opened and held, sending nothing.
  *
  * It uses the same library as the server, so the generator costs about as
@@ -44,6 +47,7 @@ struct opts {
   uint64_t interval_ms; /* --interval; 0 = no interval reports */
   int json;
   int tls, insecure;
+  int tls_resume; /* --tls-resume: offer the last session (else full) */
   const char *ca, *pin, *servername;
 };
 
@@ -56,12 +60,13 @@ struct conn {
   uint64_t rx_partial; /* bytes of the current reply message */
   uint64_t last_rx;    /* UDP: time of the last reply, to detect loss */
   int open;
+  int resumed; /* connect mode over TLS: this handshake resumed a session */
 };
 
 /* One --interval report. */
 struct interval {
   double start, end; /* seconds since the measurement began */
-  uint64_t messages, bytes, connects, errors;
+  uint64_t messages, bytes, connects, resumed, errors;
   double p50_us, p99_us;
 };
 
@@ -80,6 +85,8 @@ struct bench {
   int measuring, stopping;
   uint64_t t_start, t_end;
   uint64_t messages, bytes, connects, errors, lost;
+  uint64_t resumed;       /* connect mode over TLS: connects that resumed */
+  uint64_t hs_unanswered; /* handshakes whose message never came back */
   uint64_t open_conns, connecting;
   uint64_t next_conn; /* streams not yet started (connects are paced) */
   int idle_announced;
@@ -94,6 +101,7 @@ struct bench {
   int cannot_connect; /* every connection failed: give up */
   /* --interval: the counters when the current interval began. */
   uint64_t mark_t, mark_messages, mark_bytes, mark_connects, mark_errors;
+  uint64_t mark_resumed;
   hist ilat;
   struct interval *intervals; /* kept for --json */
   size_t nintervals, cap_intervals;
@@ -245,15 +253,52 @@ static void maybe_announce_idle(struct bench *b) {
 
 static void start_mode(struct conn *c);
 
+/* Connect mode over TLS: after the handshake this side sent close_notify
+ * (and its FIN); the connection counts once the server's close_notify
+ * (or, from a server that does not send one, its FIN) arrives. That
+ * proves the server finished its side of the handshake (with TLS 1.2
+ * resumed and with TLS 1.3 the client finishes first) and brings the
+ * TLS 1.3 session tickets, which a server sends right after the
+ * handshake, before its close_notify. Both sides end cleanly: the server
+ * sees a complete session, and the client's session stays resumable
+ * (OpenSSL stops offering a session whose connection was cut). */
+static void probe_recv(sk_stream *s, ssize_t n, const void *buf) {
+  struct conn *c = s->h.data;
+  struct bench *b = c->b;
+  (void)buf;
+  if (n >= 0)
+    return; /* whatever a server sends first is dropped */
+  if (n != SK_EOF && n != SK_ETLSTRUNCATED) {
+    conn_fail(c, (int)n);
+    return;
+  }
+  if (b->measuring) {
+    b->connects++;
+    b->resumed += (uint64_t)c->resumed;
+  }
+  b->hs_unanswered--;
+  sk_close(&s->h, conn_closed);
+}
+
 static void handshake_done(sk_stream *s, int status) {
   struct conn *c = s->h.data;
+  struct bench *b = c->b;
+  int rc;
   if (status != 0) {
-    if (!c->b->stopping && c->b->errors == 0)
+    if (!b->stopping && b->errors == 0)
       fprintf(stderr, PROG ": bench: TLS handshake: %s\n", sk_tls_last_error());
     conn_fail(c, status);
     return;
   }
-  start_mode(c);
+  if (b->o.mode != B_CONNECT) {
+    start_mode(c);
+    return;
+  }
+  c->resumed = sk_stream_tls_resumed(s) == 1;
+  b->hs_unanswered++;
+  if ((rc = sk_stream_recv_start(s, probe_recv)) != 0 ||
+      (rc = sk_stream_shutdown(s, NULL, NULL)) != 0)
+    conn_fail(c, rc);
 }
 
 static void connected(sk_stream *s, int status) {
@@ -267,7 +312,7 @@ static void connected(sk_stream *s, int status) {
     return;
   }
   b->connected_ok++;
-  if (b->o.mode == B_CONNECT) {
+  if (b->o.mode == B_CONNECT && b->tls == NULL) {
     if (b->measuring)
       b->connects++;
     /* A reset, not a FIN: a normal close would leave each connection's
@@ -277,8 +322,10 @@ static void connected(sk_stream *s, int status) {
     sk_stream_abort(s, conn_closed);
     return;
   }
-  b->open_conns++;
-  start_more(b);
+  if (b->o.mode != B_CONNECT) {
+    b->open_conns++;
+    start_more(b);
+  }
   if (s->sock.family != AF_UNIX)
     sk_opt_set_nodelay(&s->sock, 1);
   if (b->tls != NULL) {
@@ -431,6 +478,7 @@ static void interval_end(struct bench *b, uint64_t now) {
   iv.messages = b->messages - b->mark_messages;
   iv.bytes = b->bytes - b->mark_bytes;
   iv.connects = b->connects - b->mark_connects;
+  iv.resumed = b->resumed - b->mark_resumed;
   iv.errors = b->errors - b->mark_errors;
   iv.p50_us = (double)hist_percentile(&b->ilat, 50) / 1000.0;
   iv.p99_us = (double)hist_percentile(&b->ilat, 99) / 1000.0;
@@ -438,6 +486,7 @@ static void interval_end(struct bench *b, uint64_t now) {
   b->mark_messages = b->messages;
   b->mark_bytes = b->bytes;
   b->mark_connects = b->connects;
+  b->mark_resumed = b->resumed;
   b->mark_errors = b->errors;
   hist_reset(&b->ilat);
   if (b->o.json) {
@@ -453,7 +502,10 @@ static void interval_end(struct bench *b, uint64_t now) {
     return;
   }
   printf("[%6.2f-%6.2f s]", iv.start, iv.end);
-  if (b->o.mode == B_CONNECT)
+  if (b->o.mode == B_CONNECT && b->tls != NULL)
+    printf("  handshakes %" PRIu64 "  (%.0f/s)  resumed %" PRIu64, iv.connects,
+           secs > 0 ? (double)iv.connects / secs : 0, iv.resumed);
+  else if (b->o.mode == B_CONNECT)
     printf("  connects %" PRIu64 "  (%.0f/s)", iv.connects,
            secs > 0 ? (double)iv.connects / secs : 0);
   else if (b->o.mode == B_IDLE)
@@ -489,6 +541,7 @@ static void warmup_end(sk_timer *t) {
   struct bench *b = t->h.data;
   b->measuring = 1;
   b->messages = b->bytes = b->connects = b->errors = b->lost = 0;
+  b->resumed = b->mark_resumed = 0;
   hist_reset(&b->lat);
   hist_reset(&b->ilat);
   b->t_start = b->mark_t = now_ns();
@@ -506,6 +559,8 @@ static void report(const struct bench *b) {
   double mps = secs > 0 ? (double)b->messages / secs : 0;
   double mbps = secs > 0 ? (double)b->bytes / secs / 1e6 : 0;
   double cps = secs > 0 ? (double)b->connects / secs : 0;
+  /* Handshakes counted: connect mode over TLS counts nothing else. */
+  uint64_t hs = b->o.mode == B_CONNECT && b->tls != NULL ? b->connects : 0;
   const hist *h = &b->lat;
 #define US(p) ((double)hist_percentile(h, p) / 1000.0)
   if (b->o.json) {
@@ -516,22 +571,25 @@ static void report(const struct bench *b) {
            ",\"mb_per_sec\":%.2f,\"gbit_per_sec\":%.3f,"
            "\"latency_us\":{\"p50\":%.2f,\"p90\":%.2f,\"p99\":%.2f,"
            "\"p999\":%.2f,\"max\":%.2f,\"mean\":%.2f},"
-           "\"tls\":%s,\"connects_per_sec\":%.1f,\"lost\":%" PRIu64
-           ",\"errors\":%" PRIu64 ",\"connect_errors\":%" PRIu64
-           ",\"intervals\":[",
+           "\"tls\":%s,\"tls_resume\":%s,\"connects\":%" PRIu64
+           ",\"connects_per_sec\":%.1f,\"handshakes\":%" PRIu64
+           ",\"resumed\":%" PRIu64 ",\"lost\":%" PRIu64 ",\"errors\":%" PRIu64
+           ",\"connect_errors\":%" PRIu64 ",\"intervals\":[",
            mode_names[b->o.mode], b->o.udp ? "udp" : "stream", b->o.conns,
            b->o.size, b->o.pipeline, secs, b->messages, mps, b->bytes, mbps,
            mbps * 8 / 1000, US(50), US(90), US(99), US(99.9),
            (double)h->max / 1000.0, hist_mean(h) / 1000.0,
-           b->tls ? "true" : "false", cps, b->lost, b->errors,
+           b->tls ? "true" : "false", b->o.tls_resume ? "true" : "false",
+           b->connects, cps, hs, b->resumed, b->lost, b->errors,
            b->connect_errors);
     for (size_t i = 0; i < b->nintervals; i++) {
       const struct interval *iv = &b->intervals[i];
       printf("%s{\"start\":%.3f,\"end\":%.3f,\"messages\":%" PRIu64
              ",\"bytes\":%" PRIu64 ",\"connects\":%" PRIu64
-             ",\"errors\":%" PRIu64 ",\"p50_us\":%.2f,\"p99_us\":%.2f}",
+             ",\"resumed\":%" PRIu64 ",\"errors\":%" PRIu64
+             ",\"p50_us\":%.2f,\"p99_us\":%.2f}",
              i ? "," : "", iv->start, iv->end, iv->messages, iv->bytes,
-             iv->connects, iv->errors, iv->p50_us, iv->p99_us);
+             iv->connects, iv->resumed, iv->errors, iv->p50_us, iv->p99_us);
     }
     printf("]}\n");
     return;
@@ -540,7 +598,11 @@ static void report(const struct bench *b) {
          " duration=%.2fs\n",
          mode_names[b->o.mode], b->o.udp ? "udp://" : "", b->o.addr, b->o.conns,
          b->o.size, b->o.pipeline, secs);
-  if (b->o.mode == B_CONNECT) {
+  if (b->o.mode == B_CONNECT && b->tls != NULL) {
+    printf("  handshakes   %" PRIu64 "  (%.0f/s, %s)\n", b->connects, cps,
+           b->o.tls_resume ? "resuming" : "full");
+    printf("  resumed      %" PRIu64 "\n", b->resumed);
+  } else if (b->o.mode == B_CONNECT) {
     printf("  connects     %" PRIu64 "  (%.0f/s)\n", b->connects, cps);
   } else if (b->o.mode != B_IDLE) {
     printf("  messages     %" PRIu64 "  (%.0f msg/s)\n", b->messages, mps);
@@ -582,7 +644,14 @@ static void usage(void) {
          "  --frame MODE       raw (default), line, len16, len32, ascii4\n"
          "  --udp              datagrams instead of a stream\n"
          "  --tls              TLS (verifies the server; with --ca FILE,\n"
-         "                     --pin SHA256, --insecure, --servername NAME)\n"
+         "                     --pin SHA256, --insecure, --servername NAME);\n"
+         "                     connect mode then counts handshakes: each\n"
+         "                     connection ends once both sides sent\n"
+         "                     close_notify\n"
+         "  --tls-resume       resume TLS sessions: each handshake offers\n"
+         "                     the session of an earlier one (openssl s_time\n"
+         "                     -reuse); default: every handshake is full\n"
+         "                     (-new)\n"
          "  --json             one JSON object on stdout\n");
 }
 
@@ -604,6 +673,7 @@ static int parse(int argc, char **argv, struct opts *o) {
       {"pin", required_argument, NULL, 'P'},
       {"insecure", no_argument, NULL, 'I'},
       {"servername", required_argument, NULL, 'S'},
+      {"tls-resume", no_argument, NULL, 'R'},
       {"help", no_argument, NULL, 'h'},
       {NULL, 0, NULL, 0}};
   int ch;
@@ -685,6 +755,9 @@ static int parse(int argc, char **argv, struct opts *o) {
     case 'S':
       o->servername = optarg;
       break;
+    case 'R':
+      o->tls_resume = 1;
+      break;
     case 'h':
       usage();
       exit(0);
@@ -700,9 +773,10 @@ static int parse(int argc, char **argv, struct opts *o) {
   if (o->frame != SK_FRAME_RAW && o->size > sk_frame_mode_limit(o->frame))
     cli_usage_error(PROG, "--size: %" PRIu64 " does not fit a %s frame",
                     o->size, sk_frame_mode_name(o->frame));
-  if (!o->tls && (o->ca || o->pin || o->insecure || o->servername))
-    cli_usage_error(PROG, "--ca, --pin, --insecure and --servername need "
-                          "--tls");
+  if (!o->tls &&
+      (o->ca || o->pin || o->insecure || o->servername || o->tls_resume))
+    cli_usage_error(PROG, "--ca, --pin, --insecure, --servername and "
+                          "--tls-resume need --tls");
   if (o->tls && o->udp)
     cli_usage_error(PROG, "--tls works over streams, not --udp");
   if (o->insecure && o->pin)
@@ -773,6 +847,10 @@ int bench_main(int argc, char **argv) {
     to.ca_file = b->o.ca;
     to.pin_sha256 = b->o.pin;
     to.insecure_no_verify = b->o.insecure;
+    /* Full handshakes unless asked: the client then neither keeps nor
+     * offers sessions (the server may still issue tickets; they are
+     * read and dropped). */
+    to.no_resumption = !b->o.tls_resume;
     if ((rc = sk_tls_ctx_new(&b->tls, &to)) != 0)
       cli_fatal(PROG, 1, "TLS: %s", sk_tls_last_error());
     if (b->o.servername != NULL)
@@ -823,6 +901,13 @@ int bench_main(int argc, char **argv) {
             sk_strerror(b->connect_err));
   else
     report(b);
+  if (b->o.mode == B_CONNECT && b->tls != NULL && b->connects == 0 &&
+      b->errors == 0 && b->hs_unanswered > 0)
+    fprintf(stderr,
+            PROG ": bench: %" PRIu64 " TLS handshake%s done but the server "
+                 "never ended the session%s after this side's close_notify\n",
+            b->hs_unanswered, b->hs_unanswered == 1 ? "" : "s",
+            b->hs_unanswered == 1 ? "" : "s");
   if (!b->cannot_connect && b->connect_errors > 0)
     fprintf(stderr,
             PROG ": warning: %" PRIu64 " connection attempt%s failed (%s)\n",
