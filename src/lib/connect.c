@@ -146,7 +146,7 @@ int sk_socket_connect_list(sk_socket *s, const sk_endpoint *eps, size_t n,
     if ((live == 0 || now >= next_start) && (now < deadline || !started) &&
         (ep = he_addrs_next(&a)) != NULL) {
       started = 1;
-      int fd, st = attempt_start(ep, &fd);
+      int fd = -1, st = attempt_start(ep, &fd);
       if (st == 0) {
         winner = fd;
       } else if (st < 0) {
@@ -426,7 +426,7 @@ static void he_advance(struct sk__connreq *r) {
     const sk_endpoint *ep = he_addrs_next(&r->addrs);
     if (ep == NULL)
       break;
-    int fd, st = attempt_start(ep, &fd);
+    int fd = -1, st = attempt_start(ep, &fd);
     if (st == 0) {
       sk__stream_connect_end(r->s, fd, 0);
       return;

@@ -668,9 +668,14 @@ static void session_offer(sk_tls_ctx *ctx, SSL *ssl, const char *host) {
   for (size_t i = 0; i < SK_TLS_SESSION_CACHE; i++) {
     struct sess_entry *e = &ctx->cache[i];
     if (e->sess != NULL && strcmp(e->name, host) == 0) {
-      if (SSL_SESSION_is_resumable(e->sess) &&
-          SSL_set_session(ssl, e->sess) == 1)
+      /* A copy: OpenSSL marks the session a connection used as not
+       * resumable when that connection ends without close_notify (an
+       * abort), which would cost every other handshake its resumption. */
+      SSL_SESSION *copy =
+          SSL_SESSION_is_resumable(e->sess) ? SSL_SESSION_dup(e->sess) : NULL;
+      if (copy != NULL && SSL_set_session(ssl, copy) == 1)
         e->used = ++ctx->cache_tick;
+      SSL_SESSION_free(copy); /* SSL_set_session took its own reference */
       break;
     }
   }
