@@ -8,11 +8,16 @@ static void on_close(sk_handle *h) {
   free(h);
 }
 
+static void on_shutdown(sk_stream *c, int status, void *arg) {
+  sk_close(&c->h, on_close); /* every echoed byte is out (or failed) */
+}
+
 static void on_recv(sk_stream *c, ssize_t n, const void *buf) {
   if (n > 0) /* written at once; only what the kernel refuses is copied */
     sk_stream_send(c, buf, (size_t)n, NULL, NULL);
-  else /* SK_EOF or an error */
-    sk_close(&c->h, on_close);
+  else if (n != SK_EOF || sk_stream_shutdown(c, on_shutdown, NULL) != 0)
+    sk_close(&c->h, on_close); /* an error: closing cancels what is queued */
+  /* on SK_EOF: FIN once the queued echo is written, then close */
 }
 
 static void on_accept(sk_stream *srv, int status, int fd,

@@ -1,10 +1,13 @@
 """The README's library examples: the README shows them exactly as they are
 in examples/, and they build (with the test suite) and work together."""
+import hashlib
 import os
+import socket
 import subprocess
+import threading
 import unittest
 
-from skutil import Server  # noqa: F401  (imports BIN_DIR conventions)
+from skutil import Server, split_addr  # noqa: F401  (BIN_DIR conventions)
 
 ROOT = os.path.join(os.path.dirname(__file__), "..", "..")
 BUILD = os.environ.get("SK_BUILD_DIR", os.path.join(ROOT, "build"))
@@ -42,6 +45,47 @@ class ExamplesTest(unittest.TestCase):
                 capture_output=True, timeout=20)
             self.assertEqual(out.returncode, 1)
             self.assertIn("refused", out.stderr.decode().lower())
+        finally:
+            srv.kill()
+            srv.wait()
+            srv.stderr.close()
+
+    def test_async_echo_returns_every_byte_after_eof(self):
+        """The client half-closes with up to 64 MiB of echo still queued in
+        the server: it must all come back before the server's FIN (closing
+        at EOF would cancel it). 20 runs, byte-exact; half of them send
+        everything before reading (the most queued), half read meanwhile."""
+        size, runs = 64 << 20, 20
+        data = os.urandom(size)
+        want = hashlib.sha256(data).hexdigest()
+        srv = subprocess.Popen([os.path.join(EXAMPLES, "example_async_echo"),
+                                "127.0.0.1:0"], stderr=subprocess.PIPE)
+        try:
+            line = srv.stderr.readline().decode()
+            self.assertIn("listening on 127.0.0.1:", line)
+            host, port = split_addr(line.split()[-1])
+            for run in range(runs):
+                got, n = hashlib.sha256(), 0
+                with socket.create_connection((host, port), timeout=60) as c:
+                    def send():
+                        c.sendall(data)
+                        c.shutdown(socket.SHUT_WR)
+                    if run % 2 == 0:
+                        send()
+                    else:
+                        t = threading.Thread(target=send)
+                        t.start()
+                    while True:
+                        chunk = c.recv(1 << 20)
+                        if not chunk:
+                            break
+                        got.update(chunk)
+                        n += len(chunk)
+                    if run % 2 == 1:
+                        t.join(60)
+                self.assertEqual(n, size, "run %d: %d of %d bytes came back"
+                                 % (run, n, size))
+                self.assertEqual(got.hexdigest(), want, "run %d" % run)
         finally:
             srv.kill()
             srv.wait()
