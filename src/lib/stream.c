@@ -997,13 +997,21 @@ static void do_read(sk_stream *s) {
   }
 }
 
-int sk_stream_recv_start(sk_stream *s, sk_recv_cb cb) {
+/* What receiving and peeking both need: an open, connected stream. */
+static int recv_check(const sk_stream *s, sk_recv_cb cb) {
   if (is_closing(s) || s->io.fd < 0)
     return -EBADF;
   if (cb == NULL || (s->sflags & SK__S_LISTENING))
     return -EINVAL;
   if (!(s->sflags & SK__S_CONNECTED))
     return -ENOTCONN;
+  return 0;
+}
+
+int sk_stream_recv_start(sk_stream *s, sk_recv_cb cb) {
+  int rc = recv_check(s, cb);
+  if (rc != 0)
+    return rc;
   if (s->sflags & SK__S_PEEKING)
     return -EBUSY;
   /* Restarted before the -ECANCELED of an sk_stream_recv_stop() ran: that
@@ -1052,12 +1060,9 @@ int sk_stream_recv_timeout(sk_stream *s, int timeout_ms) {
 }
 
 int sk_stream_peek(sk_stream *s, sk_recv_cb cb) {
-  if (is_closing(s) || s->io.fd < 0)
-    return -EBADF;
-  if (cb == NULL || (s->sflags & SK__S_LISTENING))
-    return -EINVAL;
-  if (!(s->sflags & SK__S_CONNECTED))
-    return -ENOTCONN;
+  int rc = recv_check(s, cb);
+  if (rc != 0)
+    return rc;
   if (s->tls != NULL)
     return -ENOTSUP;
   if (s->sflags & (SK__S_READING | SK__S_PEEKING))
