@@ -696,6 +696,20 @@ static void test_fastopen(void **state) {
   sk_socket_close(&lis, 0);
 }
 
+/* linger(on, 0) then sk_socket_close(): a reset at once, as the option
+ * (and .NET's LingerState) promise, not a FIN and a wait for a peer that
+ * never closes (which ended in -ETIMEDOUT, then the reset). */
+static void test_close_with_zero_linger_resets(void **state) {
+  (void)state;
+  struct pair p = {SK_SOCKET_INIT, SK_SOCKET_INIT, SK_SOCKET_INIT};
+  char b;
+  pair_open(&p);
+  SK_ASSERT_OK(sk_opt_set_linger(&p.cli, 1, 0));
+  assert_int_equal(sk_socket_close(&p.cli, 2000), 0);
+  assert_int_equal(sk_socket_recv(&p.srv, &b, 1, 5000), -ECONNRESET);
+  pair_close(&p);
+}
+
 SK_TEST_MAIN(
     cmocka_unit_test(test_peek_then_recv),
     cmocka_unit_test(test_peek_datagram_size),
@@ -708,4 +722,5 @@ SK_TEST_MAIN(
     cmocka_unit_test(test_poll_set), cmocka_unit_test(test_connected_and_bound),
     cmocka_unit_test(test_opt_raw), cmocka_unit_test(test_opt_tos),
     cmocka_unit_test(test_opt_mtu), cmocka_unit_test(test_opt_tcp_and_priority),
-    cmocka_unit_test(test_fastopen))
+    cmocka_unit_test(test_fastopen),
+    cmocka_unit_test(test_close_with_zero_linger_resets))

@@ -189,7 +189,9 @@ SK_EXTERN int sk_socket_shutdown(sk_socket *s, int how);
  * the descriptor. Draining first is what keeps the kernel from answering
  * unread data with a reset. Returns 0, -ETIMEDOUT if the peer did not close
  * in time (the descriptor is closed anyway), or a negative errno. Datagram
- * sockets are simply closed. Safe on an already closed socket (returns 0). */
+ * sockets are simply closed. Safe on an already closed socket (returns 0).
+ * With SO_LINGER on and a zero timeout (sk_opt_set_linger(s, 1, 0)) it
+ * resets at once instead, like sk_socket_abort(). */
 SK_EXTERN int sk_socket_close(sk_socket *s, int timeout_ms);
 
 /* Abortive close: the peer gets a reset (RST) at once and unsent data is

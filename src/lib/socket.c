@@ -994,7 +994,13 @@ int sk_socket_close(sk_socket *s, int timeout_ms) {
   int fd = s->fd;
   s->fd = -1;
   int rc = 0;
-  if (s->type == SOCK_STREAM)
+  /* linger(on, 0) asks for a reset at once (sk_opt_set_linger): no FIN,
+   * no wait for the peer. */
+  struct linger lg = {0, 0};
+  socklen_t len = sizeof lg;
+  int reset = getsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, &len) == 0 &&
+              lg.l_onoff && lg.l_linger == 0;
+  if (s->type == SOCK_STREAM && !reset)
     rc = finish_stream(fd, deadline_after(timeout_ms));
   sk__close_fd(fd);
   return rc;
