@@ -251,9 +251,16 @@ SK_EXTERN int sk_socket_sendfile(sk_socket *s, int fd, off_t *offset,
 SK_EXTERN int sk_socket_listen_text(sk_socket *s, const char *addr,
                                     int backlog);
 
+/* Most addresses sk_socket_connect_text() tries from one name. */
+#define SK_CONNECT_TEXT_MAX 16
+
 /* Resolves a text address ("localhost:8888", "[::1]:80", "unix:/path") and
- * connects to each resulting address in turn until one accepts, all within
- * timeout_ms in total. Returns 0 or the error of the last attempt. */
+ * connects to its first SK_CONNECT_TEXT_MAX addresses, all within
+ * timeout_ms in total: TCP addresses are raced (Happy Eyeballs, see
+ * sk_socket_connect_list() in connect.h), so a black-holed first address
+ * costs an attempt delay, not the whole timeout; Unix and datagram
+ * addresses are tried in turn. Returns 0 or the error of the last
+ * attempt. */
 SK_EXTERN int sk_socket_connect_text(sk_socket *s, const char *addr, int type,
                                      int timeout_ms);
 
@@ -286,9 +293,11 @@ SK_EXTERN int sk_opt_set_rcvbuf(sk_socket *s, int bytes);
 SK_EXTERN int sk_opt_get_rcvbuf(const sk_socket *s, int *bytes);
 SK_EXTERN int sk_opt_set_sndbuf(sk_socket *s, int bytes);
 SK_EXTERN int sk_opt_get_sndbuf(const sk_socket *s, int *bytes);
-/* Kernel-level SO_RCVTIMEO / SO_SNDTIMEO (0 = none). sockit's own calls use
- * their timeout argument instead; these matter to code that uses the
- * descriptor directly. */
+/* Kernel-level SO_RCVTIMEO / SO_SNDTIMEO (0 = none). They have no effect on
+ * the descriptors sockit makes, which are all non-blocking (sockit's calls
+ * take a timeout argument instead); they matter only if you switch the
+ * descriptor to blocking mode yourself and call recv/send on it directly.
+ * Kept for completeness (.NET's ReceiveTimeout/SendTimeout). */
 SK_EXTERN int sk_opt_set_rcvtimeo(sk_socket *s, int ms);
 SK_EXTERN int sk_opt_get_rcvtimeo(const sk_socket *s, int *ms);
 SK_EXTERN int sk_opt_set_sndtimeo(sk_socket *s, int ms);

@@ -126,8 +126,12 @@ SK_EXTERN int sk_stream_accept_start(sk_stream *s, sk_accept_cb cb);
 /* Stops accepting; the accept callback runs once with -ECANCELED. */
 SK_EXTERN int sk_stream_accept_stop(sk_stream *s);
 
-/* Connects to eps[0..n-1] in turn until one succeeds, within timeout_ms in
- * total (-1 = no timeout). The stream must not be open yet. cb runs once. */
+/* Most endpoints sk_stream_connect() tries; later ones are ignored. */
+#define SK_STREAM_CONNECT_MAX 32
+
+/* Connects to eps[0..n-1] (the first SK_STREAM_CONNECT_MAX of them) in turn
+ * until one succeeds, within timeout_ms in total (-1 = no timeout). The
+ * stream must not be open yet. cb runs once. */
 SK_EXTERN int sk_stream_connect(sk_stream *s, const sk_endpoint *eps, size_t n,
                                 int timeout_ms, sk_connect_cb cb);
 /* Cancels a pending connect: cb runs with -ECANCELED. */

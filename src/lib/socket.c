@@ -30,7 +30,6 @@
 #define DEADLINE_NEVER UINT64_MAX
 
 /* How many addresses the text helpers try at most. */
-#define TEXT_MAX_ADDRS 16
 
 /* The longest pause between retries of an operation the kernel cannot
  * signal readiness for (see pause_backoff()). */
@@ -1241,9 +1240,9 @@ int sk_socket_listen_text(sk_socket *s, const char *addr, int backlog) {
   if (s == NULL || addr == NULL)
     return -EINVAL;
   *s = (sk_socket)SK_SOCKET_INIT;
-  sk_endpoint eps[TEXT_MAX_ADDRS];
-  int n =
-      sk_endpoint_resolve(addr, AF_UNSPEC, SOCK_STREAM, eps, TEXT_MAX_ADDRS);
+  sk_endpoint eps[SK_CONNECT_TEXT_MAX];
+  int n = sk_endpoint_resolve(addr, AF_UNSPEC, SOCK_STREAM, eps,
+                              SK_CONNECT_TEXT_MAX);
   if (n < 0)
     return n;
   int rc = -EADDRNOTAVAIL;
@@ -1283,8 +1282,8 @@ int sk_socket_connect_text(sk_socket *s, const char *addr, int type,
   if (type != SOCK_STREAM && type != SOCK_DGRAM)
     return -EINVAL;
   uint64_t deadline = deadline_after(timeout_ms);
-  sk_endpoint eps[TEXT_MAX_ADDRS];
-  int n = sk_endpoint_resolve(addr, AF_UNSPEC, type, eps, TEXT_MAX_ADDRS);
+  sk_endpoint eps[SK_CONNECT_TEXT_MAX];
+  int n = sk_endpoint_resolve(addr, AF_UNSPEC, type, eps, SK_CONNECT_TEXT_MAX);
   if (n < 0)
     return n;
   /* TCP races the addresses (Happy Eyeballs, connect.c), so a black-holed
@@ -1318,8 +1317,9 @@ int sk_socket_bind_text(sk_socket *s, const char *addr) {
   if (s == NULL || addr == NULL)
     return -EINVAL;
   *s = (sk_socket)SK_SOCKET_INIT;
-  sk_endpoint eps[TEXT_MAX_ADDRS];
-  int n = sk_endpoint_resolve(addr, AF_UNSPEC, SOCK_DGRAM, eps, TEXT_MAX_ADDRS);
+  sk_endpoint eps[SK_CONNECT_TEXT_MAX];
+  int n = sk_endpoint_resolve(addr, AF_UNSPEC, SOCK_DGRAM, eps,
+                              SK_CONNECT_TEXT_MAX);
   if (n < 0)
     return n;
   int rc = -EADDRNOTAVAIL;

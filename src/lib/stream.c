@@ -23,8 +23,6 @@
 #define WRITE_IOV_MAX 64
 /* After EMFILE with no spare descriptor, accepting pauses this long. */
 #define ACCEPT_BACKOFF_MS 100
-/* Most endpoints a connect tries. */
-#define CONNECT_MAX_EPS 32
 
 struct sk__sextra {
   sk_stream *s;
@@ -427,8 +425,8 @@ int sk_stream_connect(sk_stream *s, const sk_endpoint *eps, size_t n,
     return -EISCONN;
   if (n == 0 || eps == NULL || cb == NULL)
     return -EINVAL;
-  if (n > CONNECT_MAX_EPS)
-    n = CONNECT_MAX_EPS;
+  if (n > SK_STREAM_CONNECT_MAX)
+    n = SK_STREAM_CONNECT_MAX;
   struct sk__sextra *x = extra(s);
   if (x == NULL)
     return -ENOMEM;
