@@ -35,6 +35,7 @@ static struct {
   size_t len;
   uint64_t dropped, dropped_total;
   int started, stopping, ended, reopen;
+  size_t reopen_at; /* bytes of fill queued before the reopen was asked */
 } g_w = {.mu = PTHREAD_MUTEX_INITIALIZER};
 
 void log_init(const char *prog, int level) {
@@ -104,16 +105,19 @@ static void *writer(void *arg) {
     size_t n = g_w.len;
     uint64_t dropped = g_w.dropped;
     int reopen = g_w.reopen;
+    size_t at = reopen ? g_w.reopen_at : n;
     g_w.fill = g_w.drain;
     g_w.drain = out;
     g_w.len = 0;
     g_w.dropped = 0;
     g_w.reopen = 0;
     pthread_mutex_unlock(&g_w.mu);
-    /* Lines queued before the reopen go to the old file. */
-    write_all(out, n);
+    /* Lines queued before the reopen go to the old file, the ones queued
+     * after it (the reload's own messages) to the new one. */
+    write_all(out, at);
     if (reopen && g_file != NULL)
       reopen_file();
+    write_all(out + at, n - at);
     if (dropped > 0) {
       char text[160];
       snprintf(text, sizeof(text),
@@ -257,6 +261,8 @@ void log_reopen(void) {
     return;
   pthread_mutex_lock(&g_w.mu);
   if (g_w.started && !g_w.stopping) {
+    if (!g_w.reopen)
+      g_w.reopen_at = g_w.len;
     g_w.reopen = 1;
     pthread_cond_signal(&g_w.more);
     pthread_mutex_unlock(&g_w.mu);

@@ -152,8 +152,16 @@ class Metrics(unittest.TestCase):
             for i in range(4):
                 u.sendto(b"dgram-%d" % i, (host, port))
                 self.assertEqual(u.recvfrom(100)[0], b"dgram-%d" % i)
-            m = parse(scrape(addr))
             lab = '{mode="echo",transport="udp",direction="%s"}'
+            # A reply is counted once the kernel took it, which can be just
+            # after the client got it: scrape until the last one shows.
+            deadline = time.monotonic() + 10
+            while True:
+                m = parse(scrape(addr))
+                if (m.get("sockit_messages_total" + lab % "out") == 4 or
+                        time.monotonic() > deadline):
+                    break
+                time.sleep(0.05)
             self.assertEqual(m["sockit_messages_total" + lab % "in"], 4)
             self.assertEqual(m["sockit_messages_total" + lab % "out"], 4)
             self.assertEqual(m["sockit_bytes_total" + lab % "in"], 28)
