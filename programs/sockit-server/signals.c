@@ -65,12 +65,15 @@ static void reload_tls(struct server *srv) {
                                              : sk_strerror(rc));
     return;
   }
-  if (sk_tls_ctx_fingerprint(ctx, fp, sizeof(fp)) == 0)
+  int have_fp = sk_tls_ctx_fingerprint(ctx, fp, sizeof(fp)) == 0;
+  /* Swap first: once the line is out, every new handshake uses the new
+   * files (a script, or a test, may act on the line). */
+  server_tls_swap(srv, ctx);
+  if (have_fp)
     log_info("SIGHUP: TLS files reloaded; certificate SHA-256 fingerprint %s",
              fp);
   else
     log_info("SIGHUP: TLS files reloaded");
-  server_tls_swap(srv, ctx);
 }
 
 /* SIGUSR1: the counters there are, on one line. */
