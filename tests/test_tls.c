@@ -7,8 +7,8 @@
  * Built without TLS, every test checks that the API says SK_ENOTLS and is
  * skipped. */
 #include "sk_test.h"
+#include "tls_certs.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -23,149 +23,44 @@
 
 extern char **environ;
 
-/* ---- certificates, made with the openssl tool ---- */
+/* ---- certificates, made with the openssl tool (tls_certs.h) ---- */
 
-static char dir[64];
-
-struct pair {
-  char cert[128], key[128];
-};
-static char ca_pem[128];
 static struct pair good;      /* localhost, 127.0.0.1, ::1, by the test CA */
 static struct pair expired;   /* same names, expired yesterday */
 static struct pair wronghost; /* only for wrong.example.invalid */
 static struct pair untrusted; /* localhost, by a CA nobody trusts */
 static struct pair client;    /* client certificate by the test CA */
 
-static void rm_dir(void) {
-  DIR *d;
-  struct dirent *e;
-  char p[512];
-  /* SK_TEST_KEEP=1 keeps the certificates for a look after a failure. */
-  if (dir[0] == '\0' || getenv("SK_TEST_KEEP") != NULL ||
-      (d = opendir(dir)) == NULL)
-    return;
-  while ((e = readdir(d)) != NULL) {
-    if (e->d_name[0] == '.')
-      continue;
-    snprintf(p, sizeof(p), "%s/%s", dir, e->d_name);
-    unlink(p);
-  }
-  closedir(d);
-  rmdir(dir);
-  dir[0] = '\0';
-}
-
-static void sh(const char *fmt, ...) {
-  char cmd[2048];
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(cmd, sizeof(cmd), fmt, ap);
-  va_end(ap);
-  /* Quiet: openssl chats on stderr even when all goes well. */
-  strncat(cmd, " >/dev/null 2>&1", sizeof(cmd) - strlen(cmd) - 1);
-  if (system(cmd) != 0)
-    fail_msg("command failed: %s", cmd);
-}
-
-/* A key and CSR for name, then a certificate signed by ca with the given
- * extensions and lifetime (days < 0 makes one that expired already). */
-static void make_leaf(struct pair *p, const char *name, const char *ca,
-                      const char *ext, int days) {
-  snprintf(p->cert, sizeof(p->cert), "%s/%s.pem", dir, name);
-  snprintf(p->key, sizeof(p->key), "%s/%s.key", dir, name);
-  char extpath[128];
-  snprintf(extpath, sizeof(extpath), "%s/%s.ext", dir, name);
-  FILE *f = fopen(extpath, "w");
-  assert_non_null(f);
-  fputs(ext, f);
-  fclose(f);
-  sh("openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes "
-     "-keyout %s -out %s/%s.csr -subj /CN=%s",
-     p->key, dir, name, name);
-  sh("openssl x509 -req -in %s/%s.csr -CA %s/%s.pem -CAkey %s/%s.key "
-     "-CAcreateserial -days %d -extfile %s/%s.ext -out %s",
-     dir, name, dir, ca, dir, ca, days, dir, name, p->cert);
-}
-
-static void make_ca(const char *name) {
-  sh("openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes "
-     "-keyout %s/%s.key -out %s/%s.pem -days 2 -subj /CN=%s "
-     "-addext basicConstraints=critical,CA:TRUE",
-     dir, name, dir, name, name);
-}
-
 #define SERVER_EXT                                                             \
   "subjectAltName=DNS:localhost,IP:127.0.0.1,IP:::1\n"                         \
   "extendedKeyUsage=serverAuth\nbasicConstraints=CA:FALSE\n"
 
 static void certs(void) {
-  if (dir[0] != '\0')
+  if (!certs_begin("/tmp/sk-tls-XXXXXX"))
     return;
-  strcpy(dir, "/tmp/sk-tls-XXXXXX");
-  assert_non_null(mkdtemp(dir));
-  atexit(rm_dir);
-  make_ca("ca");
   make_ca("otherca");
-  snprintf(ca_pem, sizeof(ca_pem), "%s/ca.pem", dir);
-  make_leaf(&good, "localhost", "ca", SERVER_EXT, 2);
-  make_leaf(&expired, "expired", "ca", SERVER_EXT, -1);
-  make_leaf(&wronghost, "wronghost", "ca",
+  make_leaf(&good, "localhost", "localhost", "ca", SERVER_EXT, 2);
+  make_leaf(&expired, "expired", "expired", "ca", SERVER_EXT, -1);
+  make_leaf(&wronghost, "wronghost", "wronghost", "ca",
             "subjectAltName=DNS:wrong.example.invalid\n"
             "extendedKeyUsage=serverAuth\n",
             2);
-  make_leaf(&untrusted, "untrusted", "otherca", SERVER_EXT, 2);
-  make_leaf(&client, "client", "ca",
+  make_leaf(&untrusted, "untrusted", "untrusted", "otherca", SERVER_EXT, 2);
+  make_leaf(&client, "client", "client", "ca",
             "extendedKeyUsage=clientAuth\nbasicConstraints=CA:FALSE\n", 2);
 }
 
-/* SHA-256 fingerprint of a certificate file as the openssl tool prints it
- * ("AB:CD:..."): an independent check of sockit's own. */
+/* SHA-256 fingerprint of a certificate file as the openssl tool prints it. */
 static void cli_fingerprint(const char *cert, char *out, size_t len) {
-  char cmd[512], line[256];
-  snprintf(cmd, sizeof(cmd),
-           "openssl x509 -in %s -noout -fingerprint -sha256 2>/dev/null", cert);
-  FILE *f = popen(cmd, "r");
-  assert_non_null(f);
-  assert_non_null(fgets(line, sizeof(line), f));
-  pclose(f);
-  char *eq = strchr(line, '=');
-  assert_non_null(eq);
-  snprintf(out, len, "%s", eq + 1);
-  out[strcspn(out, "\r\n")] = '\0';
+  cli_field(cert, "-fingerprint -sha256", out, len);
 }
 
 /* Skips the test when the library was built without TLS (after checking
  * that it says so properly), and makes the certificates otherwise. */
 static void need_tls(void) {
-  sk_tls_ctx *ctx = NULL;
-  sk_tls_options o = {0};
-  o.server = 1;
-  o.self_signed = 1;
-  int rc = sk_tls_ctx_new(&ctx, &o);
-  if (rc == SK_ENOTLS) {
-    assert_null(ctx);
+  if (!tls_built())
     skip();
-  }
-  SK_ASSERT_OK(rc);
-  sk_tls_ctx_free(ctx);
   certs();
-}
-
-static sk_tls_ctx *ctx_new(const sk_tls_options *o) {
-  sk_tls_ctx *ctx = NULL;
-  int rc = sk_tls_ctx_new(&ctx, o);
-  if (rc != 0)
-    fail_msg("sk_tls_ctx_new: %s (%s)", sk_strerror(rc), sk_tls_last_error());
-  return ctx;
-}
-
-static sk_tls_ctx *server_ctx(const struct pair *p) {
-  sk_tls_options o = {0};
-  o.server = 1;
-  o.cert_file = p->cert;
-  o.key_file = p->key;
-  return ctx_new(&o);
 }
 
 static sk_tls_ctx *client_ctx(void) {
@@ -1181,31 +1076,53 @@ static void test_sync_round_trip(void **state) {
   free(in);
 }
 
+/* A sync client session with a sync server that sends "bye" and then cuts
+ * the connection (FIN, no close_notify); cut_open reads the "bye" into buf
+ * (3 bytes). */
+struct cut_session {
+  struct sync_server ss;
+  pthread_t th;
+  sk_socket s;
+  sk_tls_socket t;
+  sk_tls_ctx *cctx;
+};
+
+static void cut_open(struct cut_session *cs, char *buf) {
+  char addr[64];
+  cs->ss = (struct sync_server){.l = SK_SOCKET_INIT, .cut = 1};
+  cs->s = (sk_socket)SK_SOCKET_INIT;
+  memset(&cs->t, 0, sizeof(cs->t));
+  cs->ss.ctx = server_ctx(&good);
+  sync_server_start(&cs->ss, &cs->th, addr, sizeof(addr));
+  cs->cctx = client_ctx();
+  SK_ASSERT_OK(sk_socket_connect_text(&cs->s, addr, SOCK_STREAM, 5000));
+  SK_ASSERT_OK(sk_tls_connect(&cs->t, &cs->s, cs->cctx, "localhost", 5000));
+  tls_recv_all(&cs->t, (unsigned char *)buf, 3);
+}
+
+/* Frees the session, and checks that the server's side went well. */
+static void cut_close(struct cut_session *cs) {
+  sk_tls_free(&cs->t);
+  sk_socket_close(&cs->s, 0);
+  pthread_join(cs->th, NULL);
+  assert_int_equal(cs->ss.rc, 0);
+  sk_socket_close(&cs->ss.l, 0);
+  sk_tls_ctx_free(cs->cctx);
+  sk_tls_ctx_free(cs->ss.ctx);
+}
+
 static void test_sync_eof_without_close_notify(void **state) {
   (void)state;
   need_tls();
-  struct sync_server ss = {.l = SK_SOCKET_INIT, .cut = 1};
-  pthread_t th;
-  char addr[64], buf[16];
-  sk_socket s = SK_SOCKET_INIT;
-  sk_tls_socket t = {0};
-  ss.ctx = server_ctx(&good);
-  sync_server_start(&ss, &th, addr, sizeof(addr));
-  sk_tls_ctx *cctx = client_ctx();
-  SK_ASSERT_OK(sk_socket_connect_text(&s, addr, SOCK_STREAM, 5000));
-  SK_ASSERT_OK(sk_tls_connect(&t, &s, cctx, "localhost", 5000));
-  tls_recv_all(&t, (unsigned char *)buf, 3);
+  struct cut_session cs;
+  char buf[16];
+  cut_open(&cs, buf);
   assert_memory_equal(buf, "bye", 3);
-  assert_int_equal(sk_tls_recv(&t, buf, sizeof(buf), 5000), SK_ETLSTRUNCATED);
+  assert_int_equal(sk_tls_recv(&cs.t, buf, sizeof(buf), 5000),
+                   SK_ETLSTRUNCATED);
   assert_non_null(strstr(sk_tls_last_error(), "unexpected EOF"));
-  sk_tls_free(&t);
-  sk_tls_free(&t); /* twice is harmless */
-  sk_socket_close(&s, 0);
-  pthread_join(th, NULL);
-  assert_int_equal(ss.rc, 0);
-  sk_socket_close(&ss.l, 0);
-  sk_tls_ctx_free(cctx);
-  sk_tls_ctx_free(ss.ctx);
+  sk_tls_free(&cs.t);
+  cut_close(&cs); /* frees it again: twice is harmless */
 }
 
 static void test_sync_verify_failure(void **state) {
@@ -1465,28 +1382,15 @@ static void test_peer_python_ssl_client(void **state) {
 static void test_sync_cut_after_handshake_is_named(void **state) {
   (void)state;
   need_tls();
-  struct sync_server ss = {.l = SK_SOCKET_INIT, .cut = 1};
-  pthread_t th;
-  char addr[64], buf[16];
-  sk_socket s = SK_SOCKET_INIT;
-  sk_tls_socket t = {0};
-  ss.ctx = server_ctx(&good);
-  sync_server_start(&ss, &th, addr, sizeof(addr));
-  sk_tls_ctx *cctx = client_ctx();
-  SK_ASSERT_OK(sk_socket_connect_text(&s, addr, SOCK_STREAM, 5000));
-  SK_ASSERT_OK(sk_tls_connect(&t, &s, cctx, "localhost", 5000));
-  tls_recv_all(&t, (unsigned char *)buf, 3);
-  assert_int_equal(sk_tls_recv(&t, buf, sizeof(buf), 5000), SK_ETLSTRUNCATED);
+  struct cut_session cs;
+  char buf[16];
+  cut_open(&cs, buf);
+  assert_int_equal(sk_tls_recv(&cs.t, buf, sizeof(buf), 5000),
+                   SK_ETLSTRUNCATED);
   const char *why = sk_tls_last_error();
   if (strstr(why, "handshake") != NULL || strstr(why, "close_notify") == NULL)
     fail_msg("a cut after the handshake was named \"%s\"", why);
-  sk_tls_free(&t);
-  sk_socket_close(&s, 0);
-  pthread_join(th, NULL);
-  assert_int_equal(ss.rc, 0);
-  sk_socket_close(&ss.l, 0);
-  sk_tls_ctx_free(cctx);
-  sk_tls_ctx_free(ss.ctx);
+  cut_close(&cs);
 }
 
 SK_TEST_MAIN(cmocka_unit_test(test_async_echo_1mib),

@@ -1,104 +1,43 @@
 /* TLS trust hooks: the verification callback, the peer's certificate,
  * certificates chosen by SNI, session resumption, and the text of load
  * errors. Certificates are made at run time with the openssl tool in a
- * private temporary directory removed at exit (the helpers are a minimal
- * copy of test_tls.c's). Servers are sync sessions on a thread; clients run
+ * private temporary directory removed at exit (tls_certs.h, shared with
+ * test_tls.c). Servers are sync sessions on a thread; clients run
  * sync, and async for the stream accessors.
  *
  * Built without TLS, every test checks that the API says SK_ENOTLS and is
  * skipped. */
 #include "sk_test.h"
+#include "tls_certs.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <pthread.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
-/* ---- certificates, made with the openssl tool ---- */
+/* ---- certificates, made with the openssl tool (tls_certs.h) ---- */
 
-static char dir[64];
-
-struct pair {
-  char cert[128], key[128];
-};
-static char ca_pem[128];
 static struct pair a_pair;  /* a.test, by the test CA: the default */
 static struct pair b_pair;  /* b.test, *.w.test, 10.1.2.3, ::1 */
 static struct pair w_pair;  /* *.w.test, exact.w.test */
 static struct pair self;    /* localhost, self-signed */
 static struct pair expired; /* a.test, expired yesterday */
 
-static void rm_dir(void) {
-  DIR *d;
-  struct dirent *e;
-  char p[512];
-  if (dir[0] == '\0' || getenv("SK_TEST_KEEP") != NULL ||
-      (d = opendir(dir)) == NULL)
-    return;
-  while ((e = readdir(d)) != NULL) {
-    if (e->d_name[0] == '.')
-      continue;
-    snprintf(p, sizeof(p), "%s/%s", dir, e->d_name);
-    unlink(p);
-  }
-  closedir(d);
-  rmdir(dir);
-  dir[0] = '\0';
-}
-
-static void sh(const char *fmt, ...) {
-  char cmd[2048];
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(cmd, sizeof(cmd), fmt, ap);
-  va_end(ap);
-  strncat(cmd, " >/dev/null 2>&1", sizeof(cmd) - strlen(cmd) - 1);
-  if (system(cmd) != 0)
-    fail_msg("command failed: %s", cmd);
-}
-
-static void make_leaf(struct pair *p, const char *file, const char *cn,
-                      const char *ext, int days) {
-  snprintf(p->cert, sizeof(p->cert), "%s/%s.pem", dir, file);
-  snprintf(p->key, sizeof(p->key), "%s/%s.key", dir, file);
-  char extpath[128];
-  snprintf(extpath, sizeof(extpath), "%s/%s.ext", dir, file);
-  FILE *f = fopen(extpath, "w");
-  assert_non_null(f);
-  fputs(ext, f);
-  fclose(f);
-  sh("openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes "
-     "-keyout %s -out %s/%s.csr -subj /CN=%s",
-     p->key, dir, file, cn);
-  sh("openssl x509 -req -in %s/%s.csr -CA %s/ca.pem -CAkey %s/ca.key "
-     "-CAcreateserial -days %d -extfile %s -out %s",
-     dir, file, dir, dir, days, extpath, p->cert);
-}
-
 static void certs(void) {
-  if (dir[0] != '\0')
+  if (!certs_begin("/tmp/sk-tlstrust-XXXXXX"))
     return;
-  strcpy(dir, "/tmp/sk-tlstrust-XXXXXX");
-  assert_non_null(mkdtemp(dir));
-  atexit(rm_dir);
-  sh("openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes "
-     "-keyout %s/ca.key -out %s/ca.pem -days 2 -subj /CN=ca "
-     "-addext basicConstraints=critical,CA:TRUE",
-     dir, dir);
-  snprintf(ca_pem, sizeof(ca_pem), "%s/ca.pem", dir);
-  make_leaf(&a_pair, "a", "a.test",
+  make_leaf(&a_pair, "a", "a.test", "ca",
             "subjectAltName=DNS:a.test\nextendedKeyUsage=serverAuth\n", 2);
-  make_leaf(&b_pair, "b", "b.test",
+  make_leaf(&b_pair, "b", "b.test", "ca",
             "subjectAltName=DNS:b.test,DNS:*.w.test,IP:10.1.2.3,IP:::1\n"
             "extendedKeyUsage=serverAuth\n",
             2);
-  make_leaf(&w_pair, "w", "w.test",
+  make_leaf(&w_pair, "w", "w.test", "ca",
             "subjectAltName=DNS:*.w.test,DNS:exact.w.test\n"
             "extendedKeyUsage=serverAuth\n",
             2);
-  make_leaf(&expired, "expired", "a.test",
+  make_leaf(&expired, "expired", "a.test", "ca",
             "subjectAltName=DNS:a.test\nextendedKeyUsage=serverAuth\n", -1);
   snprintf(self.cert, sizeof(self.cert), "%s/self.pem", dir);
   snprintf(self.key, sizeof(self.key), "%s/self.key", dir);
@@ -108,57 +47,16 @@ static void certs(void) {
      self.key, self.cert);
 }
 
-/* What the openssl tool prints for a certificate file: the line of
- * `openssl x509 -noout <flag>` after its '='. */
-static void cli_field(const char *cert, const char *flag, char *out,
-                      size_t len) {
-  char cmd[512], line[512];
-  snprintf(cmd, sizeof(cmd), "openssl x509 -in %s -noout %s 2>/dev/null", cert,
-           flag);
-  FILE *f = popen(cmd, "r");
-  assert_non_null(f);
-  assert_non_null(fgets(line, sizeof(line), f));
-  pclose(f);
-  char *eq = strchr(line, '=');
-  assert_non_null(eq);
-  snprintf(out, len, "%s", eq + 1);
-  out[strcspn(out, "\r\n")] = '\0';
-}
-
 static void need_tls(void) {
-  sk_tls_ctx *ctx = NULL;
-  sk_tls_options o = {0};
   sk_tls_cert c;
-  o.server = 1;
-  o.self_signed = 1;
-  int rc = sk_tls_ctx_new(&ctx, &o);
-  if (rc == SK_ENOTLS) {
-    assert_null(ctx);
+  if (!tls_built()) {
     assert_int_equal(sk_tls_cert_from_der(&c, "x", 1), SK_ENOTLS);
     assert_int_equal(sk_tls_ctx_cert(NULL, 0, &c), SK_ENOTLS);
     assert_int_equal(sk_tls_resumed(NULL), SK_ENOTLS);
     assert_int_equal(sk_stream_tls_resumed(NULL), SK_ENOTLS);
     skip();
   }
-  SK_ASSERT_OK(rc);
-  sk_tls_ctx_free(ctx);
   certs();
-}
-
-static sk_tls_ctx *ctx_new(const sk_tls_options *o) {
-  sk_tls_ctx *ctx = NULL;
-  int rc = sk_tls_ctx_new(&ctx, o);
-  if (rc != 0)
-    fail_msg("sk_tls_ctx_new: %s (%s)", sk_strerror(rc), sk_tls_last_error());
-  return ctx;
-}
-
-static sk_tls_ctx *server_ctx(const struct pair *p) {
-  sk_tls_options o = {0};
-  o.server = 1;
-  o.cert_file = p->cert;
-  o.key_file = p->key;
-  return ctx_new(&o);
 }
 
 /* ---- a sync TLS server on a thread ---- */
@@ -668,6 +566,18 @@ static void two_connections(sk_tls_ctx *sctx, sk_tls_ctx *cctx,
   *server_resumed = ts.resumed[1];
 }
 
+/* The same with a new client context for o and a new server context for so:
+ * checks that both sides agree whether the second connection resumed. */
+static void expect_resumed(const sk_tls_options *o, const sk_tls_options *so,
+                           int want) {
+  int cr, sr;
+  sk_tls_ctx *cctx = ctx_new(o);
+  two_connections(ctx_new(so), cctx, &cr, &sr);
+  assert_int_equal(cr, want);
+  assert_int_equal(sr, want);
+  sk_tls_ctx_free(cctx);
+}
+
 static void test_resumption(void **state) {
   (void)state;
   need_tls();
@@ -692,30 +602,17 @@ static void test_resumption(void **state) {
 
   /* Off on the client: nothing remembered, nothing offered. */
   o.no_resumption = 1;
-  cctx = ctx_new(&o);
-  two_connections(ctx_new(&so), cctx, &cr, &sr);
-  assert_int_equal(cr, 0);
-  assert_int_equal(sr, 0);
-  sk_tls_ctx_free(cctx);
+  expect_resumed(&o, &so, 0);
 
   /* Off on the server: no tickets. */
   o.no_resumption = 0;
   so.no_resumption = 1;
-  cctx = ctx_new(&o);
-  two_connections(ctx_new(&so), cctx, &cr, &sr);
-  assert_int_equal(cr, 0);
-  assert_int_equal(sr, 0);
-  sk_tls_ctx_free(cctx);
+  expect_resumed(&o, &so, 0);
 
   /* With a lifetime of its own. */
   so.no_resumption = 0;
   so.ticket_lifetime_s = 60;
-  cctx = ctx_new(&o);
-  sk_tls_ctx *sctx = ctx_new(&so);
-  two_connections(sctx, cctx, &cr, &sr);
-  assert_int_equal(cr, 1);
-  assert_int_equal(sr, 1);
-  sk_tls_ctx_free(cctx);
+  expect_resumed(&o, &so, 1);
 
   /* Server-only options on a client are refused. */
   o.ticket_lifetime_s = 60;

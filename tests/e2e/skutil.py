@@ -5,12 +5,18 @@ Every wait has a deadline; every process started here is killed at the end of
 the test that started it.
 """
 import os
+import pty
 import re
 import select
+import shutil
 import signal
 import socket
+import ssl
 import subprocess
+import tempfile
+import threading
 import time
+import tty
 import unittest
 
 BIN_DIR = os.environ.get(
@@ -222,3 +228,176 @@ def wait_file_contains(path, needle, timeout=10.0, proc=None):
             raise TimeoutError("%r not seen in %s; so far:\n%s"
                                % (needle, path, data))
         time.sleep(0.02)
+
+
+# ---- certificates, made with the openssl command-line tool ----
+
+# A configuration of our own, so that the system's openssl.cnf (or its
+# absence) changes nothing: a CA gets exactly the extensions a CA needs
+# (-extensions v3_ca).
+OPENSSL_CNF = """\
+[req]
+distinguished_name = dn
+prompt = no
+[dn]
+CN = unused
+[v3_ca]
+basicConstraints = critical,CA:TRUE
+keyUsage = critical,keyCertSign,cRLSign
+subjectKeyIdentifier = hash
+"""
+
+
+def openssl(cwd, *args):
+    """Runs the openssl tool in directory cwd, where OPENSSL_CNF is written
+    as openssl.cnf first; raises RuntimeError with its stderr if it fails."""
+    cnf = os.path.join(cwd, "openssl.cnf")
+    if not os.path.exists(cnf):
+        with open(cnf, "w") as f:
+            f.write(OPENSSL_CNF)
+    r = subprocess.run(["openssl"] + list(args), cwd=cwd,
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                       timeout=60)
+    if r.returncode != 0:
+        raise RuntimeError("openssl %s failed:\n%s" %
+                           (" ".join(args), r.stderr.decode()))
+
+
+def self_signed_cert(cwd, name, subject="/CN=localhost", days=2, extra=()):
+    """Makes NAME.key and a self-signed NAME.pem (EC P-256) in directory
+    cwd; `extra` goes to `openssl req`. Returns (certificate, key) paths."""
+    openssl(cwd, "req", "-config", "openssl.cnf", "-x509", "-new",
+            "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+            "-keyout", name + ".key", "-out", name + ".pem",
+            "-days", str(days), "-subj", subject, *extra)
+    return os.path.join(cwd, name + ".pem"), os.path.join(cwd, name + ".key")
+
+
+class CertDir:
+    """A temporary directory for certificates; cleanup() removes it."""
+
+    def __init__(self, prefix):
+        self.dir = tempfile.mkdtemp(prefix=prefix)
+
+    def path(self, name):
+        return os.path.join(self.dir, name)
+
+    def openssl(self, *args):
+        openssl(self.dir, *args)
+
+    def cleanup(self):
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+# ---- one-shot peers on loopback ----
+
+def serve_one(handle, timeout=30.0):
+    """A TCP listener on a kernel-chosen loopback port whose thread accepts
+    one client, calls handle(conn) and closes both (a peer's OSError, which
+    includes ssl.SSLError, ends it quietly). Returns (port, thread)."""
+    ls = socket.socket()
+    ls.bind(("127.0.0.1", 0))
+    ls.listen(1)
+    ls.settimeout(timeout)
+
+    def run():
+        try:
+            c, _ = ls.accept()
+            with c:
+                c.settimeout(timeout)
+                handle(c)
+        except OSError:
+            pass
+        finally:
+            ls.close()
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    return ls.getsockname()[1], t
+
+
+def shut_and_drain(sock):
+    """Ends our sending side (a FIN), reads until the peer's end, closes."""
+    sock.shutdown(socket.SHUT_WR)
+    try:
+        while sock.recv(4096):
+            pass
+    except OSError:
+        pass
+    sock.close()
+
+
+def tls_cut_server(cert, key, reply, want=1):
+    """One TLS session served by python's ssl module: completes the
+    handshake, reads `want` bytes (or until the client's end), sends
+    `reply` (if any), then ends TCP without close_notify (the ssl socket is
+    detached, shut and closed). Returns ("127.0.0.1:PORT", thread)."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(cert, key)
+
+    def handle(c):
+        t = ctx.wrap_socket(c, server_side=True)
+        got = b""
+        while len(got) < want:
+            b = t.recv(64)
+            if not b:
+                break
+            got += b
+        if reply:
+            t.sendall(reply)
+        shut_and_drain(socket.socket(fileno=t.detach()))
+
+    port, th = serve_one(handle)
+    return "127.0.0.1:%d" % port, th
+
+
+# ---- a terminal for sockit-client ----
+
+def client_on_pty(args, interactive=False, stdin_data=None, timeout=30.0):
+    """Runs sockit-client with stdout on a pseudo-terminal in raw mode (no
+    newline translation). stdin is that terminal too when `interactive`,
+    else a pipe fed stdin_data, or /dev/null when there is none. Returns
+    (exit code, what the terminal received, stderr)."""
+    master, slave = pty.openpty()
+    tty.setraw(slave)
+    if interactive:
+        stdin = slave
+    elif stdin_data is not None:
+        stdin = subprocess.PIPE
+    else:
+        stdin = subprocess.DEVNULL
+    p = subprocess.Popen([CLIENT] + list(args), stdin=stdin, stdout=slave,
+                         stderr=subprocess.PIPE, close_fds=True)
+    os.close(slave)
+    if not interactive and stdin_data is not None:
+        p.stdin.write(stdin_data)
+        p.stdin.close()
+    out = b""
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError("sockit-client did not finish; got %r"
+                                   % out)
+            r, _, _ = select.select([master], [], [], min(left, 0.5))
+            if not r:
+                if p.poll() is not None:
+                    break
+                continue
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:  # EIO: the client closed the terminal
+                break
+            if not chunk:
+                break
+            out += chunk
+        code = p.wait(timeout=max(1.0, deadline - time.monotonic()))
+        err = p.stderr.read()
+    finally:
+        os.close(master)
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+        p.stderr.close()
+    return code, out, err

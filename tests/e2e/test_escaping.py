@@ -11,20 +11,13 @@ control bytes (issue 10, items 6, 7 and 9).
 
 Every server listens on port 0 and every wait has a deadline.
 """
-import os
-import pty
-import select
 import shutil
 import socket
-import ssl
-import subprocess
 import tempfile
-import threading
-import time
-import tty
 import unittest
 
-from skutil import CLIENT, Server, needs, run_client
+from skutil import (Server, client_on_pty, needs, run_client,
+                    self_signed_cert, serve_one, tls_cut_server)
 
 # The issue's payload: retitle the window, set the clipboard, clear the
 # screen, then rewind the line and forge one from another address.
@@ -52,8 +45,8 @@ class Base(unittest.TestCase):
 
 
 class ChatEscaping(Base):
-    def pair(self):
-        srv = self.start("--mode", "chat", "-l", "127.0.0.1:0")
+    def pair(self, *extra):
+        srv = self.start("--mode", "chat", *extra, "-l", "127.0.0.1:0")
         a = self.sock(srv.tcp)
         srv.wait_log("connection from 127.0.0.1:%d" % a.getsockname()[1])
         b = self.sock(srv.tcp)
@@ -87,15 +80,7 @@ class ChatEscaping(Base):
             b"\\xed\\xa0\\x80 \\xe2\\x9c\\x7f\n")
 
     def test_chat_line_too_long_once_escaped_is_refused(self):
-        srv = self.start("--mode", "chat", "--max-frame", "64",
-                         "-l", "127.0.0.1:0")
-        a = self.sock(srv.tcp)
-        srv.wait_log("connection from 127.0.0.1:%d" % a.getsockname()[1])
-        b = self.sock(srv.tcp)
-        fa = a.makefile("rb")
-        self.addCleanup(fa.close)
-        name = b"127.0.0.1:%d" % b.getsockname()[1]
-        self.assertEqual(fa.readline(), b"* " + name + b" joined\n")
+        srv, fa, b, name = self.pair("--max-frame", "64")
         # 40 bytes fit --max-frame, their escaped form (160) does not.
         b.sendall(b"\x01" * 40 + b"\n")
         self.assertEqual(fa.readline(), b"* " + name + b" left\n")
@@ -127,60 +112,7 @@ class LogEscaping(Base):
 def serve_once(payload):
     """A TCP server on 127.0.0.1:0 that sends payload to the first client
     and closes; returns (port, thread)."""
-    ls = socket.socket()
-    ls.bind(("127.0.0.1", 0))
-    ls.listen(1)
-    ls.settimeout(30)
-
-    def run():
-        try:
-            c, _ = ls.accept()
-            c.sendall(payload)
-            c.close()
-        finally:
-            ls.close()
-
-    t = threading.Thread(target=run, daemon=True)
-    t.start()
-    return ls.getsockname()[1], t
-
-
-def run_on_pty(args, timeout=30.0):
-    """Runs sockit-client with stdin and stdout on a pseudo-terminal in raw
-    mode (no newline translation), so the session is interactive; returns
-    (exit code, what the terminal received, stderr)."""
-    master, slave = pty.openpty()
-    tty.setraw(slave)
-    p = subprocess.Popen([CLIENT] + args, stdin=slave, stdout=slave,
-                         stderr=subprocess.PIPE, close_fds=True)
-    os.close(slave)
-    out = b""
-    deadline = time.monotonic() + timeout
-    try:
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise TimeoutError("sockit-client did not finish; got %r"
-                                   % out)
-            r, _, _ = select.select([master], [], [], left)
-            if not r:
-                continue
-            try:
-                chunk = os.read(master, 65536)
-            except OSError:  # EIO: the client closed the terminal
-                break
-            if not chunk:
-                break
-            out += chunk
-        code = p.wait(timeout=max(1.0, deadline - time.monotonic()))
-        err = p.stderr.read()
-    finally:
-        os.close(master)
-        if p.poll() is None:
-            p.kill()
-            p.wait()
-        p.stderr.close()
-    return code, out, err
+    return serve_one(lambda c: c.sendall(payload))
 
 
 class ClientTerminal(unittest.TestCase):
@@ -189,7 +121,8 @@ class ClientTerminal(unittest.TestCase):
 
     def test_interactive_terminal_sees_control_bytes_escaped(self):
         port, t = serve_once(self.PAYLOAD)
-        code, out, err = run_on_pty(["127.0.0.1:%d" % port])
+        code, out, err = client_on_pty(["127.0.0.1:%d" % port],
+                                        interactive=True)
         t.join(10)
         self.assertEqual(code, 0, err)
         self.assertEqual(out, b"\\x1b]0;PWNED\\x07\\x1b[2J\\x0dforged\r\n"
@@ -198,7 +131,8 @@ class ClientTerminal(unittest.TestCase):
 
     def test_raw_option_and_pipes_get_the_bytes_exactly(self):
         port, t = serve_once(self.PAYLOAD)
-        code, out, err = run_on_pty(["--raw", "127.0.0.1:%d" % port])
+        code, out, err = client_on_pty(["--raw", "127.0.0.1:%d" % port],
+                                        interactive=True)
         t.join(10)
         self.assertEqual(code, 0, err)
         self.assertEqual(out, self.PAYLOAD)
@@ -215,53 +149,13 @@ class TlsCutNaming(unittest.TestCase):
     def setUp(self):
         self.dir = tempfile.mkdtemp(prefix="sk-esc-tls-")
         self.addCleanup(shutil.rmtree, self.dir, True)
-        self.cert = os.path.join(self.dir, "cert.pem")
-        self.key = os.path.join(self.dir, "key.pem")
-        subprocess.run(["openssl", "req", "-x509", "-newkey", "ec",
-                        "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-                        "-keyout", self.key, "-out", self.cert, "-days", "1",
-                        "-subj", "/CN=localhost"], check=True,
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                       timeout=60)
+        self.cert, self.key = self_signed_cert(self.dir, "cert")
 
     def cutting_server(self):
-        """Completes the handshake, reads the request, sends half a len16
-        frame, then ends TCP (a FIN) without close_notify."""
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        ctx.load_cert_chain(self.cert, self.key)
-        ls = socket.socket()
-        ls.bind(("127.0.0.1", 0))
-        ls.listen(1)
-        ls.settimeout(30)
-
-        def run():
-            try:
-                c, _ = ls.accept()
-                c.settimeout(30)
-                t = ctx.wrap_socket(c, server_side=True)
-                got = b""
-                while len(got) < 7:  # len16 "hello"
-                    b = t.recv(64)
-                    if not b:
-                        return
-                    got += b
-                t.sendall(b"\x00\x0aabc")
-                raw = socket.socket(fileno=t.detach())
-                raw.shutdown(socket.SHUT_WR)
-                try:
-                    while raw.recv(4096):
-                        pass
-                except OSError:
-                    pass
-                raw.close()
-            except (OSError, ssl.SSLError):
-                pass
-            finally:
-                ls.close()
-
-        th = threading.Thread(target=run, daemon=True)
-        th.start()
-        return "127.0.0.1:%d" % ls.getsockname()[1], th
+        """Completes the handshake, reads the request (len16 "hello"),
+        sends half a len16 frame, then ends TCP (a FIN) without
+        close_notify."""
+        return tls_cut_server(self.cert, self.key, b"\x00\x0aabc", want=7)
 
     def test_cut_after_handshake_is_not_called_a_handshake_failure(self):
         # MESSAGE: the synchronous path; stdin: the pump's TLS link.

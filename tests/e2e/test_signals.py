@@ -15,16 +15,8 @@ import subprocess
 import tempfile
 import unittest
 
-from skutil import SERVER, Server, needs, recv_exact, wait_file_contains
-
-# A configuration of our own, so the system's openssl.cnf changes nothing.
-OPENSSL_CNF = """\
-[req]
-distinguished_name = dn
-prompt = no
-[dn]
-CN = unused
-"""
+from skutil import (SERVER, Server, needs, recv_exact, self_signed_cert,
+                    wait_file_contains)
 
 
 def echo(sock, payload):
@@ -46,15 +38,7 @@ class Reload(Tmp):
     def make_cert(self, name):
         """A self-signed EC certificate and key: NAME.pem, NAME.key. Returns
         the certificate's SHA-256 over DER."""
-        with open(self.path("openssl.cnf"), "w") as f:
-            f.write(OPENSSL_CNF)
-        subprocess.run(
-            ["openssl", "req", "-config", "openssl.cnf", "-x509", "-new",
-             "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
-             "-nodes", "-keyout", name + ".key", "-out", name + ".pem",
-             "-days", "2", "-subj", "/CN=localhost"],
-            cwd=self.dir, check=True, stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE)
+        self_signed_cert(self.dir, name)
         with open(self.path(name + ".pem")) as f:
             return hashlib.sha256(ssl.PEM_cert_to_DER_cert(f.read())).digest()
 

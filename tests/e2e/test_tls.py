@@ -13,48 +13,29 @@ import os
 import random
 import re
 import select
-import shutil
 import signal
 import socket
 import ssl
 import struct
 import subprocess
-import tempfile
 import time
 import unittest
 
-from skutil import (SERVER, Server, free_tcp_port, needs, recv_exact,
-                    run_client, split_addr, wait_file_contains)
-
-# A configuration of our own, so that the system's openssl.cnf (or its
-# absence) changes nothing: the CA gets exactly the extensions a CA needs.
-OPENSSL_CNF = """\
-[req]
-distinguished_name = dn
-prompt = no
-[dn]
-CN = unused
-[v3_ca]
-basicConstraints = critical,CA:TRUE
-keyUsage = critical,keyCertSign,cRLSign
-subjectKeyIdentifier = hash
-"""
+from skutil import (SERVER, CertDir, Server, free_tcp_port, needs,
+                    recv_exact, run_client, self_signed_cert, split_addr,
+                    wait_file_contains)
 
 FINGERPRINT_RE = re.compile(
     r"TLS certificate SHA-256 fingerprint ((?:[0-9A-F]{2}:){31}[0-9A-F]{2})$")
 
 
-class Certs:
+class Certs(CertDir):
     """A test CA and the certificates it signed, in a temporary directory."""
 
     def __init__(self):
-        self.dir = tempfile.mkdtemp(prefix="sk-tls-")
-        with open(self.path("openssl.cnf"), "w") as f:
-            f.write(OPENSSL_CNF)
-        self._key("ca")
-        self._openssl("req", "-config", "openssl.cnf", "-x509", "-new",
-                      "-key", "ca.key", "-out", "ca.pem", "-days", "2",
-                      "-subj", "/CN=sockit test CA", "-extensions", "v3_ca")
+        super().__init__("sk-tls-")
+        self_signed_cert(self.dir, "ca", "/CN=sockit test CA", 2,
+                         ("-extensions", "v3_ca"))
         server_ext = ("subjectAltName=DNS:localhost,IP:127.0.0.1,IP:::1\n"
                       "extendedKeyUsage=serverAuth\n")
         self._leaf("server", "/CN=localhost", server_ext, 2)
@@ -66,34 +47,20 @@ class Certs:
         self._leaf("client", "/CN=sockit test client",
                    "extendedKeyUsage=clientAuth\n", 2)
 
-    def path(self, name):
-        return os.path.join(self.dir, name)
-
-    def _openssl(self, *args):
-        r = subprocess.run(["openssl"] + list(args), cwd=self.dir,
-                           stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                           timeout=60)
-        if r.returncode != 0:
-            raise RuntimeError("openssl %s failed:\n%s" %
-                               (" ".join(args), r.stderr.decode()))
-
     def _key(self, name):
-        self._openssl("genpkey", "-algorithm", "EC", "-pkeyopt",
-                      "ec_paramgen_curve:P-256", "-out", name + ".key")
+        self.openssl("genpkey", "-algorithm", "EC", "-pkeyopt",
+                     "ec_paramgen_curve:P-256", "-out", name + ".key")
 
     def _leaf(self, name, subject, ext, days):
         self._key(name)
         with open(self.path(name + ".ext"), "w") as f:
             f.write("basicConstraints=CA:FALSE\n" + ext)
-        self._openssl("req", "-config", "openssl.cnf", "-new", "-key",
-                      name + ".key", "-out", name + ".csr", "-subj", subject)
-        self._openssl("x509", "-req", "-in", name + ".csr", "-CA", "ca.pem",
-                      "-CAkey", "ca.key", "-set_serial",
-                      str(random.getrandbits(63)), "-out", name + ".pem",
-                      "-days", str(days), "-extfile", name + ".ext")
-
-    def cleanup(self):
-        shutil.rmtree(self.dir, ignore_errors=True)
+        self.openssl("req", "-config", "openssl.cnf", "-new", "-key",
+                     name + ".key", "-out", name + ".csr", "-subj", subject)
+        self.openssl("x509", "-req", "-in", name + ".csr", "-CA", "ca.pem",
+                     "-CAkey", "ca.key", "-set_serial",
+                     str(random.getrandbits(63)), "-out", name + ".pem",
+                     "-days", str(days), "-extfile", name + ".ext")
 
 
 def read_pipe_until(pipe, expected, timeout=10.0):

@@ -12,68 +12,36 @@ port, gets a free one); every wait has a deadline.
 import os
 import re
 import select
-import shutil
 import subprocess
-import tempfile
 import time
 import unittest
 
-from skutil import SERVER, Server, free_tcp_port, needs, run_client, \
-    wait_file_contains
-
-OPENSSL_CNF = """\
-[req]
-distinguished_name = dn
-prompt = no
-[dn]
-CN = unused
-[v3_ca]
-basicConstraints = critical,CA:TRUE
-keyUsage = critical,keyCertSign,cRLSign
-subjectKeyIdentifier = hash
-"""
+from skutil import SERVER, CertDir, Server, free_tcp_port, needs, \
+    run_client, self_signed_cert, wait_file_contains
 
 
-class Certs:
+class Certs(CertDir):
     """A test CA and leaves for a.test, b.test and an expired one."""
 
     def __init__(self):
-        self.dir = tempfile.mkdtemp(prefix="sk-sni-")
-        with open(self.path("openssl.cnf"), "w") as f:
-            f.write(OPENSSL_CNF)
-        self._openssl("req", "-config", "openssl.cnf", "-x509", "-newkey",
-                      "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-                      "-keyout", "ca.key", "-out", "ca.pem", "-days", "2",
-                      "-subj", "/CN=sni test CA", "-extensions", "v3_ca")
+        super().__init__("sk-sni-")
+        self_signed_cert(self.dir, "ca", "/CN=sni test CA", 2,
+                         ("-extensions", "v3_ca"))
         for name, days in (("a", 2), ("b", 2), ("old", -1)):
             host = "a.test" if name == "old" else name + ".test"
             with open(self.path(name + ".ext"), "w") as f:
                 f.write("subjectAltName=DNS:%s\nextendedKeyUsage=serverAuth\n"
                         % host)
-            self._openssl("req", "-config", "openssl.cnf", "-newkey", "ec",
-                          "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-                          "-keyout", name + ".key", "-out", name + ".csr",
-                          "-subj", "/CN=" + host)
-            self._openssl("x509", "-req", "-in", name + ".csr", "-CA",
-                          "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
-                          "-days", str(days), "-extfile", name + ".ext",
-                          "-out", name + ".pem")
+            self.openssl("req", "-config", "openssl.cnf", "-newkey", "ec",
+                         "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                         "-keyout", name + ".key", "-out", name + ".csr",
+                         "-subj", "/CN=" + host)
+            self.openssl("x509", "-req", "-in", name + ".csr", "-CA",
+                         "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
+                         "-days", str(days), "-extfile", name + ".ext",
+                         "-out", name + ".pem")
         with open(self.path("garbage.pem"), "w") as f:
             f.write("not a certificate\n")
-
-    def path(self, name):
-        return os.path.join(self.dir, name)
-
-    def _openssl(self, *args):
-        r = subprocess.run(["openssl"] + list(args), cwd=self.dir,
-                           stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                           timeout=60)
-        if r.returncode != 0:
-            raise RuntimeError("openssl %s failed:\n%s" %
-                               (" ".join(args), r.stderr.decode()))
-
-    def cleanup(self):
-        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 SUBJECT_RE = re.compile(r"^subject=\s*CN\s*=\s*(\S+)", re.M)

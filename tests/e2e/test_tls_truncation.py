@@ -7,16 +7,11 @@ exit 0; --tls-strict-close makes it an error; before any reply, or inside
 a frame, it always fails. The peer here is python3's ssl module, whose
 sockets close without close_notify unless unwrap() is called.
 """
-import os
 import shutil
-import socket
-import ssl
-import subprocess
 import tempfile
-import threading
 import unittest
 
-from skutil import needs, run_client
+from skutil import needs, run_client, self_signed_cert, tls_cut_server
 
 
 @needs("openssl")
@@ -25,13 +20,7 @@ class Truncation(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         cls.dir = tempfile.mkdtemp(prefix="sk-trunc-")
-        cls.cert = os.path.join(cls.dir, "c.pem")
-        cls.key = os.path.join(cls.dir, "c.key")
-        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048",
-                        "-nodes", "-keyout", cls.key, "-out", cls.cert,
-                        "-days", "1", "-subj", "/CN=localhost"],
-                       check=True, stdout=subprocess.DEVNULL,
-                       stderr=subprocess.DEVNULL)
+        cls.cert, cls.key = self_signed_cert(cls.dir, "c")
 
     @classmethod
     def tearDownClass(cls):
@@ -39,44 +28,10 @@ class Truncation(unittest.TestCase):
 
     def server(self, reply, want=1):
         """One TLS session: reads `want` bytes, sends `reply`, then ends TCP
-        without close_notify (the ssl socket is detached, shut, closed)."""
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        ctx.load_cert_chain(self.cert, self.key)
-        ls = socket.socket()
-        ls.bind(("127.0.0.1", 0))
-        ls.listen(1)
-        ls.settimeout(30)
-
-        def run():
-            try:
-                c, _ = ls.accept()
-                c.settimeout(30)
-                t = ctx.wrap_socket(c, server_side=True)
-                got = b""
-                while len(got) < want:
-                    b = t.recv(64)
-                    if not b:
-                        break
-                    got += b
-                if reply:
-                    t.sendall(reply)
-                raw = socket.socket(fileno=t.detach())
-                raw.shutdown(socket.SHUT_WR)
-                try:
-                    while raw.recv(4096):
-                        pass
-                except OSError:
-                    pass
-                raw.close()
-            except (OSError, ssl.SSLError):
-                pass
-            finally:
-                ls.close()
-
-        th = threading.Thread(target=run, daemon=True)
-        th.start()
+        without close_notify."""
+        addr, th = tls_cut_server(self.cert, self.key, reply, want)
         self.addCleanup(th.join, 10)
-        return "127.0.0.1:%d" % ls.getsockname()[1]
+        return addr
 
     def run_stdin(self, addr, *extra, data=b"hello\n"):
         # Data on stdin (not a terminal): the streaming path, which reads
