@@ -76,7 +76,7 @@ install: build
 # Debian packages (CPack) in build-deb/: a Release build without the tests.
 deb:
 	@sh scripts/deps.sh deb
-	cmake -S . -B build-deb -DCMAKE_BUILD_TYPE=Release -DSK_BUILD_TESTS=OFF $(CMAKE_ARGS)
+	cmake -S . -B build-deb -DCMAKE_BUILD_TYPE=Release -DCMAKE_INSTALL_PREFIX=/usr -DSK_BUILD_TESTS=OFF $(CMAKE_ARGS)
 	cmake --build build-deb -j$(JOBS)
 	cd build-deb && cpack -G DEB
 
