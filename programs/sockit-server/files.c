@@ -298,9 +298,8 @@ static void do_get(struct conn *c, struct files_req *r, const char *name) {
     return;
   }
   conn_sent(c, (size_t)st.st_size);
-  /* After the sendfile is queued: pausing the reads also re-arms the
-   * stream's I/O interest for what the kernel has not taken yet (a
-   * sendfile that fills the socket at once does not on its own). */
+  /* One request in flight: the next one is read once this reply is out
+   * (get_done() releases the hold). */
   conn_hold(c);
 }
 
