@@ -85,10 +85,13 @@ static void deadline_recv(sk_stream *s, ssize_t n, const void *buf) {
   (void)buf;
   if (n > 0) {
     r_data += (int)n;
-    r_last_data_ms = now_ms();
+    /* The loop's time: the library measures silence from the iteration
+     * that saw the data, which is before this callback runs (a busy or
+     * sanitized process can spend milliseconds in between). */
+    r_last_data_ms = sk_loop_now(&loop);
   } else if (n == -ETIMEDOUT) {
     r_timeouts++;
-    r_timeout_ms = now_ms();
+    r_timeout_ms = sk_loop_now(&loop);
   } else {
     r_other++;
   }

@@ -93,6 +93,9 @@ static void recv_deadline_sync(sk_stream *s) {
   if (!user_reading(s)) {
     sk__tnode_stop(loop, &x->rtimer);
   } else if (!sk__tnode_active(&x->rtimer)) {
+    /* A fresh clock: the loop's may be as old as this iteration, and the
+     * deadline must not come sooner than asked. */
+    sk_loop_update_time(loop);
     x->rlast = loop->now;
     sk__tnode_start(loop, &x->rtimer, x->rlast + (uint64_t)x->rtimeout);
   }
