@@ -191,7 +191,7 @@ enum {
   SK__S_PEEKING = 1u << 10,  /* sk_stream_peek() waits for data */
 };
 
-/* ---- the TLS filter (tls_openssl.c; tls_none.c when built without) ----
+/* ---- the TLS filter (tls_stream.c; tls_none.c when built without) ----
  *
  * A stream whose s->tls is set routes its bytes through the filter: what
  * the socket delivers is ciphertext, handed to sk__tls_input(); what the

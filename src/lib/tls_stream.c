@@ -1,0 +1,585 @@
+/* TLS with OpenSSL 3, async: the stream's TLS layer.
+ *
+ * The stream stays byte-oriented on ciphertext and this file sits between
+ * it and the user. OpenSSL never touches the socket. Its BIO is our own
+ * in-memory one: reads are served from a window over the ciphertext the
+ * stream just read (the loop's shared buffer, borrowed for the duration of
+ * sk__tls_input(); whatever SSL did not consume is copied to a private
+ * buffer before returning), and writes append to an output buffer that is
+ * handed to sk__stream_raw_sendv() after each SSL call. Both buffers are
+ * freed as soon as they are empty, so an idle TLS connection owns no I/O
+ * buffer of its own (SSL_MODE_RELEASE_BUFFERS does the same inside SSL).
+ */
+#include "tls_internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/err.h>
+
+/* Plaintext a user send is cut into before encrypting: the ciphertext of one
+ * piece is flushed before the next is encrypted, which bounds the output
+ * buffer whatever the size of the send. */
+#define SEND_PIECE (64 * 1024)
+
+/* ---- the async filter ---- */
+
+enum {
+  ST_HANDSHAKE, /* handshake running */
+  ST_HS_DONE,   /* handshake succeeded, its callback not yet run */
+  ST_OPEN,      /* plaintext flows */
+  ST_FAILED,    /* handshake failed */
+};
+
+struct tls_stream {
+  sk_stream *s;
+  sk_tls_ctx *ctx;
+  SSL *ssl;
+  int state;
+  int hs_status;
+  int hs_owed; /* the handshake callback has not run yet */
+  sk_tls_handshake_cb hs_cb;
+  struct sk__tnode timer;
+  struct sk__pending hs_pend; /* handshake completion */
+  struct sk__pending rd_pend; /* delivery of buffered plaintext */
+  /* Ciphertext not yet consumed by SSL: in_ptr/in_len is a window over the
+   * caller's buffer inside sk__tls_input(), over ibuf otherwise. */
+  const unsigned char *in_ptr;
+  size_t in_len;
+  unsigned char *ibuf;
+  size_t ibuf_cap;
+  int in_eof; /* the socket reached EOF or failed */
+  int in_err; /* its errno (negative) if it failed */
+  int got_bytes;
+  int read_failed; /* code that ended reading for good, or 0 */
+  int write_failed;
+  /* Ciphertext produced by SSL, not yet handed to the stream. */
+  unsigned char *obuf;
+  size_t olen, ocap;
+  int out_err;
+  /* Closing from a callback must not free what the caller still uses. */
+  int busy, dead;
+  char err[256]; /* text of the failure reported by a deferred callback */
+  char alpn[256];
+  struct sk__tls_conn conn;
+};
+
+/* Plaintext from SSL_read, handed to the recv callback. One per thread like
+ * the loop's read buffer (callbacks never nest). */
+static _Thread_local unsigned char pt_buf[SK__TLS_RECORD_MAX];
+
+static BIO_METHOD *abio_method;
+static pthread_once_t abio_once = PTHREAD_ONCE_INIT;
+
+static int abio_read(BIO *b, char *out, int len) {
+  struct tls_stream *t = BIO_get_data(b);
+  size_t n;
+  BIO_clear_retry_flags(b);
+  if (t->in_len == 0) {
+    if (t->in_eof)
+      return t->in_err != 0 ? -1 : 0;
+    BIO_set_retry_read(b);
+    return -1;
+  }
+  n = (size_t)len < t->in_len ? (size_t)len : t->in_len;
+  memcpy(out, t->in_ptr, n);
+  t->in_ptr += n;
+  t->in_len -= n;
+  return (int)n;
+}
+
+static int abio_write(BIO *b, const char *in, int len) {
+  struct tls_stream *t = BIO_get_data(b);
+  size_t need = t->olen + (size_t)len;
+  BIO_clear_retry_flags(b);
+  if (need > t->ocap) {
+    size_t cap = t->ocap * 2;
+    if (cap < need)
+      cap = need;
+    if (cap < 4096)
+      cap = 4096;
+    unsigned char *p = realloc(t->obuf, cap);
+    if (p == NULL) {
+      t->out_err = -ENOMEM;
+      return -1;
+    }
+    t->obuf = p;
+    t->ocap = cap;
+  }
+  memcpy(t->obuf + t->olen, in, (size_t)len);
+  t->olen = need;
+  return len;
+}
+
+static long abio_ctrl(BIO *b, int cmd, long num, void *ptr) {
+  struct tls_stream *t = BIO_get_data(b);
+  SK__UNUSED(num);
+  SK__UNUSED(ptr);
+  switch (cmd) {
+  case BIO_CTRL_FLUSH:
+    return 1;
+  case BIO_CTRL_EOF:
+    /* What makes SSL report a cut connection as "unexpected EOF". */
+    return t->in_eof && t->in_len == 0 && t->in_err == 0;
+  case BIO_CTRL_PENDING:
+    return (long)t->in_len;
+  case BIO_CTRL_WPENDING:
+    return (long)t->olen;
+  default:
+    return 0;
+  }
+}
+
+static void abio_init(void) {
+  abio_method =
+      sk__tls_bio_method("sockit stream", abio_read, abio_write, abio_ctrl);
+}
+
+static void tls_destroy(struct tls_stream *t) {
+  SSL_free(t->ssl);
+  sk_tls_ctx_free(t->ctx);
+  free(t->ibuf);
+  free(t->obuf);
+  free(t);
+}
+
+/* Ends a stretch of work during which user callbacks may have closed the
+ * stream. Returns 1 if t was freed. */
+static int tls_release(struct tls_stream *t) {
+  if (--t->busy == 0 && t->dead && !t->hs_owed) {
+    tls_destroy(t);
+    return 1;
+  }
+  return 0;
+}
+
+/* Hands the ciphertext SSL produced to the stream; cb (if any) runs once it
+ * is all written. The buffer is freed, not kept: an idle connection owns
+ * none. */
+static int tls_flush(struct tls_stream *t, sk_send_cb cb, void *arg) {
+  struct iovec v;
+  int rc;
+  if (t->dead)
+    return -ECANCELED;
+  if (t->out_err != 0)
+    return t->out_err;
+  if (t->olen == 0 && cb == NULL)
+    return 0;
+  v.iov_base = t->obuf;
+  v.iov_len = t->olen;
+  rc = sk__stream_raw_sendv(t->s, &v, 1, cb, arg);
+  free(t->obuf);
+  t->obuf = NULL;
+  t->olen = t->ocap = 0;
+  return rc;
+}
+
+/* Keeps what SSL has not consumed of a borrowed window, and frees the
+ * private buffer once it is empty. */
+static int tls_stash(struct tls_stream *t) {
+  if (t->in_len == 0) {
+    free(t->ibuf);
+    t->ibuf = NULL;
+    t->ibuf_cap = 0;
+    t->in_ptr = NULL;
+    return 0;
+  }
+  if (t->ibuf != NULL && t->in_ptr >= t->ibuf &&
+      t->in_ptr < t->ibuf + t->ibuf_cap)
+    return 0;
+  unsigned char *p = malloc(t->in_len);
+  if (p == NULL)
+    return -ENOMEM;
+  memcpy(p, t->in_ptr, t->in_len);
+  free(t->ibuf);
+  t->ibuf = p;
+  t->ibuf_cap = t->in_len;
+  t->in_ptr = p;
+  return 0;
+}
+
+/* Appends new ciphertext behind what is still stashed. */
+static int tls_append(struct tls_stream *t, const unsigned char *buf,
+                      size_t n) {
+  size_t keep = t->in_len;
+  if (t->in_ptr != t->ibuf)
+    memmove(t->ibuf, t->in_ptr, keep);
+  if (keep + n > t->ibuf_cap) {
+    unsigned char *p = realloc(t->ibuf, keep + n);
+    if (p == NULL)
+      return -ENOMEM;
+    t->ibuf = p;
+    t->ibuf_cap = keep + n;
+  }
+  memcpy(t->ibuf + keep, buf, n);
+  t->in_ptr = t->ibuf;
+  t->in_len = keep + n;
+  return 0;
+}
+
+static int tls_fail(struct tls_stream *t, int sslerr) {
+  struct sk__tls_fail fi;
+  fi.ctx = t->ctx;
+  fi.handshaking = t->state == ST_HANDSHAKE;
+  fi.got_bytes = t->got_bytes;
+  fi.io_err = t->out_err != 0 ? t->out_err : t->in_err;
+  int code = sk__tls_classify(t->ssl, sslerr, &fi);
+  memcpy(t->err, sk__tls_errbuf, sizeof(t->err));
+  return code;
+}
+
+static void hs_done_cb(struct sk__pending *p);
+
+/* The handshake is over: stop its timer and the forced reading, and report
+ * from the loop. */
+static void hs_finish(struct tls_stream *t, int status) {
+  sk_loop *loop = t->s->h.loop;
+  sk__tnode_stop(loop, &t->timer);
+  t->hs_status = status;
+  t->state = status == 0 ? ST_HS_DONE : ST_FAILED;
+  if (status != 0) {
+    free(t->ibuf);
+    t->ibuf = NULL;
+    t->ibuf_cap = 0;
+    t->in_len = 0;
+  }
+  sk__stream_want_read(t->s, 0);
+  sk__pending_add(loop, &t->hs_pend, hs_done_cb);
+}
+
+static void hs_step(struct tls_stream *t) {
+  int r, e = SSL_ERROR_NONE, frc;
+  ERR_clear_error();
+  r = SSL_do_handshake(t->ssl);
+  if (r != 1)
+    e = SSL_get_error(t->ssl, r);
+  /* Flush even on failure: the alert tells the peer why. */
+  frc = tls_flush(t, NULL, NULL);
+  if (r != 1 && e != SSL_ERROR_WANT_READ) {
+    hs_finish(t, tls_fail(t, e));
+  } else if (frc < 0) {
+    sk__tls_set_error("connection failed: %s", sk_strerror(frc));
+    memcpy(t->err, sk__tls_errbuf, sizeof(t->err));
+    hs_finish(t, frc);
+  } else if (r == 1) {
+    hs_finish(t, 0);
+  }
+}
+
+/* Decrypts and delivers while the user reads; what is left stays in SSL
+ * and in the input window (the stream stops reading the socket, and the
+ * kernel pushes back on the peer). */
+static void read_pump(struct tls_stream *t) {
+  sk_stream *s = t->s;
+  while (!t->dead && sk__stream_user_reading(s)) {
+    size_t got = 0;
+    int r, e;
+    if (t->read_failed != 0) {
+      memcpy(sk__tls_errbuf, t->err, sizeof(sk__tls_errbuf));
+      sk__stream_deliver(s, t->read_failed, NULL);
+      return;
+    }
+    ERR_clear_error();
+    r = SSL_read_ex(t->ssl, pt_buf, sizeof(pt_buf), &got);
+    e = r ? SSL_ERROR_NONE : SSL_get_error(t->ssl, 0);
+    /* Reading can produce output: a KeyUpdate answer, or an alert. A
+     * failed write shows up on the next send. */
+    if (t->olen > 0)
+      tls_flush(t, NULL, NULL);
+    if (r) {
+      sk__stream_deliver(s, (ssize_t)got, pt_buf);
+      continue;
+    }
+    if (e == SSL_ERROR_WANT_READ)
+      return;
+    if (e == SSL_ERROR_ZERO_RETURN) {
+      sk__stream_deliver(s, SK_EOF, NULL); /* close_notify */
+      return;
+    }
+    t->read_failed = tls_fail(t, e);
+  }
+}
+
+/* Moves the connection on after new input or a change of state. */
+static void tls_advance(struct tls_stream *t) {
+  switch (t->state) {
+  case ST_HANDSHAKE:
+    hs_step(t);
+    break;
+  case ST_OPEN:
+    read_pump(t);
+    break;
+  case ST_FAILED:
+    /* Input after a failure is dropped; a reader still waiting learns the
+     * failure (after the handshake callback has told it first). */
+    t->in_len = 0;
+    if (!t->hs_owed && sk__stream_user_reading(t->s)) {
+      memcpy(sk__tls_errbuf, t->err, sizeof(sk__tls_errbuf));
+      sk__stream_deliver(t->s, t->hs_status, NULL);
+    }
+    break;
+  default: /* ST_HS_DONE: data waits until the callback has run */
+    break;
+  }
+}
+
+/* One round of work from a stream hook or a deferred callback. */
+static void tls_run(struct tls_stream *t) {
+  t->busy++;
+  tls_advance(t);
+  if (!t->dead && tls_stash(t) != 0) {
+    /* The rest of the window cannot be kept: the stream is broken. */
+    t->in_len = 0;
+    sk__tls_set_error("out of memory");
+    if (t->state == ST_HANDSHAKE) {
+      memcpy(t->err, sk__tls_errbuf, sizeof(t->err));
+      hs_finish(t, -ENOMEM);
+    } else if (t->read_failed == 0) {
+      memcpy(t->err, sk__tls_errbuf, sizeof(t->err));
+      t->read_failed = -ENOMEM;
+    }
+  }
+  tls_release(t);
+}
+
+static void hs_done_cb(struct sk__pending *p) {
+  struct tls_stream *t = sk__container_of(p, struct tls_stream, hs_pend);
+  sk_stream *s = t->s;
+  int status = t->dead ? -ECANCELED : t->hs_status;
+
+  t->hs_owed = 0;
+  if (status == 0)
+    t->state = ST_OPEN;
+  else if (status != -ECANCELED)
+    memcpy(sk__tls_errbuf, t->err, sizeof(sk__tls_errbuf));
+  t->busy++;
+  t->hs_cb(s, status);
+  /* Data that arrived with the end of the handshake, or later while the
+   * callback was pending, is delivered now if the user reads. */
+  if (!t->dead)
+    tls_advance(t);
+  if (!t->dead)
+    tls_stash(t);
+  tls_release(t);
+}
+
+static void rd_pend_cb(struct sk__pending *p) {
+  struct tls_stream *t = sk__container_of(p, struct tls_stream, rd_pend);
+  tls_run(t);
+}
+
+static void hs_timeout(struct sk__tnode *n) {
+  struct tls_stream *t = sk__container_of(n, struct tls_stream, timer);
+  sk__tls_set_error("TLS handshake timed out");
+  memcpy(t->err, sk__tls_errbuf, sizeof(t->err));
+  hs_finish(t, -ETIMEDOUT);
+}
+
+void sk__tls_input(sk_stream *s, const unsigned char *buf, size_t n) {
+  struct tls_stream *t = s->tls;
+  if (t == NULL || t->dead || n == 0)
+    return;
+  t->got_bytes = 1;
+  if (t->state == ST_FAILED)
+    return;
+  if (t->in_len == 0) {
+    t->in_ptr = buf; /* borrowed until tls_run() stashes the rest */
+    t->in_len = n;
+  } else if (tls_append(t, buf, n) != 0) {
+    sk__tls_set_error("out of memory");
+    memcpy(t->err, sk__tls_errbuf, sizeof(t->err));
+    if (t->state == ST_HANDSHAKE)
+      hs_finish(t, -ENOMEM);
+    else
+      t->read_failed = -ENOMEM;
+  }
+  tls_run(t);
+}
+
+void sk__tls_read_end(sk_stream *s, int status) {
+  struct tls_stream *t = s->tls;
+  if (t == NULL) {
+    sk__stream_deliver(s, status, NULL);
+    return;
+  }
+  if (t->dead)
+    return;
+  t->in_eof = 1;
+  t->in_err = status == SK_EOF ? 0 : status;
+  tls_run(t);
+}
+
+void sk__tls_resume(sk_stream *s) {
+  struct tls_stream *t = s->tls;
+  if (t == NULL || t->dead || t->hs_owed)
+    return;
+  sk__pending_add(s->h.loop, &t->rd_pend, rd_pend_cb);
+}
+
+static int tls_check_open(const struct tls_stream *t) {
+  if (t->state == ST_FAILED)
+    return t->hs_status;
+  if (t->state == ST_HANDSHAKE)
+    return -ENOTCONN;
+  if (t->write_failed != 0)
+    return t->write_failed;
+  return 0;
+}
+
+int sk__tls_sendv(sk_stream *s, const struct iovec *iov, int iovcnt,
+                  sk_send_cb cb, void *arg) {
+  struct tls_stream *t = s->tls;
+  int rc = tls_check_open(t);
+  if (rc != 0)
+    return rc;
+  if (iovcnt < 0 || (iovcnt > 0 && iov == NULL))
+    return -EINVAL;
+  for (int i = 0; i < iovcnt; i++) {
+    const unsigned char *p = iov[i].iov_base;
+    size_t left = iov[i].iov_len;
+    while (left > 0) {
+      size_t piece = left < SEND_PIECE ? left : SEND_PIECE, done = 0;
+      ERR_clear_error();
+      if (!SSL_write_ex(t->ssl, p, piece, &done) || done != piece) {
+        t->write_failed = tls_fail(t, SSL_get_error(t->ssl, 0));
+        tls_flush(t, NULL, NULL); /* the alert, if any */
+        return t->write_failed;
+      }
+      p += piece;
+      left -= piece;
+      /* The last piece goes out with the callback, below. */
+      if (left > 0 || i + 1 < iovcnt) {
+        rc = tls_flush(t, NULL, NULL);
+        if (rc != 0)
+          return rc;
+      }
+    }
+  }
+  /* Attached to the last ciphertext of this send: the stream's queue is
+   * FIFO, so cb runs once every byte before it was written too. */
+  return tls_flush(t, cb, arg);
+}
+
+int sk__tls_shutdown(sk_stream *s, sk_send_cb cb, void *arg) {
+  struct tls_stream *t = s->tls;
+  int rc = tls_check_open(t);
+  if (rc != 0)
+    return rc;
+  ERR_clear_error();
+  if (SSL_shutdown(t->ssl) < 0)
+    ERR_clear_error(); /* nothing to tell the peer; the FIN still goes */
+  rc = tls_flush(t, NULL, NULL);
+  if (rc != 0)
+    return rc;
+  return sk__stream_raw_shutdown(s, cb, arg);
+}
+
+void sk__tls_free(sk_stream *s) {
+  struct tls_stream *t = s->tls;
+  sk_loop *loop = s->h.loop;
+  if (t == NULL)
+    return;
+  s->tls = NULL;
+  sk__tnode_stop(loop, &t->timer);
+  sk__pending_remove(loop, &t->rd_pend);
+  t->dead = 1;
+  if (t->hs_owed) {
+    /* Like a connect, an unfinished handshake completes with -ECANCELED,
+     * before the close callback (queued after this returns). */
+    sk__pending_add(loop, &t->hs_pend, hs_done_cb);
+    return;
+  }
+  if (t->busy == 0)
+    tls_destroy(t);
+}
+
+int sk_stream_tls_start(sk_stream *s, sk_tls_ctx *ctx, const char *servername,
+                        sk_tls_handshake_cb cb) {
+  struct tls_stream *t;
+  sk_loop *loop;
+  int rc;
+
+  if (s == NULL || ctx == NULL || cb == NULL || (s->sflags & SK__S_LISTENING))
+    return -EINVAL;
+  if (sk_is_closing(&s->h))
+    return -EBADF;
+  if (!(s->sflags & SK__S_CONNECTED) || s->io.fd < 0)
+    return -ENOTCONN;
+  if (s->tls != NULL)
+    return -EALREADY;
+  if (s->sflags & SK__S_WR_FAILED)
+    return s->wstatus;
+  if (s->sflags & SK__S_SHUT_WR)
+    return -EPIPE;
+  loop = s->h.loop;
+  t = calloc(1, sizeof(*t));
+  if (t == NULL)
+    return -ENOMEM;
+  pthread_once(&abio_once, abio_init);
+  rc = sk__tls_ssl_with_bio(ctx, servername, &t->conn, abio_method, t, &t->ssl);
+  if (rc != 0) {
+    free(t);
+    return rc;
+  }
+  t->s = s;
+  t->ctx = ctx;
+  sk__tls_ctx_hold(ctx);
+  t->hs_cb = cb;
+  t->hs_owed = 1;
+  t->state = ST_HANDSHAKE;
+  sk__tnode_init(&t->timer, hs_timeout);
+  s->tls = t;
+  sk__stream_want_read(s, 1);
+  if (ctx->timeout_ms > 0) {
+    sk_loop_update_time(loop);
+    sk__tnode_start(loop, &t->timer, loop->now + (uint64_t)ctx->timeout_ms);
+  }
+  /* A client speaks first: its ClientHello goes out now. Any outcome is
+   * reported through cb, from the loop. */
+  hs_step(t);
+  return 0;
+}
+
+static struct tls_stream *open_tls(const sk_stream *s) {
+  struct tls_stream *t = s != NULL ? s->tls : NULL;
+  if (t == NULL || (t->state != ST_OPEN && t->state != ST_HS_DONE))
+    return NULL;
+  return t;
+}
+
+const char *sk_stream_tls_version(const sk_stream *s) {
+  struct tls_stream *t = open_tls(s);
+  return t != NULL ? SSL_get_version(t->ssl) : NULL;
+}
+
+const char *sk_stream_tls_cipher(const sk_stream *s) {
+  struct tls_stream *t = open_tls(s);
+  return t != NULL ? SSL_get_cipher_name(t->ssl) : NULL;
+}
+
+const char *sk_stream_tls_alpn(const sk_stream *s) {
+  struct tls_stream *t = open_tls(s);
+  return t != NULL ? sk__tls_alpn_of(t->ssl, t->alpn) : NULL;
+}
+
+int sk_stream_tls_peer_fingerprint(const sk_stream *s, char *buf, size_t len) {
+  struct tls_stream *t = open_tls(s);
+  if (t == NULL)
+    return -ENOTCONN;
+  return sk__tls_fingerprint(SSL_get0_peer_certificate(t->ssl), buf, len);
+}
+
+int sk_stream_tls_peer_cert(const sk_stream *s, sk_tls_cert *out) {
+  struct tls_stream *t = open_tls(s);
+  if (t == NULL) {
+    if (out != NULL)
+      memset(out, 0, sizeof(*out));
+    return out == NULL ? -EINVAL : -ENOTCONN;
+  }
+  return sk__tls_cert_decode(SSL_get0_peer_certificate(t->ssl), out);
+}
+
+int sk_stream_tls_resumed(const sk_stream *s) {
+  struct tls_stream *t = open_tls(s);
+  return t != NULL ? SSL_session_reused(t->ssl) == 1 : -ENOTCONN;
+}
