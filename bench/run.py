@@ -3,7 +3,9 @@
 
 Runs sockit-server and sockit-client against peers on the same machine, in
 one run, and prints ratios: a libuv and a libevent echo server (bench/peers/),
-sockperf's own server and client, iperf3, and a socat relay. Every server is
+an io_uring completion echo, the floor (a blocking recv/send thread per
+connection, and the same behind a bare epoll loop), sockperf's own server and
+client, iperf3, and a socat relay. Every server is
 pinned to one core (taskset -c 0) with one worker, every load generator to the
 other core (taskset -c 1). Besides throughput and latency it reports the
 server's CPU time per message (utime+stime from /proc/PID/stat, sampled around
@@ -11,6 +13,7 @@ the measured window) and its RSS per idle connection.
 
     python3 bench/run.py [--quick] [--runs N] [--cases REGEX] [--out DIR]
                          [--write-doc] [--from RESULTS_JSON]
+                         [--tls TLS_JSON (from bench/tls_peers.py)]
 
 See bench/README.md. Writes OUT/results.json, OUT/table.md, OUT/*.svg and,
 with --write-doc, docs/PERFORMANCE.md and docs/perf/*.svg.
@@ -212,12 +215,19 @@ def proc_cpu_us(pid):
             fields = f.read().rsplit(")", 1)[1].split()
         # fields[0] is field 3 (state); utime..cstime are fields 14..17.
         total += sum(int(x) for x in fields[11:15])
-        kids = []
-        for tid in os.listdir(f"/proc/{pid}/task"):
-            with open(f"/proc/{pid}/task/{tid}/children") as f:
-                kids += f.read().split()
+        tids = os.listdir(f"/proc/{pid}/task")
     except (FileNotFoundError, ProcessLookupError, IndexError):
         return None
+    kids = []
+    for tid in tids:
+        # A thread may end between the listing and the read (the floor
+        # peer's threads end with their connections): skip it, its CPU
+        # stays in the process's counters.
+        try:
+            with open(f"/proc/{pid}/task/{tid}/children") as f:
+                kids += f.read().split()
+        except (FileNotFoundError, ProcessLookupError):
+            pass
     us = total * 1_000_000 // CLK_TCK
     for k in kids:
         us += proc_cpu_us(int(k)) or 0
@@ -381,8 +391,9 @@ PEER_READY = r"listening on 127\.0\.0\.1:(\d+)"
 
 
 def start_server(cfg, kind, mode):
-    """Start server kind ('sockit', 'uv', 'ev', 'sockperf', 'iperf3',
-    'socat') in mode 'echo' or 'discard'; return a Server."""
+    """Start server kind ('sockit', 'sockit-uring', 'uv', 'ev', 'ur',
+    'floor', 'floor-epoll', 'sockperf', 'iperf3', 'socat') in mode 'echo'
+    or 'discard'; return a Server."""
     if kind in ("sockit", "sockit-uring"):
         if not cfg.server_bin.exists():
             raise BenchError(f"{rel(cfg.server_bin)} not built (make build)")
@@ -395,13 +406,15 @@ def start_server(cfg, kind, mode):
             argv += ["--mode", mode]
         p, port = start_port0("sockit-server", cfg.srv(argv), SOCKIT_READY)
         return Server(kind, [p], port)
-    if kind in ("uv", "ev", "ur"):
+    if kind in ("uv", "ev", "ur", "floor", "floor-epoll"):
         if not cfg.peers_ok:
             raise BenchError(cfg.peers_error)
-        binary = PEERS_DIR / "build" / {"ur": "uring_echo"}.get(
+        binary = PEERS_DIR / "build" / {
+            "ur": "uring_echo", "floor-epoll": "floor_echo"}.get(
             kind, f"{kind}_echo")
-        p, port = start_port0(f"{kind}_echo", cfg.srv([binary, mode, 0]),
-                              PEER_READY)
+        extra = ["epoll"] if kind == "floor-epoll" else []
+        p, port = start_port0(f"{kind}_echo",
+                              cfg.srv([binary, mode, 0] + extra), PEER_READY)
         return Server(kind, [p], port)
     if kind == "sockperf":
         p, port = start_fixed_port("sockperf-server", lambda port: cfg.srv(
@@ -806,12 +819,20 @@ ECHO_SERVERS = [("sockit", "sockit-server"), ("uv", "libuv echo"),
 # what multishot recv, provided buffers and batched sends gain here.
 URING = [("sockit-uring", "sockit-server, io_uring"),
          ("ur", "io_uring completion echo")]
+# The floor (bench/peers/floor_echo.c): a blocking recv/send loop per
+# connection, a thread each: only what the kernel must do. In the 64 B echo
+# cases, where CPU per message is judged against it. Next to it the same
+# recv/send behind one bare epoll loop: the floor of an event loop, which
+# does not pay a thread wake-up per message.
+FLOOR = [("floor", "floor: blocking recv/send"),
+         ("floor-epoll", "floor: bare epoll loop")]
 
 
 def build_cases(cfg, bigfile):
     """Every case of a full run; cases with quick=True make up --quick."""
     cases = []
-    quick_echo = {(64, 1, 1), (64, 100, 16), (64, 1000, 1), (4096, 100, 16)}
+    quick_echo = {(64, 1, 1), (64, 100, 1), (64, 100, 16), (64, 1000, 1),
+                  (4096, 100, 16)}
     for size in (64, 4096):
         for conns in (1, 100, 1000):
             for pipe in (1, 16):
@@ -822,7 +843,8 @@ def build_cases(cfg, bigfile):
                      "pipeline": pipe},
                     [Variant(lbl, k, "echo", "sockit-bench",
                              sockit=k == "sockit")
-                     for k, lbl in ECHO_SERVERS + URING],
+                     for k, lbl in ECHO_SERVERS + URING +
+                     (FLOOR if size == 64 else [])],
                     quick=(size, conns, pipe) in quick_echo))
     lat = [Variant(lbl, k, "echo", "sockit-bench", sockit=k == "sockit")
            for k, lbl in ECHO_SERVERS + URING]
@@ -1193,15 +1215,57 @@ def gnuplot(script, data_files):
         raise BenchError("gnuplot: " + last_line(r.stderr.decode()))
 
 
-SVG_TERM = ("set encoding utf8\n"
-            "set terminal svg size 860,520 dynamic enhanced font 'sans,12'\n")
-COLORS = {"sockit": "#1f4e9c", "sockit-uring": "#17becf", "uv": "#2ca02c",
-          "ev": "#e6770f", "ur": "#d62728",
-          "sockperf": "#7f7f7f", "iperf3": "#9467bd", "socat": "#8c564b"}
+SVG_FONT = "sans,11"
+# Okabe-Ito colours: told apart with the common colour-vision deficiencies
+# (and in grey print); point types and dash patterns differ as well.
+COLORS = {"sockit": "#0072B2", "sockit-uring": "#56B4E9", "uv": "#009E73",
+          "ev": "#E69F00", "ur": "#D55E00", "floor": "#000000",
+          "floor-epoll": "#777777", "sockperf": "#999999",
+          "iperf3": "#CC79A7", "socat": "#8C564B",
+          "nginx": "#009E73", "stunnel": "#E69F00", "haproxy": "#CC79A7"}
+POINTS = {"sockit": 7, "sockit-uring": 5, "uv": 9, "ev": 11, "ur": 13,
+          "floor": 3, "floor-epoll": 15, "sockperf": 1, "iperf3": 2,
+          "socat": 4}
+
+
+def svg_term(width=960, height=560):
+    """The SVG terminal: noenhanced, so io_uring is not a subscript."""
+    return ("set encoding utf8\n"
+            f"set terminal svg size {width},{height} dynamic noenhanced "
+            f"font '{SVG_FONT}'\nset grid\nset datafile missing '?'\n")
+
+
+def gq(text):
+    """A gnuplot single-quoted string."""
+    return "'" + str(text).replace("'", "''") + "'"
+
+
+def style(kind):
+    return (f"lc rgb '{COLORS.get(kind, '#000000')}' "
+            f"pt {POINTS.get(kind, 6)}")
+
+
+def panel(left, right, bottom=0.27, top=0.86):
+    """Fixed margins (screen fractions) so panels line up."""
+    return (f"set lmargin at screen {left}\nset rmargin at screen {right}\n"
+            f"set bmargin at screen {bottom}\nset tmargin at screen {top}\n")
+
+
+def legend(entries, top=0.2):
+    """One legend for the whole figure, across its width below the panels:
+    an empty plot whose key shows entries ('with ... title ...' strings)."""
+    return (panel(0.02, 0.98, bottom=0.01, top=top) +
+            "unset title\nunset xlabel\nunset ylabel\nunset tics\n"
+            "unset border\nunset grid\nunset logscale\nunset label\n"
+            "set xrange [0:1]\nset yrange [0:1]\n"
+            "set key center center horizontal samplen 2 spacing 1.2 "
+            "width 2\nplot " + ", ".join(f"NaN {e}" for e in entries) +
+            "\n")
 
 
 def plot_throughput(results, outdir):
-    """Echo 64 B msgs/s vs connections, pipeline 1 and 16, per server."""
+    """Echo 64 B msgs/s vs connections: a panel per pipeline depth, each
+    with its own linear scale (so pipeline 1 is readable), one legend."""
     series = {}
     for e in results["cases"]:
         p = e["params"]
@@ -1210,31 +1274,42 @@ def plot_throughput(results, outdir):
         for v in e["variants"]:
             s = v["summary"].get("msgs_per_sec")
             if s:
-                key = (p["pipeline"], v["server"], v["label"])
-                series.setdefault(key, []).append((p["conns"], s))
+                series.setdefault(p["pipeline"], {}).setdefault(
+                    (v["server"], v["label"]), []).append((p["conns"], s))
     if not series:
         return None
     data = outdir / "throughput-vs-conns.dat"
-    blocks, plots = [], []
     order = list(COLORS)
-    items = sorted(series.items(), key=lambda kv: (
-        kv[0][0], order.index(kv[0][1]) if kv[0][1] in order else 99))
-    for i, ((pipe, kind, label), pts) in enumerate(items):
-        blocks.append(f"# {label} pipeline {pipe}\n" + "".join(
-            f"{c} {s[0]} {s[1]} {s[2]}\n" for c, s in sorted(pts)))
-        style = "dt 1 pt 7" if pipe == 1 else "dt 2 pt 5"
-        plots.append(f"'{data}' index {i} using 1:2:3:4 with yerrorlines "
-                     f"lw 2 {style} lc rgb '{COLORS.get(kind, '#000000')}' "
-                     f"title '{label}, pipeline {pipe}'")
+    blocks, idx, panels, keys = [], 0, [], []
+    for pipe in sorted(series):
+        plots = []
+        for (kind, label), pts in sorted(series[pipe].items(), key=lambda kv: (
+                order.index(kv[0][0]) if kv[0][0] in order else 99)):
+            blocks.append(f"# {label} pipeline {pipe}\n" + "".join(
+                f"{c} {s[0]} {s[1]} {s[2]}\n" for c, s in sorted(pts)))
+            plots.append(f"'{data}' index {idx} using 1:2:3:4 with "
+                         f"yerrorlines lw 2 ps 0.8 {style(kind)} notitle")
+            entry = (f"with linespoints lw 2 {style(kind)} "
+                     f"title {gq(label)}")
+            if entry not in keys:
+                keys.append(entry)
+            idx += 1
+        panels.append((pipe, plots))
     svg = outdir / "throughput-vs-conns.svg"
-    script = (SVG_TERM + f"set output '{svg}'\n"
-              "set title 'Echo 64 B: messages/s vs connections "
-              "(server on 1 core; median, min–max)'\n"
-              "set logscale x\nset xlabel 'connections'\n"
-              "set ylabel 'messages/s'\nset format y '%.1s%c'\n"
-              "set yrange [0:*]\nset key outside right\nset grid\n"
-              "set xrange [0.7:1500]\n"
-              "plot " + ", \\\n  ".join(plots) + "\n")
+    n = len(panels)
+    script = svg_term() + (
+        f"set output '{svg}'\n"
+        "set multiplot title 'Echo 64 B: messages/s vs connections "
+        "(higher is better; server on 1 core; median, bars min-max)'\n"
+        "set logscale x\nset xrange [0.7:1500]\nset xlabel 'connections'\n"
+        "set format y '%.1s%c'\nset yrange [0:*]\n")
+    for i, (pipe, plots) in enumerate(panels):
+        left = 0.07 + i * 0.93 / n
+        script += panel(left, left + 0.93 / n - 0.07)
+        script += (f"set title 'pipeline {pipe}'\n"
+                   f"set ylabel {gq('messages/s' if i == 0 else '')}\n")
+        script += "plot " + ", \\\n  ".join(plots) + "\n"
+    script += legend(keys) + "unset multiplot\n"
     gnuplot(script, {data: "\n\n".join(blocks)})
     return svg
 
@@ -1257,22 +1332,151 @@ def plot_latency(results, outdir):
     data = outdir / "latency.dat"
     text = "".join(f"{i} {name} " + " ".join(str(r[1][i]) for r in rows)
                    + "\n" for i, (_, name) in enumerate(keys))
-    plots = []
+    plots, entries = [], []
     for j, (v, _) in enumerate(rows):
         dash = "dt 1" if v["client"] == "sockit-client" else "dt 2"
         plots.append(f"'{data}' using 1:{j + 3}:xtic(2) with linespoints "
-                     f"lw 2 pt 7 {dash} "
-                     f"lc rgb '{COLORS.get(v['server'], '#000000')}' "
-                     f"title '{v['label']} ({v['client']})'")
+                     f"lw 2 {dash} {style(v['server'])} notitle")
+        entries.append(f"with linespoints lw 2 {dash} {style(v['server'])} "
+                       f"title {gq(v['label'] + ' (' + v['client'] + ')')}")
     svg = outdir / "latency.svg"
-    script = (SVG_TERM + f"set output '{svg}'\n"
-              "set title 'Ping-pong round trip, 64 B, 1 connection "
-              "(median of runs)'\n"
-              "set logscale y\nset ylabel 'round trip µs'\n"
-              "set xlabel 'percentile'\nset key outside right\nset grid\n"
-              f"set xrange [-0.3:{len(keys) - 0.7}]\n"
-              "plot " + ", \\\n  ".join(plots) + "\n")
+    script = svg_term() + (
+        f"set output '{svg}'\nset multiplot\n" + panel(0.09, 0.97) +
+        "set title 'Ping-pong round trip, 64 B, 1 connection: percentiles "
+        "(lower is better; median of runs; log scale)'\n"
+        "set logscale y\nset ylabel 'round trip µs'\n"
+        "set xlabel 'percentile'\nunset key\n"
+        f"set xrange [-0.3:{len(keys) - 0.7}]\n"
+        "plot " + ", \\\n  ".join(plots) + "\n" + legend(entries) +
+        "unset multiplot\n")
     gnuplot(script, {data: text})
+    return svg
+
+
+def plot_cpu_floor(results, outdir):
+    """Server CPU µs per message in the 64 B echo cases, the floor among
+    the bars (clustered by case)."""
+    cases = [e for e in results["cases"] if e["group"] == "echo" and
+             e["params"].get("size") == 64]
+    kinds = []
+    for e in cases:
+        for v in e["variants"]:
+            if (v["summary"].get("server_cpu_us_per_msg") and
+                    (v["server"], v["label"]) not in kinds):
+                kinds.append((v["server"], v["label"]))
+    if not kinds:
+        return None
+    order = list(COLORS)
+    kinds.sort(key=lambda k: order.index(k[0]) if k[0] in order else 99)
+    lines = []
+    for e in cases:
+        p = e["params"]
+        vals = []
+        for kind, label in kinds:
+            v = next((x for x in e["variants"] if x["server"] == kind and
+                      x["label"] == label), None)
+            s = v["summary"].get("server_cpu_us_per_msg") if v else None
+            vals.append(f"{s[0]:.4g}" if s else "?")
+        lines.append(f"\"{p['conns']} conn, p{p['pipeline']}\" " +
+                     " ".join(vals))
+    data = outdir / "cpu-vs-floor.dat"
+    plots = [f"'{data}' using {i + 2}{':xtic(1)' if i == 0 else ''} "
+             f"lc rgb '{COLORS.get(k, '#000000')}' notitle"
+             for i, (k, _) in enumerate(kinds)]
+    entries = [f"with boxes fill solid 0.85 lc rgb "
+               f"'{COLORS.get(k, '#000000')}' title {gq(lbl)}"
+               for k, lbl in kinds]
+    svg = outdir / "cpu-vs-floor.svg"
+    script = svg_term() + (
+        f"set output '{svg}'\nset multiplot\nunset key\n" +
+        panel(0.08, 0.97) +
+        "set title 'Server CPU per message, echo 64 B, against the floor "
+        "(lower is better; median of runs)'\n"
+        "set style data histograms\nset style histogram clustered gap 1\n"
+        "set style fill solid 0.85 border rgb '#333333'\n"
+        "set boxwidth 0.9\nset logscale y\nset yrange [0.1:*]\n"
+        "set ylabel 'server CPU µs per message (log scale)'\n"
+        "set xlabel 'connections, messages in flight per connection'\n"
+        "plot " + ", \\\n  ".join(plots) + "\n" + legend(entries) +
+        "unset multiplot\n")
+    gnuplot(script, {data: "\n".join(lines) + "\n"})
+    return svg
+
+
+def plot_tls(tls, outdir):
+    """bench/tls_peers.py: handshakes/s per server (left, log scale), TLS
+    echo msgs/s and bulk MB/s against openssl speed (right)."""
+    if not tls:
+        return None
+    kinds = tls["servers"]
+    labels = tls.get("labels", {})
+    names = {"ecdsa": "P-256", "rsa": "RSA"}
+    hs = [r for r in tls["rows"] if r["test"] == "handshake" and
+          r["tool"] == "sockit-client"]
+    other = {r["test"]: r for r in tls["rows"] if r["test"] in
+             ("echo", "bulk")}
+
+    def med(r, k):
+        s = r["servers"].get(k, {}).get("summary", {}).get("rate")
+        return f"{s[0]:.4g}" if s and s[0] > 0 else "?"
+
+    files, panels = {}, []
+    if hs:
+        data = outdir / "tls-handshakes.dat"
+        files[data] = "".join(
+            f"\"{names[r['key']]} {r['proto']} "
+            f"{'res' if r['resume'] else 'full'}\" " +
+            " ".join(med(r, k) for k in kinds) + "\n" for r in hs)
+        panels.append(("handshakes/s (sockit-client connect), log scale",
+                       "handshakes/s", data, True))
+    for test, ylabel in (("echo", "messages/s"), ("bulk", "MB/s")):
+        r = other.get(test)
+        if r:
+            data = outdir / f"tls-{test}.dat"
+            files[data] = f"\"{test}\" " + " ".join(
+                med(r, k) for k in kinds) + "\n"
+            what = "4 KiB" if test == "echo" else "one way"
+            panels.append((f"{test} ({what})", ylabel, data, False))
+    if len(panels) == 1:
+        panels = [(t, y, d, False) for t, y, d, _ in panels]
+    if not panels:
+        return None
+    svg = outdir / "tls.svg"
+    ref = tls.get("reference", {}).get("rate")
+    script = svg_term(1100, 560) + (
+        f"set output '{svg}'\n"
+        "set multiplot title 'TLS on one server core (higher is better; "
+        "median of runs)'\n"
+        "set style data histograms\nset style histogram clustered gap 1\n"
+        "set style fill solid 0.85 border rgb '#333333'\nset boxwidth 0.9\n"
+        "set xtics rotate by -30\n")
+    widths = [0.55 if p[3] else 0.45 / max(1, len(panels) - 1)
+              for p in panels] if len(panels) > 1 else [1.0]
+    left = 0.0
+    for i, (title, ylabel, data, logy) in enumerate(panels):
+        w = widths[i]
+        script += panel(left + 0.07, left + w - 0.02, bottom=0.3)
+        left += w
+        script += (f"set title {gq(title)}\nset ylabel {gq(ylabel)}\n" +
+                   ("set logscale y\nset yrange [10:*]\nset format y '%g'\n"
+                    if logy else "unset logscale y\nset yrange [0:*]\n"
+                    "set format y '%.1s%c'\n"))
+        script += "unset key\n"
+        plots = [f"'{data}' using {j + 2}{':xtic(1)' if j == 0 else ''} "
+                 f"lc rgb '{COLORS.get(k, '#000000')}' notitle"
+                 for j, k in enumerate(kinds)]
+        if "bulk" in str(data) and ref:
+            script += f"set yrange [0:{ref * 1.1:.0f}]\n"
+            plots.append(f"{ref:.0f} with lines lw 2 dt 2 lc rgb '#000000' "
+                         "notitle")
+            script += (f"set label 1 'openssl speed' at graph 0.03, first "
+                       f"{ref * 1.03:.0f} front\n")
+        script += "plot " + ", \\\n  ".join(plots) + "\n"
+    script += legend([f"with boxes fill solid 0.85 lc rgb "
+                      f"'{COLORS.get(k, '#000000')}' "
+                      f"title {gq(labels.get(k, k))}" for k in kinds],
+                     top=0.12) + "unset multiplot\n"
+    gnuplot(script, files)
     return svg
 
 
@@ -1510,9 +1714,219 @@ def targets_md(results):
                  "(primary metric above 1 and CPU below 1 favour io_uring; "
                  "for latency the primary metric is p50, lower is better)",
                  "; ".join(pairs) if pairs else "n/a: no io_uring rows"))
+    for peer, name, limit in (("floor", "the floor (thread per connection)",
+                               1.1),
+                              ("floor-epoll", "the bare epoll loop", 1.1),
+                              ("uv", "libuv's", 0.75)):
+        pairs = []
+        for pipe in (1, 16):
+            e = cases.get(f"echo-64B-c100-p{pipe}")
+            pairs.append((f"pipeline {pipe}",
+                          _ratio(_med(_find(e, "sockit"),
+                                      "server_cpu_us_per_msg"),
+                                 _med(_find(e, peer),
+                                      "server_cpu_us_per_msg"))))
+        v, d = judge(pairs, lambda x, lim=limit: x <= limit)
+        rows.append((f"server CPU per message, echo 64 B × 100 connections, "
+                     f"≤ {limit}× {name} (same run)",
+                     f"{v}: {d} (below 1 is better)"))
+    rows += tls_target_rows(results.get("tls"), judge)
     out = ["| target | result |", "|---|---|"]
     out += [f"| {t} | {r} |" for t, r in rows]
     return "\n".join(out) + "\n"
+
+
+TLS_HEADING = "## TLS handshakes: full and resumed"
+TLS_PEERS_HEADING = "## TLS against peers: handshakes, echo and bulk"
+
+
+def kept_section(doc, heading):
+    """A hand-kept section of the current doc (from its heading to the next
+    '## '), so that rewriting the doc without the data keeps it."""
+    try:
+        text = doc.read_text()
+    except OSError:
+        return ""
+    for h in (heading, TLS_PEERS_HEADING):
+        start = text.find("\n" + h + "\n")
+        if start >= 0:
+            end = text.find("\n## ", start + 1)
+            return text[start + 1:end + 1 if end >= 0 else None]
+    return ""
+
+
+def tls_md(tls):
+    """docs/PERFORMANCE.md's TLS section from bench/tls_peers.py's JSON."""
+    kinds = tls["servers"]
+    labels = tls.get("labels", {})
+    cfgt = tls["config"]
+    names = {"ecdsa": "ECDSA P-256", "rsa": "RSA-2048"}
+    ktls = tls.get("ktls", {})
+    ref = tls.get("reference", {})
+    out = [TLS_PEERS_HEADING, "",
+           f"From `bench/tls_peers.py` ({tls['machine'].get('date', '?')}; "
+           f"median (min–max) of {cfgt['runs']} run(s) of "
+           f"{cfgt['duration']:g} s; regenerate with `python3 "
+           "bench/tls_peers.py` then `python3 bench/run.py --from "
+           "bench/results/<run>/results.json --tls "
+           "bench/results/<tls-run>/tls.json --write-doc`). Every server "
+           f"side is pinned to core {tls['machine'].get('server_cpu', 0)}, "
+           f"the load generator to core "
+           f"{tls['machine'].get('client_cpu', 1)}. In brackets: the ratio "
+           "to nginx (above 1 is better for rates, below 1 for CPU).", "",
+           "- Kernel TLS: **" +
+           ("available" if ktls.get("available") else "not available") +
+           f"** here ({ktls.get('detail', '?')}): every server does TLS in "
+           "user space.",
+           f"- Same certificates (self-signed ECDSA P-256 and RSA-2048) and "
+           f"ciphers for all: the clients offer only "
+           f"{cfgt['ciphers']['1.3']} (TLS 1.3) or "
+           f"{cfgt['ciphers']['1.2']} (TLS 1.2), through an OPENSSL_CONF "
+           "file that also pins the protocol version.",
+           "- Handshakes: `sockit-client --bench --bench-mode connect --tls "
+           f"[--tls-resume]` with {cfgt['conns']} in flight, cross-checked "
+           "with `openssl s_time -new/-reuse` (one at a time, bound by round "
+           "trips). nginx answers handshakes with `return \"\";` (no "
+           "backend); stunnel, HAProxy and socat relay every connection to a "
+           "plaintext sockit-server backend on the same core.",
+           "- Versions: " + "; ".join(
+               f"{tls['machine'].get(k, '?')}" for k in
+               ("nginx", "stunnel", "haproxy", "socat", "openssl")) + ".",
+           "- CPU summed for each server: " + "; ".join(
+               f"{labels.get(k, k)}: {v}" for k, v in
+               tls.get("cpu_summed", {}).items()) + ".", ""]
+
+    def cellr(kind, s, cpu=False):
+        summ = s.get("summary", {})
+        if not summ.get("rate"):
+            return "n/a"
+        txt = cell(summ, "rate")
+        if "ratio" in s and kind != "nginx":
+            txt += f" [{s['ratio']:.2f}×]"
+        if cpu:
+            ck = next((k for k in summ if k.startswith("server_cpu_us_per_")),
+                      None)
+            if ck:
+                txt += f"; {fmt_num(summ[ck][0])} µs"
+        return txt
+
+    for tool, title in (("sockit-client", "sockit-client, "
+                         f"{cfgt['conns']} in flight: handshakes/s; server "
+                         "CPU µs per handshake"),
+                        ("s_time", "openssl s_time, one at a time: "
+                         "handshakes/s (cross-check)")):
+        rows = [r for r in tls["rows"] if r["test"] == "handshake" and
+                r["tool"] == tool]
+        if not rows:
+            continue
+        out.append(f"**{title}**\n")
+        head = ["key", "TLS", "handshake"] + [labels.get(k, k) for k in kinds]
+        out.append("| " + " | ".join(head) + " |")
+        out.append("|" + "|".join("---" for _ in head) + "|")
+        for r in rows:
+            c = [names[r["key"]], r["proto"],
+                 "resumed" if r["resume"] else "full"]
+            c += [cellr(k, r["servers"].get(k, {}), tool == "sockit-client")
+                  for k in kinds]
+            out.append("| " + " | ".join(c) + " |")
+        out.append("")
+    rows = [r for r in tls["rows"] if r["test"] in ("echo", "bulk")]
+    if rows:
+        e, b = cfgt["echo"], cfgt["bulk"]
+        out.append("**Echo and bulk (ECDSA P-256, TLS 1.3): rate; server "
+                   "CPU µs per message / per MB**\n")
+        head = ["measurement"] + [labels.get(k, k) for k in kinds]
+        out.append("| " + " | ".join(head) + " |")
+        out.append("|" + "|".join("---" for _ in head) + "|")
+        for r in rows:
+            what = (f"echo {e['size'] // 1024} KiB, {e['conns']} conns, "
+                    "msgs/s" if r["test"] == "echo" else
+                    f"one way {b['size'] // 1024} KiB writes, MB/s")
+            out.append("| " + " | ".join(
+                [what] + [cellr(k, r["servers"].get(k, {}), True)
+                          for k in kinds]) + " |")
+        out.append("")
+        bulk = next((r for r in rows if r["test"] == "bulk"), None)
+        if bulk and ref.get("rate"):
+            out.append(
+                f"Reference: `{ref.get('cmd', 'openssl speed')}` = "
+                f"{fmt_num(ref['rate'])} MB/s on the server core; bulk ÷ "
+                "reference: " + ", ".join(
+                    f"{labels.get(k, k)} "
+                    f"{s['summary']['rate'][0] / ref['rate']:.2f}×"
+                    for k, s in bulk["servers"].items()
+                    if s.get("summary", {}).get("rate")) + ".\n")
+    cmds = []
+    for r in tls["rows"]:
+        cmd = r["servers"].get("sockit", {}).get("cmd")
+        if cmd and (r["test"] != "handshake" or (r["key"], r["proto"]) ==
+                    ("ecdsa", "1.3")):
+            cmd = re.sub(r"127\.0\.0\.1:\d+", "127.0.0.1:PORT",
+                         cmd.replace(str(ROOT) + "/", ""))
+            cmd = re.sub(r"OPENSSL_CONF=\S+", "OPENSSL_CONF=client-tls1.3.cnf",
+                         cmd)
+            cmds.append(f"# {r['id']}\n{cmd}")
+    if cmds:
+        out += ["The load generators' commands (TLS 1.3 shown; the "
+                "configurations of every server, the client's OpenSSL file "
+                "and the certificates are in `bench/tls_peers.py`):", "",
+                "```sh"] + cmds + ["```", ""]
+    errs = [f"- {r['id']}, {labels.get(k, k)}: {x}"
+            for r in tls["rows"] for k, s in r["servers"].items()
+            for x in s.get("errors", [])]
+    notes = [f"- {n}" for n in tls.get("notes", [])]
+    if errs or notes:
+        out += notes + errs + [""]
+    return "\n".join(out) + "\n"
+
+
+def tls_rate(tls, server, key, proto, resume, tool="sockit-client"):
+    """Median rate of one tls_peers.py handshake cell, or None."""
+    for row in (tls or {}).get("rows", []):
+        if (row["test"] == "handshake" and row["key"] == key and
+                row["proto"] == proto and row["resume"] == resume and
+                row["tool"] == tool):
+            s = row["servers"].get(server, {}).get("summary", {}).get("rate")
+            return s[0] if s else None
+    return None
+
+
+def tls_target_rows(tls, judge):
+    """Issue 16's TLS targets, judged from bench/tls_peers.py's results."""
+    if not tls:
+        return [("TLS targets (full handshakes ≥ 1.0× nginx, resumed ≥ 3× "
+                 "full, bulk ≥ 0.9× openssl speed)",
+                 "n/a: no bench/tls_peers.py results given (--tls)")]
+    cells = [(k, p) for k in ("ecdsa", "rsa") for p in ("1.3", "1.2")]
+    names = {"ecdsa": "P-256", "rsa": "RSA-2048"}
+    rows = []
+    pairs = [(f"{names[k]} TLS {p}",
+              _ratio(tls_rate(tls, "sockit", k, p, False),
+                     tls_rate(tls, "nginx", k, p, False))) for k, p in cells]
+    v, d = judge(pairs, lambda x: x >= 1.0)
+    rows.append(("full TLS handshakes/s ≥ 1.0× nginx on one core "
+                 "(sockit-client connect)", f"{v}: {d}"))
+    pairs = [(f"{names[k]} TLS {p}",
+              _ratio(tls_rate(tls, "sockit", k, p, True),
+                     tls_rate(tls, "sockit", k, p, False)))
+             for k, p in cells]
+    v, d = judge(pairs, lambda x: x >= 3.0)
+    rows.append(("resumed TLS handshakes/s ≥ 3× full (sockit-server)",
+                 f"{v}: {d}"))
+    bulk = next((r for r in tls.get("rows", []) if r["test"] == "bulk"),
+                None)
+    mine = (bulk or {}).get("servers", {}).get("sockit", {}).get(
+        "summary", {}).get("rate")
+    ref = tls.get("reference", {}).get("rate")
+    v, d = judge([("sockit bulk ÷ openssl speed -evp aes-128-gcm 16 KiB",
+                   _ratio(mine[0] if mine else None, ref))],
+                 lambda x: x >= 0.9)
+    ktls = tls.get("ktls", {})
+    rows.append(("TLS bulk ≥ 0.9× openssl speed aes-128-gcm at 16 KiB per "
+                 "core", f"{v}: {d}; kernel TLS "
+                 f"{'available' if ktls.get('available') else 'not available'}"
+                 f" ({ktls.get('detail', '?')})"))
+    return rows
 
 
 def write_doc(results, doc, plots):
@@ -1527,6 +1941,10 @@ def write_doc(results, doc, plots):
             shutil.copy(svg, perf / svg.name)
             imgs.append(f"![{title}](perf/{svg.name})\n")
     notes = "".join(f"- {n}\n" for n in results.get("notes", []))
+    tls_section = (tls_md(results["tls"]) if results.get("tls") else
+                   kept_section(doc, TLS_HEADING)).rstrip("\n")
+    if tls_section:
+        tls_section += "\n"
     text = f"""# sockit performance
 
 Generated by `bench/run.py` ({'--quick, ' if cfg['quick'] else ''}{cfg['runs']}
@@ -1581,11 +1999,20 @@ the protocol allows.
   `bench/peers/ev_echo.c`: single-threaded, TCP_NODELAY, idiomatic
   back-pressure (libuv: stop reading above 1 MiB of write queue; libevent:
   bufferevent watermarks).
+- **The floor** (`bench/peers/floor_echo.c`, 64 B echo cases): a thread per
+  connection doing a blocking `recv` then `send` of what came in, nothing
+  else, measured in the same run and pinned the same way. Each message also
+  costs it a thread wake-up and a context switch, so with many connections
+  it can cost more than an event loop; hence the second floor, the same
+  `recv`/`send` behind one bare level-triggered epoll loop (`floor_echo
+  echo PORT epoll`): what an event loop cannot do with less. sockit's CPU
+  per message above the lower of the two is user-space work.
 
 ## Results
 
 {markdown_tables(results)}
-## Against the targets (issue 5), judged from the run above
+{tls_section}
+## Against the targets (issues 5 and 16), judged from the run above
 
 {targets_md(results)}
 Where the time goes, and why some targets are out of reach on this machine:
@@ -1619,7 +2046,7 @@ def build_peers(cfg):
     """make -C bench/peers; on failure the uv/ev rows become n/a."""
     r = subprocess.run(["make", "-s", "-C", str(PEERS_DIR)],
                        capture_output=True)
-    missing = [b for b in ("uv_echo", "ev_echo", "uring_echo")
+    missing = [b for b in ("uv_echo", "ev_echo", "uring_echo", "floor_echo")
                if not (PEERS_DIR / "build" / b).exists()]
     if r.returncode != 0 or missing:
         cfg.peers_ok = False
@@ -1673,6 +2100,9 @@ def parse_args(argv):
                     "PERFORMANCE.md", help=argparse.SUPPRESS)
     ap.add_argument("--from", dest="from_json", type=Path,
                     help="re-render tables/plots/doc from a results.json")
+    ap.add_argument("--tls", type=Path,
+                    help="bench/tls_peers.py's tls.json: its TLS section, "
+                    "plot and targets go into the report")
     ap.add_argument("--build-dir", type=Path, default=ROOT / "build",
                     help="sockit build directory (default build/)")
     ap.add_argument("--server", type=Path, help="sockit-server binary")
@@ -1685,8 +2115,13 @@ def render(results, out, args):
     print_tables(results)
     (out / "table.md").write_text(markdown_tables(results))
     plots = []
-    for title, fn in (("Throughput vs connections", plot_throughput),
-                      ("Latency distribution", plot_latency)):
+    for title, fn in (
+            ("Throughput vs connections (higher is better)", plot_throughput),
+            ("Latency percentiles (lower is better)", plot_latency),
+            ("Server CPU per message against the floor (lower is better)",
+             plot_cpu_floor),
+            ("TLS handshakes, echo and bulk against peers (higher is "
+             "better)", lambda r, o: plot_tls(r.get("tls"), o))):
         try:
             plots.append((title, fn(results, out)))
         except (BenchError, OSError, subprocess.SubprocessError) as e:
@@ -1699,8 +2134,19 @@ def render(results, out, args):
 
 def main(argv=None):
     args = parse_args(sys.argv[1:] if argv is None else argv)
+    tls = None
+    if args.tls:
+        try:
+            tls = json.loads(args.tls.read_text())
+        except (OSError, ValueError) as e:
+            raise SystemExit(f"bench: --tls {args.tls}: {e}")
+        if not isinstance(tls, dict) or not {"rows", "servers"} <= set(tls):
+            raise SystemExit(f"bench: --tls {args.tls}: not a tls.json of "
+                             "bench/tls_peers.py")
     if args.from_json:
         results = json.loads(args.from_json.read_text())
+        if tls:
+            results["tls"] = tls
         render(results, args.from_json.parent, args)
         return 0
 
@@ -1714,7 +2160,6 @@ def main(argv=None):
 
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     out = args.out or ROOT / "bench" / "results" / stamp
-    out.mkdir(parents=True, exist_ok=True)
     server_cpu, client_cpu, cpu_note = pick_cpus()
     nofile = raise_nofile(20000)
     idle = 10000
@@ -1747,6 +2192,7 @@ def main(argv=None):
     if args.list:
         print("\n".join(c.id for c in cases))
         return 0
+    out.mkdir(parents=True, exist_ok=True)
     check_tools(cfg)
     build_peers(cfg)
 
@@ -1759,6 +2205,8 @@ def main(argv=None):
                           "client": rel(cfg.client_bin)},
                "machine": machine_info(cfg), "notes": cfg.notes,
                "cases": []}
+    if tls:
+        results["tls"] = tls
     print(f"sockit bench: {len(cases)} case(s), {cfg.runs} run(s) each, "
           f"server on core {server_cpu}, load on core {client_cpu}; "
           f"output in {rel(out)}/")

@@ -22,7 +22,7 @@ case "$what" in
   test|bench|all) pkgs="$pkgs libcmocka-dev python3 socat netcat-openbsd openssl iproute2 clang libclang-rt-14-dev valgrind sockperf g++ man-db groff-base dpkg-dev file curl prometheus systemd zsh" ;;
 esac
 case "$what" in
-  bench|all) pkgs="$pkgs libuv1-dev libevent-dev iperf3 gnuplot-nox" ;;
+  bench|all) pkgs="$pkgs libuv1-dev libevent-dev iperf3 gnuplot-nox nginx libnginx-mod-stream stunnel4 haproxy" ;;
 esac
 
 missing=""
