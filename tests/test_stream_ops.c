@@ -1,7 +1,7 @@
 /* Per-operation control on async streams: receive deadlines, cancelling one
- * queued send, peeking, urgent data, and restarting receive in one loop
- * iteration. Each test connects an sk_stream to a plain TCP socket on
- * loopback that the test drives with system calls. SK_TEST_ASYNC:
+ * queued send, peeking, urgent data, restarting receive in one loop
+ * iteration, and counted pauses. Each test connects an sk_stream to a plain TCP
+ * socket on loopback that the test drives with system calls. SK_TEST_ASYNC:
  * registered once per backend. */
 #include "sk_test.h"
 
@@ -222,6 +222,39 @@ static void test_recv_restart_gets_no_stale_cancel(void **state) {
   pair_close();
 }
 
+/* ---- pause is counted ---- */
+
+/* Two owners pause; reading resumes only when both have resumed. */
+static void test_pause_is_counted(void **state) {
+  (void)state;
+  pair_open(0);
+  old_calls = new_data = new_cancelled = 0;
+  SK_ASSERT_OK(sk_stream_recv_start(&st, new_recv));
+  sk_stream_recv_pause(&st);
+  sk_stream_recv_pause(&st);
+  sk_stream_recv_resume(&st);
+  assert_false(sk_stream_is_receiving(&st));
+  peer_send("abc", 3);
+  /* The bytes are in the stream's socket: a loop iteration would read
+   * them if the stream were not paused any more. */
+  struct pollfd p = {st.sock.fd, POLLIN, 0};
+  assert_int_equal(poll(&p, 1, 10000), 1);
+  assert_true(sk_loop_run(&loop, SK_RUN_NOWAIT) >= 0);
+  assert_int_equal(new_data, 0);
+  sk_stream_recv_resume(&st);
+  assert_true(sk_stream_is_receiving(&st));
+  sk_test_run(&loop, 20000);
+  assert_int_equal(new_data, 3);
+  /* More resumes than pauses are ignored: one pause still pauses. */
+  sk_stream_recv_resume(&st);
+  sk_stream_recv_pause(&st);
+  assert_false(sk_stream_is_receiving(&st));
+  sk_stream_recv_resume(&st);
+  assert_true(sk_stream_is_receiving(&st));
+  assert_int_equal(new_cancelled, 0);
+  pair_close();
+}
+
 /* ---- cancelling one send ---- */
 
 struct sent {
@@ -430,6 +463,7 @@ SK_TEST_MAIN(cmocka_unit_test(test_recv_timeout_ends_receive_not_stream),
              cmocka_unit_test(test_recv_timeout_restarts_on_data),
              cmocka_unit_test(test_recv_timeout_not_while_paused),
              cmocka_unit_test(test_recv_restart_gets_no_stale_cancel),
+             cmocka_unit_test(test_pause_is_counted),
              cmocka_unit_test(test_send_cancel_one),
              cmocka_unit_test(test_peek_leaves_data),
              cmocka_unit_test(test_peek_cancelled_by_close),

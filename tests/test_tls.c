@@ -284,6 +284,11 @@ struct client {
   int send_before_hs; /* what a send before the handshake returned */
   int sendfile_rc;
   int closed;
+  char tls_err[256]; /* sk_stream_tls_error() in the handshake callback */
+  /* Send file_fd's first file_len bytes with sk_stream_sendfile first. */
+  int use_file, file_fd, file_status;
+  size_t file_len;
+  size_t max_wq_mem; /* most write queue memory seen while receiving */
 };
 
 static void client_closed(sk_handle *h) {
@@ -304,10 +309,29 @@ static void client_shut_cb(sk_stream *s, int status, void *arg) {
   (void)arg;
 }
 
+static void client_file_sent(sk_stream *s, int status, void *arg) {
+  (void)s;
+  ((struct client *)arg)->file_status = status;
+}
+
 static void client_pump(struct client *c) {
   unsigned char buf[CHUNK];
   if (sk_is_closing(&c->s.h))
     return;
+  if (c->use_file && c->sent == 0) {
+    c->file_status = 1;
+    SK_ASSERT_OK(sk_stream_sendfile(&c->s, c->file_fd, 0, c->file_len,
+                                    client_file_sent, c));
+    c->sent = c->file_len;
+    /* What follows goes at once, while the file is still queued. */
+    while (c->sent < c->total) {
+      size_t n = c->total - c->sent < CHUNK ? c->total - c->sent : CHUNK;
+      for (size_t i = 0; i < n; i++)
+        buf[i] = gen_byte(&c->tx);
+      SK_ASSERT_OK(sk_stream_send(&c->s, buf, n, NULL, NULL));
+      c->sent += n;
+    }
+  }
   while (c->sent < c->total && sk_stream_write_queue_size(&c->s) < QUEUE_CAP) {
     size_t n = c->total - c->sent < CHUNK ? c->total - c->sent : CHUNK;
     for (size_t i = 0; i < n; i++)
@@ -361,6 +385,8 @@ static void client_recv(sk_stream *s, ssize_t n, const void *buf) {
       c->mismatches++;
   size_t before = c->received;
   c->received += (size_t)n;
+  if (sk_stream_write_queue_memory(s) > c->max_wq_mem)
+    c->max_wq_mem = sk_stream_write_queue_memory(s);
   if (c->pause_reads && before / (256 * 1024) != c->received / (256 * 1024)) {
     /* Resuming later must deliver what TLS holds already decrypted or
      * still encrypted, without new bytes from the socket to trigger it. */
@@ -372,6 +398,7 @@ static void client_recv(sk_stream *s, ssize_t n, const void *buf) {
 static void client_hs(sk_stream *s, int status) {
   struct client *c = s->h.data;
   c->hs_status = status;
+  snprintf(c->tls_err, sizeof(c->tls_err), "%s", sk_stream_tls_error(s));
   if (status != 0) {
     snprintf(c->hs_err, sizeof(c->hs_err), "%s", sk_tls_last_error());
     client_close(c);
@@ -385,7 +412,9 @@ static void client_hs(sk_stream *s, int status) {
   snprintf(c->alpn, sizeof(c->alpn), "%s", a != NULL ? a : "");
   SK_ASSERT_OK(
       sk_stream_tls_peer_fingerprint(s, c->peer_fp, sizeof(c->peer_fp)));
-  c->sendfile_rc = sk_stream_sendfile(s, 0, 0, 1, NULL, NULL);
+  /* Files go over TLS too (test_transport.c sends them); a bad descriptor
+   * is refused at once, before the stream or the session is touched. */
+  c->sendfile_rc = sk_stream_sendfile(s, -1, 0, 1, NULL, NULL);
   sk_stream_on_drain(s, client_drain);
   SK_ASSERT_OK(sk_stream_recv_start(s, client_recv));
   if (c->line != NULL)
@@ -440,6 +469,8 @@ static void run_pair(struct server *srv, struct client *c) {
 
 static void expect_client_fails(struct client *c, int code, const char *words) {
   assert_int_equal(c->hs_status, code);
+  /* The stream keeps the text the callback's sk_tls_last_error() gave. */
+  assert_string_equal(c->tls_err, c->hs_err);
   if (strstr(c->hs_err, words) == NULL)
     fail_msg("client error \"%s\" does not mention \"%s\"", c->hs_err, words);
 }
@@ -450,6 +481,7 @@ static void expect_client_fails(struct client *c, int code, const char *words) {
 
 static void echo_check(struct client *c, size_t total) {
   assert_int_equal(c->hs_status, 0);
+  assert_string_equal(c->tls_err, ""); /* no failure, no text */
   assert_int_equal(c->received, total);
   assert_int_equal(c->mismatches, 0);
   assert_int_equal(c->end_status, SK_EOF); /* close_notify, then FIN */
@@ -470,7 +502,7 @@ static void test_async_echo_1mib(void **state) {
   echo_check(&c, MIB);
   assert_string_equal(c.version, "TLSv1.3");
   assert_int_equal(c.send_before_hs, -ENOTCONN);
-  assert_int_equal(c.sendfile_rc, -ENOTSUP);
+  assert_int_equal(c.sendfile_rc, -EINVAL);
   assert_int_equal(srv.hs_ok, 1);
   assert_int_equal(srv.end_status, 0);
   assert_int_equal(srv.peer_fp_rc, -ENOENT); /* no client certificate */
@@ -479,6 +511,50 @@ static void test_async_echo_1mib(void **state) {
   assert_string_equal(c.peer_fp, fp);
   sk_tls_ctx_free(srv.ctx);
   sk_tls_ctx_free(c.ctx);
+}
+
+/* sk_stream_sendfile over TLS: the library reads the file in chunks and
+ * encrypts them, in order with the sends and the shutdown made after it
+ * (while the file is still queued), holding one chunk at a time however
+ * large the file. */
+static void test_async_sendfile_8mib(void **state) {
+  (void)state;
+  need_tls();
+  enum { SIZE = 8 * 1024 * 1024, AFTER = 300 * 1000 };
+  char path[] = "/tmp/sockit-tls-sendfile-XXXXXX";
+  int fd = mkstemp(path);
+  assert_true(fd >= 0);
+  unlink(path);
+  struct gen g = {0x2545F491};
+  unsigned char *buf = malloc(CHUNK);
+  assert_non_null(buf);
+  for (size_t off = 0; off < SIZE; off += CHUNK) {
+    for (size_t i = 0; i < CHUNK; i++)
+      buf[i] = gen_byte(&g);
+    assert_int_equal(write(fd, buf, CHUNK), CHUNK);
+  }
+  free(buf);
+  struct server srv = {0};
+  struct client c = {0};
+  srv.ctx = server_ctx(&good);
+  c.ctx = client_ctx();
+  c.servername = "localhost";
+  c.total = SIZE + AFTER;
+  c.use_file = 1;
+  c.file_fd = fd;
+  c.file_len = SIZE;
+  c.tx = g; /* the sends after the file go on with the same sequence */
+  c.rx.x = 0x2545F491;
+  run_pair(&srv, &c);
+  echo_check(&c, SIZE + AFTER);
+  assert_int_equal(c.file_status, 0);
+  /* The sends held behind the file and one chunk of ciphertext at a time
+   * are queued, never the file. */
+  assert_true(c.max_wq_mem < AFTER + 256 * 1024);
+  assert_int_equal(srv.end_status, 0);
+  sk_tls_ctx_free(srv.ctx);
+  sk_tls_ctx_free(c.ctx);
+  close(fd);
 }
 
 static void test_async_verify_ip_literal(void **state) {
@@ -1400,6 +1476,7 @@ SK_TEST_MAIN(cmocka_unit_test(test_async_echo_1mib),
              cmocka_unit_test(test_async_alpn),
              cmocka_unit_test(test_async_insecure_accepts_untrusted),
              cmocka_unit_test(test_async_pin),
+             cmocka_unit_test(test_async_sendfile_8mib),
              cmocka_unit_test(test_async_self_signed_pin),
              cmocka_unit_test(test_async_reject_expired),
              cmocka_unit_test(test_async_reject_wrong_host),

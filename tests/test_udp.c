@@ -144,17 +144,23 @@ static void udp_sent(sk_udp *u, int status, void *arg) {
   send_cb_status = status;
 }
 
+/* A new loop with u bound to a loopback port of family; ep is its address. */
+static void udp_on_loopback(sk_loop *loop, sk_udp *u, sk_endpoint *ep,
+                            int family) {
+  SK_ASSERT_OK(sk_loop_init(loop));
+  SK_ASSERT_OK(sk_udp_init(loop, u));
+  SK_ASSERT_OK(sk_endpoint_loopback(ep, family, 0));
+  SK_ASSERT_OK(sk_udp_bind(u, ep, 0));
+  SK_ASSERT_OK(sk_socket_local(&u->sock, ep));
+}
+
 /* A send callback runs once, from the loop, never inside sk_udp_send. */
 static void test_udp_send_callback_deferred(void **state) {
   (void)state;
   sk_loop loop;
   sk_udp u;
   sk_endpoint ep;
-  SK_ASSERT_OK(sk_loop_init(&loop));
-  SK_ASSERT_OK(sk_udp_init(&loop, &u));
-  SK_ASSERT_OK(sk_endpoint_loopback(&ep, AF_INET6, 0));
-  SK_ASSERT_OK(sk_udp_bind(&u, &ep, 0));
-  SK_ASSERT_OK(sk_socket_local(&u.sock, &ep));
+  udp_on_loopback(&loop, &u, &ep, AF_INET6);
   send_cb_calls = 0;
   send_cb_status = 1;
   SK_ASSERT_OK(sk_udp_send(&u, "x", 1, &ep, udp_sent, NULL));
@@ -172,7 +178,48 @@ static void test_udp_send_callback_deferred(void **state) {
   assert_int_equal(send_cb_calls, 1);
 }
 
+/* Stopping and restarting receive in one loop iteration: the -ECANCELED of
+ * the stop belongs to the old operation and never reaches the new one. */
+static int rs_old, rs_data, rs_cancelled;
+static void rs_old_recv(sk_udp *u, ssize_t n, const void *buf,
+                        const sk_endpoint *from, const sk_endpoint *to,
+                        unsigned flags) {
+  (void)u, (void)n, (void)buf, (void)from, (void)to, (void)flags;
+  rs_old++;
+}
+static void rs_new_recv(sk_udp *u, ssize_t n, const void *buf,
+                        const sk_endpoint *from, const sk_endpoint *to,
+                        unsigned flags) {
+  (void)buf, (void)from, (void)to, (void)flags;
+  if (n == -ECANCELED)
+    rs_cancelled++;
+  if (n >= 0) {
+    rs_data += (int)n;
+    sk_loop_stop(u->h.loop);
+  }
+}
+
+static void test_udp_recv_restart_gets_no_stale_cancel(void **state) {
+  (void)state;
+  sk_loop loop;
+  sk_udp u;
+  sk_endpoint ep;
+  udp_on_loopback(&loop, &u, &ep, AF_INET);
+  rs_old = rs_data = rs_cancelled = 0;
+  SK_ASSERT_OK(sk_udp_recv_start(&u, rs_old_recv));
+  SK_ASSERT_OK(sk_udp_recv_stop(&u));
+  SK_ASSERT_OK(sk_udp_recv_start(&u, rs_new_recv));
+  SK_ASSERT_OK(sk_udp_send(&u, "abc", 3, &ep, NULL, NULL));
+  sk_test_run(&loop, 20000);
+  assert_int_equal(rs_data, 3);
+  assert_int_equal(rs_cancelled, 0);
+  assert_int_equal(rs_old, 0);
+  sk_close(&u.h, NULL);
+  sk_test_loop_done(&loop);
+}
+
 SK_TEST_MAIN(cmocka_unit_test(test_udp4_echo_and_destination),
              cmocka_unit_test(test_udp6_echo_and_destination),
              cmocka_unit_test(test_udp_icmp_unreachable_reported),
-             cmocka_unit_test(test_udp_send_callback_deferred))
+             cmocka_unit_test(test_udp_send_callback_deferred),
+             cmocka_unit_test(test_udp_recv_restart_gets_no_stale_cancel))

@@ -15,6 +15,21 @@
  * Callbacks run on the loop's thread, from sk_loop_run(), never from inside
  * the call that started an operation.
  *
+ * Timeouts, everywhere in sockit, are int milliseconds with one
+ * convention:
+ *  - a negative value (write -1) means none: wait as long as it takes;
+ *  - in a call that waits (the sync API: sk_socket_*, sk_tls_connect, ...),
+ *    0 means do not wait: try once and return -ETIMEDOUT (or 0 ready)
+ *    at once;
+ *  - in a setting kept in an options struct (sk_tls_options'
+ *    handshake_timeout_ms, sk_connect_options' timeout_ms), 0 selects the
+ *    documented default, since a zeroed struct must mean "defaults";
+ *  - in an async deadline set by a call (sk_stream_connect,
+ *    sk_stream_recv_timeout), the deadline is measured on the loop's
+ *    clock; a deadline of 0 that cannot mean "at once" is -EINVAL
+ *    (sk_stream_recv_timeout).
+ * A timeout ends the operation with -ETIMEDOUT.
+ *
  * Closing: sk_close() stops everything a handle is doing; pending sends and
  * connects complete with -ECANCELED (a continuous recv or accept simply ends,
  * without a callback), and the close callback runs later,
@@ -79,6 +94,15 @@ struct sk__pending {
   int queued;
 };
 
+/* A write queue (wqueue.c): the requests a stream or a UDP handle could not
+ * hand to the kernel at once, in order. */
+struct sk__wreq;
+struct sk__wq {
+  struct sk__wreq *head, *tail;
+  size_t bytes; /* payload still to write */
+  size_t mem;   /* bytes allocated for the queued requests */
+};
+
 /* ---- handles ---- */
 
 typedef enum sk_handle_type {
@@ -132,8 +156,14 @@ struct sk_loop {
   int emfile_fd;     /* reserve descriptor for the EMFILE trick */
   void *free_wreqs;  /* cache of write requests (no per-send malloc) */
   unsigned nfree_wreqs;
+  /* Output of a transport that transforms bytes (TLS records), between the
+   * call that made it and its hand-over to the stream: one per loop, so an
+   * idle connection owns none and a send allocates nothing. */
+  unsigned char *tbuf;
+  size_t tbuf_len, tbuf_cap;
   pthread_t thread;
-  void *signals; /* signal.c's state; NULL while no signal is watched */
+  void *signals;   /* signal.c's state; NULL while no signal is watched */
+  void *udp_batch; /* udp.c's receive slots; NULL until a UDP socket reads */
 };
 
 /* ---- loop lifecycle ---- */

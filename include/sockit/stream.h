@@ -72,6 +72,7 @@ typedef void (*sk_drain_cb)(sk_stream *s);
  * to try, cancellation callbacks). Private; allocated when needed so an
  * established connection stays small. */
 struct sk__sextra;
+struct sk__transport;
 
 struct sk_stream {
   sk_handle h;
@@ -86,12 +87,19 @@ struct sk_stream {
   } cb;
   sk_recv_cb recv_cb;
   sk_drain_cb drain_cb;
-  struct sk__wreq *wq_head, *wq_tail;
-  size_t wq_bytes;
-  size_t wq_mem; /* bytes allocated for the queued requests */
+  struct sk__wq wq;
+  /* While a file is sent through a transport that transforms bytes: where
+   * the transport's output goes (before the file's request), else NULL. */
+  struct sk__wreq **wq_ins;
+  /* Queued requests the transport has not seen yet (files and what was
+   * sent after them); 0 on the plain transport. */
+  unsigned wq_held;
   struct sk__sextra *x;
-  void *tls;
-  int wstatus; /* error that failed the write side */
+  /* What carries the user's bytes on the socket (plain, TLS) and its state. */
+  const struct sk__transport *tp;
+  void *tpdata;
+  unsigned pauses; /* sk_stream_recv_pause() calls not yet resumed */
+  int wstatus;     /* error that failed the write side */
 };
 
 /* Initialises a stream handle with no socket yet. */
@@ -149,7 +157,10 @@ SK_EXTERN int sk_stream_sendv(sk_stream *s, const struct iovec *iov, int iovcnt,
                               sk_send_cb cb, void *arg);
 
 /* Queues len bytes of file fd from offset, written with sendfile(2) in
- * order with the other sends. fd must stay open until cb runs. */
+ * order with the other sends. fd must stay open until cb runs. Over TLS
+ * the library reads the file in 16 KiB chunks as the send reaches the head
+ * of the queue and encrypts them, one chunk in memory at a time; sends and
+ * a shutdown made meanwhile follow the file, in order. */
 SK_EXTERN int sk_stream_sendfile(sk_stream *s, int fd, off_t offset, size_t len,
                                  sk_send_cb cb, void *arg);
 
@@ -229,7 +240,11 @@ SK_EXTERN int sk_stream_recv_timeout(sk_stream *s, int timeout_ms);
  * port. -EBUSY while receiving or peeking, -ENOTSUP over TLS. */
 SK_EXTERN int sk_stream_peek(sk_stream *s, sk_recv_cb cb);
 /* Pauses and resumes delivery without ending the operation (back-pressure:
- * the kernel buffer fills and TCP flow control slows the peer). */
+ * the kernel buffer fills and TCP flow control slows the peer). Pauses are
+ * counted, so several owners can each hold one: every sk_stream_recv_pause()
+ * needs its own sk_stream_recv_resume(), and delivery resumes when the last
+ * is released. A resume without a pause is ignored; the count survives
+ * sk_stream_recv_stop() / sk_stream_recv_start(). */
 SK_EXTERN void sk_stream_recv_pause(sk_stream *s);
 SK_EXTERN void sk_stream_recv_resume(sk_stream *s);
 SK_EXTERN int sk_stream_is_receiving(const sk_stream *s);

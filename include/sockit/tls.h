@@ -9,8 +9,10 @@
  *    sk_stream_recv_start(), sk_stream_shutdown() and sk_close() work
  *    exactly as on a plain stream, with plaintext in and out.
  *  - sync: sk_tls_connect() / sk_tls_accept() on a connected sk_socket,
- *    then sk_tls_send() / sk_tls_recv() / sk_tls_close(), each with a
- *    timeout like the rest of the sync API.
+ *    then sk_tls_send() / sk_tls_recv() / sk_tls_shutdown() /
+ *    sk_tls_close(), each with a timeout like the rest of the sync API; or
+ *    the step API (sk_tls_send_step(), ...) that never waits, for a poll
+ *    loop of your own.
  *
  * Secure by default. TLS 1.2 is the oldest version spoken and TLS 1.3 is
  * preferred. A client verifies the server's certificate chain against the
@@ -350,12 +352,15 @@ typedef void (*sk_tls_handshake_cb)(sk_stream *s, int status);
  *    decides whether what it has is complete (a length it was told, a whole
  *    frame) or was cut short;
  *  - sk_stream_shutdown() sends close_notify, then the FIN;
- *  - sk_stream_sendfile() fails with -ENOTSUP (the kernel cannot encrypt);
+ *  - sk_stream_sendfile() works: the kernel cannot encrypt, so the library
+ *    reads the file in 16 KiB chunks and encrypts them, one chunk in memory
+ *    at a time; sends made meanwhile follow the file;
  *  - with TLS 1.3 a server that rejects the client's certificate does so
  *    after the client's handshake completed: the client learns it from its
  *    first recv, which ends with SK_ETLSVERIFY.
  *  - a send's callback runs once all of its ciphertext has been written.
- *  - sk_stream_write_queue_size() counts ciphertext bytes.
+ *  - sk_stream_write_queue_size() counts ciphertext bytes (plus the
+ *    plaintext of sends waiting behind a file).
  *
  * Returns 0, -ENOTCONN if the stream is not connected, -EALREADY if it
  * already has TLS, -EINVAL, -ENOMEM, SK_ETLS, or SK_ENOTLS. */
@@ -389,6 +394,13 @@ SK_EXTERN int sk_stream_tls_peer_cert(const sk_stream *s, sk_tls_cert *out);
  * without a completed handshake, or SK_ENOTLS. */
 SK_EXTERN int sk_stream_tls_resumed(const sk_stream *s);
 
+/* The text of the last TLS failure on this stream (what
+ * sk_tls_last_error() said in the callback that reported it, kept per
+ * stream so that it can be read later and from any thread that owns the
+ * stream), or "" when there was none, the stream has no TLS, or it was
+ * closed. Never NULL; valid until the next call on the stream. */
+SK_EXTERN const char *sk_stream_tls_error(const sk_stream *s);
+
 /* ---- sync: TLS on a socket ---- */
 
 /* A TLS session on a connected sync socket. Zero-initialise it; the
@@ -411,24 +423,89 @@ SK_EXTERN int sk_tls_accept(sk_tls_socket *t, sk_socket *sock, sk_tls_ctx *ctx,
 
 /* Encrypts and sends all len bytes or fails, within timeout_ms for the
  * whole call. Returns 0 or a negative code (-ETIMEDOUT, -EPIPE, SK_ETLS,
- * ...). After a timeout part of the data may have been sent: the session
- * should then be closed. */
+ * ...). After a timeout part of the data may have been sent:
+ * sk_tls_send_all() tells how much. */
 SK_EXTERN int sk_tls_send(sk_tls_socket *t, const void *buf, size_t len,
                           int timeout_ms);
+
+/* sk_tls_send(), and *sent (when sent is not NULL) is the count of
+ * plaintext bytes the session took, on success (len) as on a timeout or an
+ * error, as sk_socket_send_all() does. After -ETIMEDOUT the session may
+ * hold the next bytes encrypted but not yet sent: resume by sending from
+ * buf + *sent again (the same bytes, at least as many), e.g. with another
+ * sk_tls_send_all(). */
+SK_EXTERN int sk_tls_send_all(sk_tls_socket *t, const void *buf, size_t len,
+                              size_t *sent, int timeout_ms);
 
 /* Receives up to len bytes of plaintext, waiting up to timeout_ms for some.
  * Returns the count (> 0); 0 when the peer closed the session cleanly
  * (close_notify); SK_ETLSTRUNCATED when the connection ended without
  * close_notify after the handshake (everything sent before was returned;
- * the data may be truncated); -ETIMEDOUT; or another negative code. */
+ * the data may be truncated); -ETIMEDOUT; -EINVAL for len 0 (as
+ * sk_socket_recv()); or another negative code. */
 SK_EXTERN ssize_t sk_tls_recv(sk_tls_socket *t, void *buf, size_t len,
                               int timeout_ms);
 
-/* Ends the session: sends close_notify (if the session is healthy), then
- * closes the socket gracefully with sk_socket_close(), all within
- * timeout_ms, and frees the TLS state. Returns what sk_socket_close()
- * returned, or a negative code if close_notify could not be sent (the
- * socket is closed and the state freed either way). */
+/* Half-close, as sk_stream_shutdown() on a TLS stream: sends close_notify
+ * within timeout_ms, then shuts down the socket's write side (FIN). The
+ * session stays readable: sk_tls_recv() goes on returning the peer's data
+ * until its close_notify (0) or the end of the connection. Sending fails
+ * with -EPIPE afterwards. Returns 0 (also when already done), -ETIMEDOUT
+ * when close_notify could not leave in time (the session keeps it: call
+ * again, e.g. once the socket is writable; timeout 0 never waits), SK_ETLS
+ * after a failed session, -EINVAL before the handshake is complete, or a
+ * negative errno. sk_tls_close() does not send close_notify twice. */
+SK_EXTERN int sk_tls_shutdown(sk_tls_socket *t, int timeout_ms);
+
+/* ---- sync, without waiting: the step API ----
+ *
+ * For your own poll loop, in the style of libtls: each call does what it
+ * can at once and never waits. When it cannot go on, it returns -EAGAIN
+ * and sets *events (may be NULL) to what to wait for on t->sock before
+ * calling again: SK_POLL_READ or SK_POLL_WRITE. Which one is the session's
+ * business, not the direction of the call (a receive may have to write, a
+ * send may have to read). After -EAGAIN from a send, call it again with the
+ * same bytes (the buffer may move; at least as many bytes). Other failures
+ * are those of the waiting calls. sk_tls_pending() tells when a receive
+ * has data without the socket becoming readable. */
+
+/* Starts a session on sock like sk_tls_connect() / sk_tls_accept(), without
+ * running the handshake: sk_tls_handshake_step() runs it. Returns 0 or a
+ * negative code (then t holds nothing to free). */
+SK_EXTERN int sk_tls_connect_start(sk_tls_socket *t, sk_socket *sock,
+                                   sk_tls_ctx *ctx, const char *servername);
+SK_EXTERN int sk_tls_accept_start(sk_tls_socket *t, sk_socket *sock,
+                                  sk_tls_ctx *ctx);
+
+/* Advances the handshake. Returns 0 once it is complete (and for every
+ * call after), -EAGAIN with *events, or a failure code as sk_tls_connect()
+ * (then t holds nothing to free; the socket stays open). Bound its length
+ * yourself: nothing here times out. */
+SK_EXTERN int sk_tls_handshake_step(sk_tls_socket *t, int *events);
+
+/* Encrypts and sends what the socket takes now: returns the count of
+ * plaintext bytes taken (> 0; 0 for len 0), -EAGAIN with *events, or a
+ * negative code as sk_tls_send(). -EINVAL before the handshake is
+ * complete. */
+SK_EXTERN ssize_t sk_tls_send_step(sk_tls_socket *t, const void *buf,
+                                   size_t len, int *events);
+
+/* Receives plaintext that is there now: returns the count (> 0), 0 on the
+ * peer's close_notify, -EAGAIN with *events, or a negative code as
+ * sk_tls_recv() (-EINVAL for len 0). */
+SK_EXTERN ssize_t sk_tls_recv_step(sk_tls_socket *t, void *buf, size_t len,
+                                   int *events);
+
+/* Plaintext bytes already decrypted and buffered in the session: a receive
+ * returns them at once although the socket may not show readable. 0
+ * without a session. */
+SK_EXTERN size_t sk_tls_pending(const sk_tls_socket *t);
+
+/* Ends the session: sends close_notify (if the session is healthy and
+ * sk_tls_shutdown() did not already), then closes the socket gracefully
+ * with sk_socket_close(), all within timeout_ms, and frees the TLS state.
+ * Returns what sk_socket_close() returned, or a negative code if close_notify
+ * could not be sent (the socket is closed and the state freed either way). */
 SK_EXTERN int sk_tls_close(sk_tls_socket *t, int timeout_ms);
 
 /* Frees the TLS state without touching the socket (you close it as you

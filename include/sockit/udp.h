@@ -11,6 +11,7 @@
 
 #include <stddef.h>
 #include <sys/types.h>
+#include <sys/uio.h>
 
 #include "endpoint.h"
 #include "loop.h"
@@ -22,6 +23,7 @@ extern "C" {
 #endif
 
 typedef struct sk_udp sk_udp;
+struct sk__udp_held;
 
 enum {
   SK_UDP_TRUNCATED = 1u << 0, /* the datagram was longer than delivered */
@@ -50,10 +52,12 @@ struct sk_udp {
   sk_udp_recv_cb recv_cb;
   struct sk__pending rpend; /* recv cancellation */
   int lport;                /* local port, -1 until known */
-  struct sk__wreq *wq_head, *wq_tail;
-  size_t wq_bytes;
-  size_t wq_mem; /* bytes allocated for the queued datagrams */
-  size_t wq_max; /* cap on wq_mem */
+  struct sk__wq wq;         /* datagrams the kernel did not take at once,
+                               and replies gathered in a receive batch */
+  size_t wq_max;            /* cap on wq.mem */
+  unsigned ndefer;          /* gathered replies in wq (then all of wq) */
+  struct sk__pending hpend; /* delivery of held datagrams after a restart */
+  struct sk__udp_held *held, *held_tail; /* received, not yet delivered */
 };
 
 SK_EXTERN int sk_udp_init(sk_loop *loop, sk_udp *u);
@@ -78,8 +82,18 @@ SK_EXTERN int sk_udp_connect(sk_udp *u, const sk_endpoint *peer);
 SK_EXTERN int sk_udp_send(sk_udp *u, const void *buf, size_t len,
                           const sk_endpoint *dst, sk_udp_send_cb cb, void *arg);
 
+/* Sends n datagrams (one per dgrams[i]) to dst together: gathered as
+ * replies inside a receive callback are, then handed to the kernel with
+ * sendmmsg and GSO. Returns how many were accepted (sent, or queued behind
+ * datagrams the kernel refused), or the negative errno of sk_udp_send for
+ * the first one. No callbacks: a gathered datagram that fails is dropped. */
+SK_EXTERN int sk_udp_send_batch(sk_udp *u, const struct iovec *dgrams, size_t n,
+                                const sk_endpoint *dst);
+
 SK_EXTERN int sk_udp_recv_start(sk_udp *u, sk_udp_recv_cb cb);
-/* Cancels receiving: the callback runs once with -ECANCELED. */
+/* Cancels receiving: the callback runs once with -ECANCELED. Receiving
+ * started again before that callback ran drops it: the new callback never
+ * sees the end of the old operation. */
 SK_EXTERN int sk_udp_recv_stop(sk_udp *u);
 
 /* Bytes of datagrams waiting in the send queue. */

@@ -115,7 +115,7 @@ static inline int sk__tnode_active(const struct sk__tnode *n) {
 int sk__timers_next(const sk_loop *loop);
 void sk__timers_run(sk_loop *loop);
 
-/* ---- write queue (wqueue.c) ---- */
+/* ---- write queue (wqueue.c), shared by streams and UDP ---- */
 
 enum {
   SK__WREQ_BYTES = 0, /* data[] holds the bytes still to write */
@@ -123,13 +123,23 @@ enum {
   SK__WREQ_SHUTDOWN,  /* shutdown(SHUT_WR) when reached */
   SK__WREQ_DGRAM,     /* a datagram to dst */
   SK__WREQ_URGENT,    /* one byte of urgent data (MSG_OOB) in data[0] */
+  /* Held for a transport that transforms bytes, behind a file it has not
+   * finished (stream.c, write_held): the user's bytes, and a shutdown. */
+  SK__WREQ_HELD_BYTES,
+  SK__WREQ_HELD_SHUTDOWN,
+};
+
+/* The completion of a request, typed by the handle that queued it. */
+union sk__wreq_cb {
+  sk_send_cb stream;
+  sk_udp_send_cb udp;
 };
 
 struct sk__wreq {
   struct sk__wreq *next;
   struct sk__pending pend; /* completion, deferred to the loop */
-  void *handle;            /* the stream or udp handle */
-  void (*cb)(void);        /* sk_send_cb or sk_udp_send_cb */
+  sk_handle *handle;       /* the stream or udp handle */
+  union sk__wreq_cb cb;    /* the member of the handle's type, or NULL */
   void *arg;
   int kind;
   int status;
@@ -144,6 +154,10 @@ struct sk__wreq {
   unsigned char data[];
 };
 
+/* Most bytes one sendfile(2) call is asked for (a stream's file send, and
+ * sk_socket_sendfile): what Linux transfers at most per call. */
+#define SK__SENDFILE_CHUNK ((size_t)0x7ffff000)
+
 /* Allocates a request with room for len bytes (from the loop's cache when
  * it fits). Returns NULL when out of memory. */
 struct sk__wreq *sk__wreq_new(sk_loop *loop, size_t len);
@@ -153,12 +167,39 @@ static inline size_t sk__wreq_mem(const struct sk__wreq *r) {
   return sizeof(*r) + r->cap;
 }
 void sk__wreq_cache_free(sk_loop *loop);
+static inline int sk__wreq_has_cb(const struct sk__wreq *r) {
+  return r->cb.stream != NULL; /* the members share their representation */
+}
+
+/* Appends r to q (its len and memory counted). */
+void sk__wq_push(struct sk__wq *q, struct sk__wreq *r);
+/* Inserts r at *at (a link inside q: &q->head or &p->next); returns the
+ * link after r, for the next insertion in order. */
+struct sk__wreq **sk__wq_insert(struct sk__wq *q, struct sk__wreq **at,
+                                struct sk__wreq *r);
+/* Takes the first request off q (its memory uncounted; len stays counted in
+ * q->bytes: the caller subtracts what it wrote). */
+struct sk__wreq *sk__wq_pop(struct sk__wq *q);
+/* Unlinks r (after prev, NULL if r is the head) and uncounts it. */
+void sk__wq_remove(struct sk__wq *q, struct sk__wreq *prev, struct sk__wreq *r);
+/* A request is finished: its callback, if any, runs from the pending phase
+ * (in order, since the pending queue is FIFO); without one it is freed. */
+void sk__wq_complete(sk_handle *h, struct sk__wreq *r, int status);
+/* Completes every queued request with err (write error or close). */
+void sk__wq_fail(sk_handle *h, struct sk__wq *q, int err);
+
 /* Copies the bytes of iov[] after the first skip bytes to dst. */
 void sk__iov_copy(unsigned char *dst, const struct iovec *iov, int iovcnt,
                   size_t skip);
 /* The same, at most n bytes. */
 void sk__iov_copy_n(unsigned char *dst, const struct iovec *iov, int iovcnt,
                     size_t skip, size_t n);
+
+/* accept(2) failed with err for one connection that died while it waited
+ * in the queue (Linux passes pending network errors through accept, and a
+ * firewall's refusal as EPERM): the listener is fine, retry like EAGAIN.
+ * One list for the sync (socket.c) and the async (stream.c) accept. */
+int sk__accept_transient(int err);
 
 /* Handle-type specific parts of sk_close(). */
 void sk__stream_close(sk_stream *s);
@@ -175,7 +216,7 @@ void sk__dgram_dest(const struct msghdr *msg, uint16_t port, sk_endpoint *to,
 /* Room for the control messages sk__dgram_dest reads. */
 #define SK__CMSG_SPACE 128
 
-/* ---- streams (stream.c) and TLS transport hooks ---- */
+/* ---- streams (stream.c) and their transports ---- */
 
 enum {
   SK__S_LISTENING = 1u << 0,
@@ -183,41 +224,70 @@ enum {
   SK__S_CONNECTING = 1u << 2,
   SK__S_CONNECTED = 1u << 3,
   SK__S_READING = 1u << 4,
-  SK__S_PAUSED = 1u << 5,
   SK__S_SHUT_WR = 1u << 6,   /* shutdown queued or done */
   SK__S_WR_FAILED = 1u << 7, /* a write failed: later sends fail too */
-  SK__S_READ_EOF = 1u << 8,  /* EOF or error ended reading */
-  SK__S_TLS_READ = 1u << 9,  /* the TLS filter needs the socket read */
   SK__S_PEEKING = 1u << 10,  /* sk_stream_peek() waits for data */
 };
 
-/* ---- the TLS filter (tls_stream.c; tls_none.c when built without) ----
- *
- * A stream whose s->tls is set routes its bytes through the filter: what
- * the socket delivers is ciphertext, handed to sk__tls_input(); what the
- * user sends goes to sk__tls_sendv(), which encrypts and passes ciphertext
- * to sk__stream_raw_sendv(). The filter delivers plaintext to the user with
- * sk__stream_deliver(). */
-void sk__tls_input(sk_stream *s, const unsigned char *buf, size_t n);
-/* The socket reached EOF (SK_EOF) or failed (negative errno) while read. */
-void sk__tls_read_end(sk_stream *s, int status);
-int sk__tls_sendv(sk_stream *s, const struct iovec *iov, int iovcnt,
-                  sk_send_cb cb, void *arg);
-int sk__tls_shutdown(sk_stream *s, sk_send_cb cb, void *arg);
-/* The user resumed or started reading: deliver plaintext already
- * decrypted and buffered inside the TLS state. */
-void sk__tls_resume(sk_stream *s);
-void sk__tls_free(sk_stream *s);
+/* A transport sits between a connected stream's socket and its user: the
+ * stream reads and writes the socket, the transport turns what the socket
+ * carries into what the user sees and back. "plain" (stream.c) passes
+ * bytes through; TLS (tls_stream.c) installs its own table with
+ * sk_stream_tls_start(). A transport keeps its state in s->tpdata and
+ * talks to the stream only through the sk__stream_* services below; see
+ * docs/ARCHITECTURE.md, "Adding a transport". Every member is set. */
+struct sk__transport {
+  const char *name;
+  /* The socket delivered n > 0 bytes in buf (the loop's buffer, valid
+   * during the call), or reached its end: n is SK_EOF or a negative errno
+   * and buf is NULL. The transport hands the user's bytes, or the end of
+   * the user's stream, to sk__stream_deliver(). */
+  void (*input)(sk_stream *s, const unsigned char *buf, ssize_t n);
+  /* A user send (the stream checked it may send): the transport passes
+   * what goes on the wire to sk__stream_raw_sendv(), cb with its last
+   * bytes. */
+  int (*sendv)(sk_stream *s, const struct iovec *iov, int iovcnt, sk_send_cb cb,
+               void *arg);
+  /* A user shutdown: whatever closes the transport's own stream, then
+   * sk__stream_raw_shutdown(). */
+  int (*shutdown)(sk_stream *s, sk_send_cb cb, void *arg);
+  /* The user started or resumed reading: deliver what the transport holds
+   * already (from the loop, never inside the API call). */
+  void (*resume)(sk_stream *s);
+  /* Socket events (SK__IO_READ) the transport needs while the user does
+   * not read, e.g. during a handshake. */
+  unsigned (*wants)(const sk_stream *s);
+  /* The stream is closing: release the state (the transport may keep it
+   * until a callback it owes has run). */
+  void (*close)(sk_stream *s);
+  /* SK__TP_RAW: user bytes reach the socket unchanged, so the kernel may
+   * send files, urgent data and peek at input for the user, and a queued
+   * send can be cancelled. */
+  unsigned flags;
+};
+enum { SK__TP_RAW = 1u << 0 };
 
-/* stream.c services for the filter. */
+extern const struct sk__transport sk__transport_plain;
+
+/* Services of stream.c for transports. */
+/* Fails as sk_stream_tls_start() documents when s cannot take a new
+ * transport (listening, closing, not connected, one installed already,
+ * write side failed or shut). */
+int sk__stream_transport_check(const sk_stream *s);
+/* Installs tp with its state; the stream updates its readiness interest. */
+void sk__stream_transport_set(sk_stream *s, const struct sk__transport *tp,
+                              void *data);
+/* Queues bytes for the socket, behind what is queued (write-through when
+ * nothing is). */
 int sk__stream_raw_sendv(sk_stream *s, const struct iovec *iov, int iovcnt,
                          sk_send_cb cb, void *arg);
 int sk__stream_raw_shutdown(sk_stream *s, sk_send_cb cb, void *arg);
-/* Keeps the socket read even when the user is not reading (handshake). */
-void sk__stream_want_read(sk_stream *s, int on);
+/* The transport's wants() may have changed: brings the stream's readiness
+ * interest in line. */
+void sk__stream_update(sk_stream *s);
 /* 1 if the user's recv is started and not paused. */
 int sk__stream_user_reading(const sk_stream *s);
-/* Hands plaintext (n > 0) or the end of the stream (n < 0) to the user's
+/* Hands user bytes (n > 0) or the end of the stream (n < 0) to the user's
  * recv callback; n < 0 ends the user's receive operation. */
 void sk__stream_deliver(sk_stream *s, ssize_t n, const void *buf);
 

@@ -113,6 +113,8 @@ int sk_loop_free(sk_loop *loop) {
   sk__wreq_cache_free(loop);
   free(loop->heap);
   free(loop->rbuf);
+  free(loop->tbuf);
+  free(loop->udp_batch);
   memset(loop, 0, sizeof(*loop));
   return 0;
 }

@@ -326,14 +326,12 @@ int sk_socket_listen(sk_socket *s, int backlog) {
   return 0;
 }
 
-/* Errors accept() may report for one connection that failed while it waited
- * in the queue (Linux passes pending network errors through accept). The
- * listener itself is fine, so they are retried like EAGAIN. */
-static int accept_transient(int err) {
+int sk__accept_transient(int err) {
   switch (err) {
   case EINTR:
   case ECONNABORTED:
   case EPROTO:
+  case EPERM:
   case ENETDOWN:
   case ENOPROTOOPT:
   case EHOSTDOWN:
@@ -369,7 +367,7 @@ int sk_socket_accept(sk_socket *s, sk_socket *client, sk_endpoint *peer,
       return 0;
     }
     int err = errno;
-    if (accept_transient(err))
+    if (sk__accept_transient(err))
       continue;
     if (!is_again(err))
       return -err;
@@ -1181,8 +1179,7 @@ int sk_socket_sendfile(sk_socket *s, int fd, off_t *offset, size_t len,
 
   rc = 0;
   while (len > 0) {
-    /* Linux transfers at most 0x7ffff000 bytes per call. */
-    size_t chunk = len > 0x7ffff000u ? 0x7ffff000u : len;
+    size_t chunk = len > SK__SENDFILE_CHUNK ? SK__SENDFILE_CHUNK : len;
     ssize_t n = sendfile(s->fd, fd, offset, chunk);
     if (n > 0) {
       len -= (size_t)n;

@@ -4,10 +4,16 @@
  * the write queue and finished when the socket turns writable (one sendmsg
  * gathers many queued requests). Reads land in the loop's shared buffer.
  * Interest in readiness is kept exactly in step with what the stream is
- * doing, so an idle connection costs no wake-ups. */
+ * doing, so an idle connection costs no wake-ups.
+ *
+ * What the user's bytes look like on the socket is the transport's business
+ * (struct sk__transport in internal.h): "plain", at the end of this file,
+ * passes them through; TLS installs its own table. This file only moves
+ * bytes between the socket and the transport. */
 #include "internal.h"
 
 #include <fcntl.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/sendfile.h>
@@ -23,6 +29,9 @@
 #define WRITE_IOV_MAX 64
 /* After EMFILE with no spare descriptor, accepting pauses this long. */
 #define ACCEPT_BACKOFF_MS 100
+/* Bytes of a file read per step when a transport must see them (TLS): one
+ * TLS record. */
+#define FILE_CHUNK (16 * 1024)
 
 struct sk__sextra {
   sk_stream *s;
@@ -81,8 +90,7 @@ static int is_closing(const sk_stream *s) {
 static void stream_update(sk_stream *s);
 
 static int user_reading(const sk_stream *s) {
-  return (s->sflags & (SK__S_READING | SK__S_PAUSED)) == SK__S_READING &&
-         !is_closing(s);
+  return (s->sflags & SK__S_READING) && s->pauses == 0 && !is_closing(s);
 }
 
 /* Starts the receive deadline when the user receives (and is not paused),
@@ -131,18 +139,19 @@ static void stream_update(sk_stream *s) {
 
   if (is_closing(s))
     return;
+  unsigned tp_wants = s->tp->wants(s); /* e.g. a handshake reads */
   if ((f & SK__S_ACCEPTING) && !timer_active(s))
     ev |= SK__IO_READ;
-  if (((f & SK__S_READING) && !(f & SK__S_PAUSED)) ||
-      (f & (SK__S_TLS_READ | SK__S_PEEKING)))
+  if (((f & SK__S_READING) && s->pauses == 0) || (f & SK__S_PEEKING))
     ev |= SK__IO_READ;
-  if (s->wq_head != NULL || (f & SK__S_CONNECTING))
+  ev |= tp_wants;
+  if (s->wq.head != NULL || (f & SK__S_CONNECTING))
     ev |= SK__IO_WRITE;
   if (s->io.fd >= 0)
     sk__io_set(s->h.loop, &s->io, ev);
-  if ((f & (SK__S_ACCEPTING | SK__S_CONNECTING | SK__S_READING |
-            SK__S_TLS_READ | SK__S_PEEKING)) ||
-      s->wq_head != NULL)
+  if ((f &
+       (SK__S_ACCEPTING | SK__S_CONNECTING | SK__S_READING | SK__S_PEEKING)) ||
+      tp_wants != 0 || s->wq.head != NULL)
     sk__handle_start(&s->h);
   else
     sk__handle_stop(&s->h);
@@ -155,15 +164,26 @@ int sk_stream_init(sk_loop *loop, sk_stream *s) {
   sk__handle_init(loop, &s->h, SK_HANDLE_STREAM);
   s->sock.fd = -1;
   sk__io_init(&s->io, -1, stream_io_cb);
+  s->tp = &sk__transport_plain;
   return 0;
 }
 
+/* The descriptor lives in s->sock (what the user reads) and in the watcher
+ * (what the backend polls): only these two functions and
+ * sk_stream_open_accepted() write it, always both, so the copies never
+ * disagree. */
 static int stream_set_fd(sk_stream *s, int fd) {
   int rc = sk__socket_from_fd(&s->sock, fd);
   if (rc != 0)
     return rc;
   s->io.fd = fd;
   return 0;
+}
+
+static void stream_drop_fd(sk_stream *s) {
+  sk__io_set(s->h.loop, &s->io, 0);
+  sk__close_fd(s->io.fd);
+  s->io.fd = s->sock.fd = -1;
 }
 
 int sk_stream_open(sk_stream *s, int fd) {
@@ -278,7 +298,7 @@ static void do_accept(sk_stream *s) {
       int err = errno;
       if (err == EAGAIN || err == EWOULDBLOCK)
         return;
-      if (err == EINTR || err == ECONNABORTED || err == EPROTO || err == EPERM)
+      if (sk__accept_transient(err))
         continue;
       if (err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM) {
         accept_shed(s);
@@ -360,9 +380,7 @@ static void connect_finish(sk_stream *s, int status) {
   if (status == 0) {
     s->sflags |= SK__S_CONNECTED;
   } else if (s->io.fd >= 0) {
-    sk__io_set(loop, &s->io, 0);
-    sk__close_fd(s->io.fd);
-    s->io.fd = s->sock.fd = -1;
+    stream_drop_fd(s);
   }
   x->cstatus = status;
   stream_update(s);
@@ -413,9 +431,7 @@ static void connect_ready(sk_stream *s) {
     connect_finish(s, 0);
     return;
   }
-  sk__io_set(s->h.loop, &s->io, 0);
-  sk__close_fd(s->io.fd);
-  s->io.fd = s->sock.fd = -1;
+  stream_drop_fd(s);
   connect_next(s, -err);
 }
 
@@ -489,45 +505,15 @@ int sk_stream_connect_cancel(sk_stream *s) {
 
 /* ---- writing ---- */
 
-static void wreq_done_cb(struct sk__pending *p) {
-  struct sk__wreq *r = sk__container_of(p, struct sk__wreq, pend);
-  sk_stream *s = r->handle;
-  sk_send_cb cb = (sk_send_cb)r->cb;
-  int status = r->status;
-  void *arg = r->arg;
-  sk__wreq_free(s->h.loop, r);
-  cb(s, status, arg);
-}
-
-/* A request is finished: its callback, if any, runs from the pending phase
- * (in order, since the pending queue is FIFO). */
-static void wreq_complete(sk_stream *s, struct sk__wreq *r, int status) {
-  if (r->cb == NULL) {
-    sk__wreq_free(s->h.loop, r);
-    return;
+/* A request that carries no bytes of the user's, or len held ones. */
+static struct sk__wreq *wreq_special(sk_stream *s, int kind, size_t len,
+                                     sk_send_cb cb, void *arg) {
+  struct sk__wreq *r = sk__wreq_new(s->h.loop, len);
+  if (r != NULL) {
+    r->kind = kind;
+    r->cb.stream = cb;
+    r->arg = arg;
   }
-  r->status = status;
-  r->handle = s;
-  sk__pending_add(s->h.loop, &r->pend, wreq_done_cb);
-}
-
-static void wq_push(sk_stream *s, struct sk__wreq *r) {
-  r->next = NULL;
-  if (s->wq_tail != NULL)
-    s->wq_tail->next = r;
-  else
-    s->wq_head = r;
-  s->wq_tail = r;
-  s->wq_bytes += r->len;
-  s->wq_mem += sk__wreq_mem(r);
-}
-
-static struct sk__wreq *wq_pop(sk_stream *s) {
-  struct sk__wreq *r = s->wq_head;
-  s->wq_head = r->next;
-  if (s->wq_head == NULL)
-    s->wq_tail = NULL;
-  s->wq_mem -= sk__wreq_mem(r);
   return r;
 }
 
@@ -536,31 +522,26 @@ static struct sk__wreq *wq_pop(sk_stream *s) {
  * then cost their bytes, not a request each. It appends what fits of iov[]
  * (after its first skip bytes) and returns how many bytes it took. */
 static int wq_tail_open(const sk_stream *s) {
-  const struct sk__wreq *t = s->wq_tail;
-  return t != NULL && t->kind == SK__WREQ_BYTES && t->cb == NULL;
+  const struct sk__wreq *t = s->wq.tail;
+  return t != NULL && t->kind == SK__WREQ_BYTES && !sk__wreq_has_cb(t);
 }
 
 static size_t wq_append(sk_stream *s, const struct iovec *iov, int iovcnt,
                         size_t skip, size_t len) {
-  struct sk__wreq *t = s->wq_tail;
+  struct sk__wreq *t = s->wq.tail;
   size_t end = t->off + t->len, room = t->cap - end;
   size_t n = len < room ? len : room;
   if (n == 0)
     return 0;
   sk__iov_copy_n(t->data + end, iov, iovcnt, skip, n);
   t->len += n;
-  s->wq_bytes += n;
+  s->wq.bytes += n;
   return n;
 }
 
-/* Fails every queued request with err (write error or close). */
-static void wq_fail(sk_stream *s, int err) {
-  while (s->wq_head != NULL) {
-    struct sk__wreq *r = wq_pop(s);
-    wreq_complete(s, r, err);
-  }
-  s->wq_bytes = 0;
-  s->wq_mem = 0;
+/* The head request is done: off the queue, its completion queued. */
+static void wq_done(sk_stream *s) {
+  sk__wq_complete(&s->h, sk__wq_pop(&s->wq), 0);
 }
 
 static ssize_t sendmsg_nosig(int fd, const struct iovec *iov, int iovcnt) {
@@ -583,39 +564,33 @@ static ssize_t send_urgent(int fd, unsigned char byte) {
   return n < 0 ? sk__err() : n;
 }
 
+/* Fails every queued request with err (write error or close). */
+static void wq_fail(sk_stream *s, int err) {
+  sk__wq_fail(&s->h, &s->wq, err);
+  s->wq_held = 0;
+}
+
 static void write_failed(sk_stream *s, int err) {
   s->sflags |= SK__S_WR_FAILED;
   s->wstatus = err;
   wq_fail(s, err);
 }
 
-/* Runs the head request if it is not plain bytes. Returns 1 when it
- * finished, 0 when the kernel is full, or a negative errno. */
-static int write_special(sk_stream *s, struct sk__wreq *r) {
-  if (r->kind == SK__WREQ_SHUTDOWN) {
-    if (shutdown(s->io.fd, SHUT_WR) < 0 && errno != ENOTCONN)
-      return sk__err();
-    return 1;
-  }
-  if (r->kind == SK__WREQ_URGENT) {
-    ssize_t n = send_urgent(s->io.fd, r->data[0]);
-    if (n == -EAGAIN)
-      return 0;
-    if (n < 0)
-      return (int)n;
-    s->wq_bytes -= 1;
-    return 1;
-  }
+/* Outcomes of write_special(). */
+enum { W_FULL = 0, W_DONE = 1, W_AHEAD = 2 };
+
+/* The kernel sends the file (plain transport). */
+static int write_file_kernel(sk_stream *s, struct sk__wreq *r) {
   struct sk__sigpipe sp;
-  int rc = 1;
+  int rc = W_DONE;
   sk__sigpipe_block(&sp);
   while (r->len > 0) {
-    size_t chunk = r->len > (1u << 30) ? (1u << 30) : r->len;
+    size_t chunk = r->len > SK__SENDFILE_CHUNK ? SK__SENDFILE_CHUNK : r->len;
     ssize_t n = sendfile(s->io.fd, r->file_fd, &r->file_off, chunk);
     if (n < 0) {
       if (errno == EINTR)
         continue;
-      rc = errno == EAGAIN ? 0 : sk__err();
+      rc = errno == EAGAIN ? W_FULL : sk__err();
       break;
     }
     if (n == 0) {
@@ -624,9 +599,105 @@ static int write_special(sk_stream *s, struct sk__wreq *r) {
     }
     r->len -= (size_t)n;
     r->off += (size_t)n;
-    s->wq_bytes -= (size_t)n;
+    s->wq.bytes -= (size_t)n;
   }
   sk__sigpipe_unblock(&sp, rc == -EPIPE);
+  return rc;
+}
+
+/* A transport that transforms bytes (TLS) cannot let the kernel send the
+ * file: one chunk is read and passed through the transport, whose output
+ * is queued ahead of the file's request (s->wq_ins). The next chunk is read
+ * only once that output is written, so a file of any size holds one
+ * chunk's worth of memory and the peer's pace holds back the reading. */
+static int write_file_transport(sk_stream *s, struct sk__wreq *r) {
+  unsigned char buf[FILE_CHUNK];
+  size_t want = r->len < sizeof(buf) ? r->len : sizeof(buf);
+  struct iovec v;
+  ssize_t n;
+  int rc;
+  if (r->len == 0)
+    return W_DONE;
+  do
+    n = pread(r->file_fd, buf, want, r->file_off);
+  while (n < 0 && errno == EINTR);
+  if (n < 0)
+    return sk__err();
+  if (n == 0)
+    return SK_EOF; /* the file is shorter than promised */
+  r->file_off += n;
+  r->len -= (size_t)n;
+  r->off += (size_t)n;
+  s->wq.bytes -= (size_t)n;
+  v.iov_base = buf;
+  v.iov_len = (size_t)n;
+  s->wq_ins = &s->wq.head;
+  rc = s->tp->sendv(s, &v, 1, NULL, NULL);
+  s->wq_ins = NULL;
+  return rc < 0 ? rc : W_AHEAD;
+}
+
+/* Sends and shutdowns made while a file waits for a transport that
+ * transforms bytes must go through it after the file, in the order made
+ * (TLS numbers its records): they wait in the queue as the user gave them,
+ * and reach the transport when they come to the head. */
+static int held(const struct sk__wreq *r) {
+  return r->kind == SK__WREQ_HELD_BYTES || r->kind == SK__WREQ_HELD_SHUTDOWN ||
+         r->kind == SK__WREQ_FILE;
+}
+
+static int hold(sk_stream *s, int kind, const struct iovec *iov, int iovcnt,
+                size_t total, sk_send_cb cb, void *arg);
+
+/* The held request r at the head goes through the transport now; what the
+ * transport makes takes its place. */
+static int write_held(sk_stream *s, struct sk__wreq *r) {
+  int rc;
+  sk__wq_pop(&s->wq);
+  s->wq.bytes -= r->len;
+  s->wq_held--;
+  s->wq_ins = &s->wq.head;
+  if (r->kind == SK__WREQ_HELD_BYTES) {
+    struct iovec v = {r->data + r->off, r->len};
+    rc = s->tp->sendv(s, &v, 1, r->cb.stream, r->arg);
+  } else {
+    rc = s->tp->shutdown(s, r->cb.stream, r->arg);
+  }
+  s->wq_ins = NULL;
+  if (rc < 0) {
+    sk__wq_complete(&s->h, r, rc);
+    return rc;
+  }
+  sk__wreq_free(s->h.loop, r);
+  return W_AHEAD;
+}
+
+/* Runs the head request if it is not plain bytes: W_DONE when it finished,
+ * W_FULL when the kernel is full, W_AHEAD when it queued bytes ahead of
+ * itself, or a negative errno. */
+static int write_special(sk_stream *s, struct sk__wreq *r) {
+  int rc;
+  if (r->kind == SK__WREQ_SHUTDOWN) {
+    if (shutdown(s->io.fd, SHUT_WR) < 0 && errno != ENOTCONN)
+      return sk__err();
+    return W_DONE;
+  }
+  if (r->kind == SK__WREQ_URGENT) {
+    ssize_t n = send_urgent(s->io.fd, r->data[0]);
+    if (n == -EAGAIN)
+      return W_FULL;
+    if (n < 0)
+      return (int)n;
+    s->wq.bytes -= 1;
+    return W_DONE;
+  }
+  if (r->kind != SK__WREQ_FILE)
+    return write_held(s, r);
+  if (s->tp->flags & SK__TP_RAW)
+    return write_file_kernel(s, r);
+  rc = write_file_transport(s, r);
+  if (rc == W_DONE)
+    s->wq_held--;
   return rc;
 }
 
@@ -634,22 +705,23 @@ static int write_special(sk_stream *s, struct sk__wreq *r) {
  * called from inside an API call, where the drain callback must not run
  * (callbacks never run inside the call that started an operation). */
 static void do_write(sk_stream *s, int from_io) {
-  while (s->wq_head != NULL && !is_closing(s)) {
-    struct sk__wreq *r = s->wq_head;
+  while (s->wq.head != NULL && !is_closing(s)) {
+    struct sk__wreq *r = s->wq.head;
     if (r->kind == SK__WREQ_BYTES && r->len == 0) {
       /* An empty send queued behind others completes in its turn. */
-      wreq_complete(s, wq_pop(s), 0);
+      wq_done(s);
       continue;
     }
     if (r->kind != SK__WREQ_BYTES) {
       int rc = write_special(s, r);
-      if (rc == 0)
-        break; /* the kernel is full: wait for writable (below) */
+      if (rc == W_FULL)
+        break; /* wait for writable (below) */
       if (rc < 0) {
         write_failed(s, rc);
         break;
       }
-      wreq_complete(s, wq_pop(s), 0);
+      if (rc == W_DONE)
+        wq_done(s);
       continue;
     }
     struct iovec iov[WRITE_IOV_MAX];
@@ -670,9 +742,9 @@ static void do_write(sk_stream *s, int from_io) {
       break;
     }
     size_t left = (size_t)n;
-    s->wq_bytes -= left;
+    s->wq.bytes -= left;
     while (left > 0) {
-      struct sk__wreq *q = s->wq_head;
+      struct sk__wreq *q = s->wq.head;
       if (q->len > left) {
         q->len -= left;
         q->off += left;
@@ -681,16 +753,12 @@ static void do_write(sk_stream *s, int from_io) {
       }
       left -= q->len;
       q->len = 0;
-      wreq_complete(s, wq_pop(s), 0);
+      wq_done(s);
     }
   }
-  if (s->wq_head == NULL) {
-    stream_update(s);
-    if (from_io && s->drain_cb != NULL && !is_closing(s))
-      s->drain_cb(s);
-  } else {
-    stream_update(s);
-  }
+  stream_update(s);
+  if (s->wq.head == NULL && from_io && s->drain_cb != NULL && !is_closing(s))
+    s->drain_cb(s);
 }
 
 static int send_check(const sk_stream *s) {
@@ -705,33 +773,68 @@ static int send_check(const sk_stream *s) {
   return 0;
 }
 
-int sk_stream_sendv(sk_stream *s, const struct iovec *iov, int iovcnt,
-                    sk_send_cb cb, void *arg) {
-  int rc = send_check(s);
-  if (rc != 0)
-    return rc;
-  if (s->tls != NULL)
-    return sk__tls_sendv(s, iov, iovcnt, cb, arg);
-  return sk__stream_raw_sendv(s, iov, iovcnt, cb, arg);
-}
-
-int sk__stream_raw_sendv(sk_stream *s, const struct iovec *iov, int iovcnt,
-                         sk_send_cb cb, void *arg) {
-  size_t total = 0, done = 0;
-  struct sk__wreq *r;
-  int rc = send_check(s);
-
-  if (rc != 0)
-    return rc;
+static int iov_total(const struct iovec *iov, int iovcnt, size_t *total) {
+  *total = 0;
   if (iovcnt < 0 || (iovcnt > 0 && iov == NULL))
     return -EINVAL;
   for (int i = 0; i < iovcnt; i++) {
-    if (iov[i].iov_len > SIZE_MAX - total)
+    if (iov[i].iov_len > SIZE_MAX - *total)
       return -EINVAL;
-    total += iov[i].iov_len;
+    *total += iov[i].iov_len;
+  }
+  return 0;
+}
+
+int sk_stream_sendv(sk_stream *s, const struct iovec *iov, int iovcnt,
+                    sk_send_cb cb, void *arg) {
+  size_t total;
+  int rc = send_check(s);
+  if (rc == 0)
+    rc = iov_total(iov, iovcnt, &total);
+  if (rc != 0)
+    return rc;
+  if (s->wq_held > 0)
+    return hold(s, SK__WREQ_HELD_BYTES, iov, iovcnt, total, cb, arg);
+  return s->tp->sendv(s, iov, iovcnt, cb, arg);
+}
+
+/* Where the transport's output goes when it cannot go behind the queue:
+ * ahead of the held request being passed through it (write_held, a file
+ * chunk), or, for output of its own (an answer made while reading), ahead
+ * of the first held request, which the transport has not seen yet. NULL
+ * when the queue's end is the place. */
+static struct sk__wreq **transport_out_link(sk_stream *s) {
+  struct sk__wreq **at = &s->wq.head;
+  if (s->wq_ins != NULL || s->wq_held == 0)
+    return s->wq_ins;
+  while (!held(*at))
+    at = &(*at)->next;
+  return at;
+}
+
+/* Bytes for the socket, checked by the caller. */
+static int raw_sendv(sk_stream *s, const struct iovec *iov, int iovcnt,
+                     sk_send_cb cb, void *arg) {
+  size_t total = 0, done = 0;
+  struct sk__wreq *r, **at;
+  int rc = iov_total(iov, iovcnt, &total);
+
+  if (rc != 0)
+    return rc;
+  if ((at = transport_out_link(s)) != NULL) {
+    r = wreq_special(s, SK__WREQ_BYTES, total, cb, arg);
+    if (r == NULL)
+      return -ENOMEM;
+    r->len = total;
+    sk__iov_copy(r->data, iov, iovcnt, 0);
+    at = sk__wq_insert(&s->wq, at, r);
+    if (s->wq_ins != NULL)
+      s->wq_ins = at;
+    stream_update(s);
+    return 0;
   }
   /* Write directly first; queue only what the kernel did not take. */
-  if (s->wq_head == NULL && total > 0) {
+  if (s->wq.head == NULL && total > 0) {
     ssize_t n = sendmsg_nosig(s->io.fd, iov, iovcnt > 1024 ? 1024 : iovcnt);
     if (n < 0 && n != -EAGAIN) {
       s->sflags |= SK__S_WR_FAILED;
@@ -741,7 +844,7 @@ int sk__stream_raw_sendv(sk_stream *s, const struct iovec *iov, int iovcnt,
     if (n > 0)
       done = (size_t)n;
   }
-  if (done == total && cb == NULL && s->wq_head == NULL)
+  if (done == total && cb == NULL && s->wq.head == NULL)
     return 0;
   /* Behind other requests, a send without a callback fills the last
    * buffer's room first. (One with a callback keeps a request of its own,
@@ -755,18 +858,40 @@ int sk__stream_raw_sendv(sk_stream *s, const struct iovec *iov, int iovcnt,
   if (r == NULL)
     return -ENOMEM;
   r->kind = SK__WREQ_BYTES;
-  r->cb = (void (*)(void))cb;
+  r->cb.stream = cb;
   r->arg = arg;
   r->len = total - done;
-  if (done == total && s->wq_head == NULL) {
+  if (done == total && s->wq.head == NULL) {
     /* Everything went out: only the completion is left to deliver. */
-    wreq_complete(s, r, 0);
+    sk__wq_complete(&s->h, r, 0);
     return 0;
   }
   sk__iov_copy(r->data, iov, iovcnt, done);
   r->partial = done > 0;
-  wq_push(s, r);
+  sk__wq_push(&s->wq, r);
   stream_update(s);
+  return 0;
+}
+
+/* The stream checked what it passes through the transport (s->wq_ins set):
+ * a shutdown held behind a file has set SK__S_SHUT_WR already. */
+int sk__stream_raw_sendv(sk_stream *s, const struct iovec *iov, int iovcnt,
+                         sk_send_cb cb, void *arg) {
+  int rc = s->wq_ins != NULL ? 0 : send_check(s);
+  return rc != 0 ? rc : raw_sendv(s, iov, iovcnt, cb, arg);
+}
+
+static int hold(sk_stream *s, int kind, const struct iovec *iov, int iovcnt,
+                size_t total, sk_send_cb cb, void *arg) {
+  struct sk__wreq *r = wreq_special(s, kind, total, cb, arg);
+  if (r == NULL)
+    return -ENOMEM;
+  sk__iov_copy(r->data, iov, iovcnt, 0);
+  r->len = total;
+  if (kind == SK__WREQ_HELD_SHUTDOWN)
+    s->sflags |= SK__S_SHUT_WR;
+  sk__wq_push(&s->wq, r);
+  s->wq_held++;
   return 0;
 }
 
@@ -776,9 +901,9 @@ int sk_stream_send_urgent(sk_stream *s, unsigned char byte, sk_send_cb cb,
   int rc = send_check(s);
   if (rc != 0)
     return rc;
-  if (s->tls != NULL || s->sock.family == AF_UNIX)
+  if (!(s->tp->flags & SK__TP_RAW) || s->sock.family == AF_UNIX)
     return -ENOTSUP;
-  if (s->wq_head == NULL) {
+  if (s->wq.head == NULL) {
     ssize_t n = send_urgent(s->io.fd, byte);
     if (n < 0 && n != -EAGAIN) {
       s->sflags |= SK__S_WR_FAILED;
@@ -788,25 +913,19 @@ int sk_stream_send_urgent(sk_stream *s, unsigned char byte, sk_send_cb cb,
     if (n == 1 && cb == NULL)
       return 0;
     if (n == 1) {
-      r = sk__wreq_new(s->h.loop, 0);
+      r = wreq_special(s, SK__WREQ_URGENT, 0, cb, arg);
       if (r == NULL)
         return -ENOMEM;
-      r->kind = SK__WREQ_URGENT;
-      r->cb = (void (*)(void))cb;
-      r->arg = arg;
-      wreq_complete(s, r, 0);
+      sk__wq_complete(&s->h, r, 0);
       return 0;
     }
   }
-  r = sk__wreq_new(s->h.loop, 1);
+  r = wreq_special(s, SK__WREQ_URGENT, 1, cb, arg);
   if (r == NULL)
     return -ENOMEM;
-  r->kind = SK__WREQ_URGENT;
-  r->cb = (void (*)(void))cb;
-  r->arg = arg;
   r->data[0] = byte;
   r->len = 1;
-  wq_push(s, r);
+  sk__wq_push(&s->wq, r);
   stream_update(s);
   return 0;
 }
@@ -817,29 +936,21 @@ int sk_stream_send_cancel(sk_stream *s, sk_send_cb cb, void *arg) {
     return -EINVAL;
   if (is_closing(s))
     return -EBADF;
-  for (r = s->wq_head; r != NULL; prev = r, r = r->next)
-    if ((sk_send_cb)r->cb == cb && r->arg == arg &&
-        r->kind != SK__WREQ_SHUTDOWN)
+  for (r = s->wq.head; r != NULL; prev = r, r = r->next)
+    if (r->cb.stream == cb && r->arg == arg && r->kind != SK__WREQ_SHUTDOWN)
       break;
   if (r == NULL)
     return -ENOENT;
-  /* Over TLS the bytes are records already sealed in sequence: leaving
-   * one out would break the session. */
-  if (s->tls != NULL)
+  /* Through a transport that transforms bytes (TLS records, sealed in
+   * sequence), leaving some out would break the stream. */
+  if (!(s->tp->flags & SK__TP_RAW))
     return -ENOTSUP;
   /* Some of its bytes are in the kernel already: the rest cannot be held
    * back without cutting a message in two. */
   if (r->partial || r->off > 0)
     return -EBUSY;
-  if (prev == NULL)
-    s->wq_head = r->next;
-  else
-    prev->next = r->next;
-  if (s->wq_tail == r)
-    s->wq_tail = prev;
-  s->wq_bytes -= r->len;
-  s->wq_mem -= sk__wreq_mem(r);
-  wreq_complete(s, r, -ECANCELED);
+  sk__wq_remove(&s->wq, prev, r);
+  sk__wq_complete(&s->h, r, -ECANCELED);
   stream_update(s);
   return 0;
 }
@@ -858,24 +969,24 @@ int sk_stream_sendfile(sk_stream *s, int fd, off_t offset, size_t len,
   int rc = send_check(s);
   if (rc != 0)
     return rc;
-  /* The kernel cannot encrypt: over TLS a file must go through user space
-   * (read it and sk_stream_send the chunks). */
-  if (s->tls != NULL)
-    return -ENOTSUP;
   if (fd < 0 || offset < 0)
     return -EINVAL;
-  r = sk__wreq_new(s->h.loop, 0);
+  /* A transport that transforms bytes says now whether it can take any
+   * (an empty send queues nothing), not later through a failed stream. */
+  if (!(s->tp->flags & SK__TP_RAW) &&
+      (rc = s->tp->sendv(s, NULL, 0, NULL, NULL)) != 0)
+    return rc;
+  r = wreq_special(s, SK__WREQ_FILE, 0, cb, arg);
   if (r == NULL)
     return -ENOMEM;
-  r->kind = SK__WREQ_FILE;
-  r->cb = (void (*)(void))cb;
-  r->arg = arg;
   r->len = len;
   r->file_fd = fd;
   r->file_off = offset;
-  wq_push(s, r);
+  sk__wq_push(&s->wq, r);
+  if (!(s->tp->flags & SK__TP_RAW))
+    s->wq_held++;
   /* Same rule as for bytes: try at once, queue only the rest. */
-  if (s->wq_head == r)
+  if (s->wq.head == r)
     do_write(s, 0);
   return 0;
 }
@@ -884,35 +995,37 @@ int sk_stream_shutdown(sk_stream *s, sk_send_cb cb, void *arg) {
   int rc = send_check(s);
   if (rc != 0)
     return rc;
-  if (s->tls != NULL)
-    return sk__tls_shutdown(s, cb, arg);
-  return sk__stream_raw_shutdown(s, cb, arg);
+  if (s->wq_held > 0)
+    return hold(s, SK__WREQ_HELD_SHUTDOWN, NULL, 0, 0, cb, arg);
+  return s->tp->shutdown(s, cb, arg);
 }
 
-int sk__stream_raw_shutdown(sk_stream *s, sk_send_cb cb, void *arg) {
-  struct sk__wreq *r;
-  int rc = send_check(s);
-  if (rc != 0)
-    return rc;
-  r = sk__wreq_new(s->h.loop, 0);
+static int raw_shutdown(sk_stream *s, sk_send_cb cb, void *arg) {
+  struct sk__wreq *r = wreq_special(s, SK__WREQ_SHUTDOWN, 0, cb, arg);
   if (r == NULL)
     return -ENOMEM;
-  r->kind = SK__WREQ_SHUTDOWN;
-  r->cb = (void (*)(void))cb;
-  r->arg = arg;
   s->sflags |= SK__S_SHUT_WR;
-  wq_push(s, r);
-  if (s->wq_head == r)
+  if (s->wq_ins != NULL) {
+    s->wq_ins = sk__wq_insert(&s->wq, s->wq_ins, r);
+    return 0;
+  }
+  sk__wq_push(&s->wq, r);
+  if (s->wq.head == r)
     do_write(s, 0);
   return 0;
 }
 
+int sk__stream_raw_shutdown(sk_stream *s, sk_send_cb cb, void *arg) {
+  int rc = s->wq_ins != NULL ? 0 : send_check(s);
+  return rc != 0 ? rc : raw_shutdown(s, cb, arg);
+}
+
 size_t sk_stream_write_queue_size(const sk_stream *s) {
-  return s->wq_bytes;
+  return s->wq.bytes;
 }
 
 size_t sk_stream_write_queue_memory(const sk_stream *s) {
-  return s->wq_mem;
+  return s->wq.mem;
 }
 
 void sk_stream_on_drain(sk_stream *s, sk_drain_cb cb) {
@@ -925,11 +1038,7 @@ int sk__stream_user_reading(const sk_stream *s) {
   return user_reading(s);
 }
 
-void sk__stream_want_read(sk_stream *s, int on) {
-  if (on)
-    s->sflags |= SK__S_TLS_READ;
-  else
-    s->sflags &= ~SK__S_TLS_READ;
+void sk__stream_update(sk_stream *s) {
   stream_update(s);
 }
 
@@ -940,25 +1049,13 @@ void sk__stream_deliver(sk_stream *s, ssize_t n, const void *buf) {
     recv_activity(s);
   if (n < 0) {
     s->sflags &= ~SK__S_READING;
-    s->sflags |= SK__S_READ_EOF;
     stream_update(s);
   }
   s->recv_cb(s, n, buf);
 }
 
-/* The socket said EOF or failed. */
-static void read_end(sk_stream *s, ssize_t status) {
-  s->sflags &= ~SK__S_TLS_READ;
-  if (s->tls != NULL) {
-    stream_update(s);
-    sk__tls_read_end(s, (int)status);
-    return;
-  }
-  sk__stream_deliver(s, status, NULL);
-}
-
 static int socket_wanted(const sk_stream *s) {
-  return sk__stream_user_reading(s) || (s->sflags & SK__S_TLS_READ);
+  return user_reading(s) || (s->tp->wants(s) & SK__IO_READ);
 }
 
 static void do_read(sk_stream *s) {
@@ -974,12 +1071,7 @@ static void do_read(sk_stream *s) {
     while (n < 0 && errno == EINTR);
     if (n > 0) {
       budget = (size_t)n >= budget ? 0 : budget - (size_t)n;
-      if (s->tls != NULL) {
-        sk__tls_input(s, loop->rbuf, (size_t)n);
-      } else {
-        recv_activity(s);
-        s->recv_cb(s, n, loop->rbuf);
-      }
+      s->tp->input(s, loop->rbuf, n);
       /* Level-triggered: a short read means the socket is drained for
        * now, and skipping the read that would say EAGAIN saves a system
        * call per message. */
@@ -987,13 +1079,10 @@ static void do_read(sk_stream *s) {
         return;
       continue;
     }
-    if (n == 0) {
-      read_end(s, SK_EOF);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
       return;
-    }
-    if (errno == EAGAIN || errno == EWOULDBLOCK)
-      return;
-    read_end(s, sk__err());
+    /* The socket said EOF or failed. */
+    s->tp->input(s, NULL, n == 0 ? SK_EOF : sk__err());
     return;
   }
 }
@@ -1021,10 +1110,8 @@ int sk_stream_recv_start(sk_stream *s, sk_recv_cb cb) {
     sk__pending_remove(s->h.loop, &s->x->rpend);
   s->recv_cb = cb;
   s->sflags |= SK__S_READING;
-  s->sflags &= ~SK__S_READ_EOF;
   stream_update(s);
-  if (s->tls != NULL)
-    sk__tls_resume(s);
+  s->tp->resume(s);
   return 0;
 }
 
@@ -1064,7 +1151,7 @@ int sk_stream_peek(sk_stream *s, sk_recv_cb cb) {
   int rc = recv_check(s, cb);
   if (rc != 0)
     return rc;
-  if (s->tls != NULL)
+  if (!(s->tp->flags & SK__TP_RAW))
     return -ENOTSUP;
   if (s->sflags & (SK__S_READING | SK__S_PEEKING))
     return -EBUSY;
@@ -1095,20 +1182,24 @@ static void do_peek(sk_stream *s) {
   s->recv_cb(s, n, n > 0 ? loop->rbuf : NULL);
 }
 
+/* Pauses are counted: several owners (back-pressure, a request being
+ * served) can each hold one, and reading resumes when the last lets go. */
 void sk_stream_recv_pause(sk_stream *s) {
-  s->sflags |= SK__S_PAUSED;
+  if (s->pauses == UINT_MAX)
+    return;
+  s->pauses++;
   stream_update(s);
 }
 
 void sk_stream_recv_resume(sk_stream *s) {
-  s->sflags &= ~SK__S_PAUSED;
+  if (s->pauses == 0 || --s->pauses > 0)
+    return;
   stream_update(s);
-  if (s->tls != NULL)
-    sk__tls_resume(s);
+  s->tp->resume(s);
 }
 
 int sk_stream_is_receiving(const sk_stream *s) {
-  return (s->sflags & (SK__S_READING | SK__S_PAUSED)) == SK__S_READING;
+  return (s->sflags & SK__S_READING) && s->pauses == 0;
 }
 
 /* ---- dispatch and close ---- */
@@ -1130,7 +1221,7 @@ static void stream_io_cb(sk_loop *loop, struct sk__io *w, unsigned revents) {
     do_peek(s);
   if (revents & SK__IO_READ)
     do_read(s);
-  if ((revents & SK__IO_WRITE) && s->wq_head != NULL && !is_closing(s))
+  if ((revents & SK__IO_WRITE) && s->wq.head != NULL && !is_closing(s))
     do_write(s, 1);
 }
 
@@ -1148,18 +1239,16 @@ void sk__stream_close(sk_stream *s) {
   s->sflags &= ~(SK__S_ACCEPTING | SK__S_READING | SK__S_PEEKING);
   wq_fail(s, -ECANCELED);
   if (s->io.fd >= 0) {
-    sk__io_set(loop, &s->io, 0);
     /* Unread data makes close() send RST; drain what is queued so a
      * normal close stays a FIN. */
     if (s->sflags & SK__S_CONNECTED)
       sk__drain_fd(s->io.fd, 1u << 20);
-    sk__close_fd(s->io.fd);
-    s->io.fd = -1;
-    s->sock.fd = -1;
+    stream_drop_fd(s);
   }
   /* s->x is freed by sk__stream_closed(): its callbacks may be queued. */
-  if (s->tls != NULL)
-    sk__tls_free(s);
+  s->tp->close(s);
+  s->tp = &sk__transport_plain;
+  s->tpdata = NULL;
 }
 
 void sk_stream_abort(sk_stream *s, sk_close_cb cb) {
@@ -1170,3 +1259,53 @@ void sk_stream_abort(sk_stream *s, sk_close_cb cb) {
   }
   sk_close(&s->h, cb);
 }
+
+/* ---- transports ---- */
+
+int sk__stream_transport_check(const sk_stream *s) {
+  if (s->sflags & SK__S_LISTENING)
+    return -EINVAL;
+  if (is_closing(s))
+    return -EBADF;
+  if (!(s->sflags & SK__S_CONNECTED) || s->io.fd < 0)
+    return -ENOTCONN;
+  if (s->tp != &sk__transport_plain)
+    return -EALREADY;
+  return send_check(s);
+}
+
+void sk__stream_transport_set(sk_stream *s, const struct sk__transport *tp,
+                              void *data) {
+  s->tp = tp;
+  s->tpdata = data;
+  stream_update(s);
+}
+
+/* The plain transport: the user's bytes are the socket's. */
+static void plain_input(sk_stream *s, const unsigned char *buf, ssize_t n) {
+  sk__stream_deliver(s, n, buf);
+}
+
+static void plain_resume(sk_stream *s) {
+  SK__UNUSED(s); /* nothing held: the socket has it all */
+}
+
+static unsigned plain_wants(const sk_stream *s) {
+  SK__UNUSED(s);
+  return 0;
+}
+
+static void plain_close(sk_stream *s) {
+  SK__UNUSED(s);
+}
+
+const struct sk__transport sk__transport_plain = {
+    .name = "plain",
+    .input = plain_input,
+    .sendv = raw_sendv,
+    .shutdown = raw_shutdown,
+    .resume = plain_resume,
+    .wants = plain_wants,
+    .close = plain_close,
+    .flags = SK__TP_RAW,
+};

@@ -1,41 +1,8 @@
 /* Built when TLS is compiled out (-DSK_WITH_TLS=OFF): every TLS entry point
- * fails cleanly with SK_ENOTLS, and the stream hooks are never reached
- * because no stream can have TLS state. */
+ * fails cleanly with SK_ENOTLS. Streams keep the plain transport. */
 #include "internal.h"
 
 #include <string.h>
-
-void sk__tls_input(sk_stream *s, const unsigned char *buf, size_t n) {
-  SK__UNUSED(s);
-  SK__UNUSED(buf);
-  SK__UNUSED(n);
-}
-
-void sk__tls_read_end(sk_stream *s, int status) {
-  sk__stream_deliver(s, status, NULL);
-}
-
-int sk__tls_sendv(sk_stream *s, const struct iovec *iov, int iovcnt,
-                  sk_send_cb cb, void *arg) {
-  SK__UNUSED(s);
-  SK__UNUSED(iov);
-  SK__UNUSED(iovcnt);
-  SK__UNUSED(cb);
-  SK__UNUSED(arg);
-  return SK_ENOTLS;
-}
-
-int sk__tls_shutdown(sk_stream *s, sk_send_cb cb, void *arg) {
-  return sk__stream_raw_shutdown(s, cb, arg);
-}
-
-void sk__tls_resume(sk_stream *s) {
-  SK__UNUSED(s);
-}
-
-void sk__tls_free(sk_stream *s) {
-  s->tls = NULL;
-}
 
 /* ---- the public API, all failing with SK_ENOTLS ---- */
 
@@ -72,6 +39,11 @@ int sk_stream_tls_start(sk_stream *s, sk_tls_ctx *ctx, const char *servername,
   SK__UNUSED(servername);
   SK__UNUSED(cb);
   return SK_ENOTLS;
+}
+
+const char *sk_stream_tls_error(const sk_stream *s) {
+  SK__UNUSED(s);
+  return "";
 }
 
 const char *sk_stream_tls_version(const sk_stream *s) {
@@ -205,4 +177,60 @@ int sk_tls_peer_cert(const sk_tls_socket *t, sk_tls_cert *out) {
 int sk_tls_resumed(const sk_tls_socket *t) {
   SK__UNUSED(t);
   return SK_ENOTLS;
+}
+
+/* The sync half-close, partial counts and the step API. */
+int sk_tls_send_all(sk_tls_socket *t, const void *buf, size_t len, size_t *sent,
+                    int timeout_ms) {
+  SK__UNUSED(t);
+  SK__UNUSED(buf);
+  SK__UNUSED(len);
+  SK__UNUSED(timeout_ms);
+  if (sent != NULL)
+    *sent = 0;
+  return SK_ENOTLS;
+}
+
+int sk_tls_shutdown(sk_tls_socket *t, int timeout_ms) {
+  SK__UNUSED(t);
+  SK__UNUSED(timeout_ms);
+  return SK_ENOTLS;
+}
+
+int sk_tls_connect_start(sk_tls_socket *t, sk_socket *sock, sk_tls_ctx *ctx,
+                         const char *servername) {
+  SK__UNUSED(sock);
+  SK__UNUSED(ctx);
+  SK__UNUSED(servername);
+  if (t != NULL)
+    t->priv = NULL;
+  return SK_ENOTLS;
+}
+
+int sk_tls_accept_start(sk_tls_socket *t, sk_socket *sock, sk_tls_ctx *ctx) {
+  return sk_tls_connect_start(t, sock, ctx, NULL);
+}
+
+int sk_tls_handshake_step(sk_tls_socket *t, int *events) {
+  SK__UNUSED(t);
+  SK__UNUSED(events);
+  return SK_ENOTLS;
+}
+
+ssize_t sk_tls_send_step(sk_tls_socket *t, const void *buf, size_t len,
+                         int *events) {
+  SK__UNUSED(t);
+  SK__UNUSED(buf);
+  SK__UNUSED(len);
+  SK__UNUSED(events);
+  return SK_ENOTLS;
+}
+
+ssize_t sk_tls_recv_step(sk_tls_socket *t, void *buf, size_t len, int *events) {
+  return sk_tls_send_step(t, buf, len, events);
+}
+
+size_t sk_tls_pending(const sk_tls_socket *t) {
+  SK__UNUSED(t);
+  return 0;
 }

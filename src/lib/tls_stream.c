@@ -1,14 +1,15 @@
-/* TLS with OpenSSL 3, async: the stream's TLS layer.
+/* TLS with OpenSSL 3, async: a stream transport (struct sk__transport).
  *
  * The stream stays byte-oriented on ciphertext and this file sits between
  * it and the user. OpenSSL never touches the socket. Its BIO is our own
  * in-memory one: reads are served from a window over the ciphertext the
  * stream just read (the loop's shared buffer, borrowed for the duration of
- * sk__tls_input(); whatever SSL did not consume is copied to a private
- * buffer before returning), and writes append to an output buffer that is
- * handed to sk__stream_raw_sendv() after each SSL call. Both buffers are
- * freed as soon as they are empty, so an idle TLS connection owns no I/O
- * buffer of its own (SSL_MODE_RELEASE_BUFFERS does the same inside SSL).
+ * tls_input(); whatever SSL did not consume is copied to a private buffer
+ * before returning), and writes append to the loop's transport buffer
+ * (loop->tbuf), handed to sk__stream_raw_sendv() after each SSL call, so a
+ * send allocates nothing of its own. The private input buffer is freed as
+ * soon as it is empty, so an idle TLS connection owns no I/O buffer
+ * (SSL_MODE_RELEASE_BUFFERS does the same inside SSL).
  */
 #include "tls_internal.h"
 
@@ -43,23 +44,20 @@ struct tls_stream {
   struct sk__pending hs_pend; /* handshake completion */
   struct sk__pending rd_pend; /* delivery of buffered plaintext */
   /* Ciphertext not yet consumed by SSL: in_ptr/in_len is a window over the
-   * caller's buffer inside sk__tls_input(), over ibuf otherwise. */
+   * caller's buffer inside tls_input(), over ibuf otherwise. */
   const unsigned char *in_ptr;
   size_t in_len;
   unsigned char *ibuf;
   size_t ibuf_cap;
-  int in_eof; /* the socket reached EOF or failed */
+  int in_eof; /* the socket reached EOF or failed (the only record of it) */
   int in_err; /* its errno (negative) if it failed */
   int got_bytes;
   int read_failed; /* code that ended reading for good, or 0 */
   int write_failed;
-  /* Ciphertext produced by SSL, not yet handed to the stream. */
-  unsigned char *obuf;
-  size_t olen, ocap;
-  int out_err;
+  int out_err; /* the output could not be kept (-ENOMEM) */
   /* Closing from a callback must not free what the caller still uses. */
-  int busy, dead;
-  char err[256]; /* text of the failure reported by a deferred callback */
+  int busy;
+  char err[256]; /* text of the last failure (sk_stream_tls_error) */
   char alpn[256];
   struct sk__tls_conn conn;
 };
@@ -67,6 +65,24 @@ struct tls_stream {
 /* Plaintext from SSL_read, handed to the recv callback. One per thread like
  * the loop's read buffer (callbacks never nest). */
 static _Thread_local unsigned char pt_buf[SK__TLS_RECORD_MAX];
+
+static const struct sk__transport tls_transport;
+
+/* The stream was closed: nothing more goes to it or its user (the state
+ * lives on while a callback it owes is queued or running). */
+static int dead(const struct tls_stream *t) {
+  return sk_is_closing(&t->s->h);
+}
+
+/* The text of a failure: kept per stream, and published as the thread's
+ * sk_tls_last_error() when a callback reports it. */
+static void note_error(struct tls_stream *t) {
+  memcpy(t->err, sk__tls_errbuf, sizeof(t->err));
+}
+
+static void publish_error(const struct tls_stream *t) {
+  memcpy(sk__tls_errbuf, t->err, sizeof(sk__tls_errbuf));
+}
 
 static BIO_METHOD *abio_method;
 static pthread_once_t abio_once = PTHREAD_ONCE_INIT;
@@ -88,26 +104,31 @@ static int abio_read(BIO *b, char *out, int len) {
   return (int)n;
 }
 
+/* Ciphertext goes to the loop's transport buffer: every SSL call is
+ * followed by tls_flush() before anything else runs, so the buffer only
+ * ever holds the output of one call of one stream. It grows to what one
+ * SEND_PIECE makes and stays, one per loop. */
 static int abio_write(BIO *b, const char *in, int len) {
   struct tls_stream *t = BIO_get_data(b);
-  size_t need = t->olen + (size_t)len;
+  sk_loop *loop = t->s->h.loop;
+  size_t need = loop->tbuf_len + (size_t)len;
   BIO_clear_retry_flags(b);
-  if (need > t->ocap) {
-    size_t cap = t->ocap * 2;
+  if (need > loop->tbuf_cap) {
+    size_t cap = loop->tbuf_cap * 2;
     if (cap < need)
       cap = need;
     if (cap < 4096)
       cap = 4096;
-    unsigned char *p = realloc(t->obuf, cap);
+    unsigned char *p = realloc(loop->tbuf, cap);
     if (p == NULL) {
       t->out_err = -ENOMEM;
       return -1;
     }
-    t->obuf = p;
-    t->ocap = cap;
+    loop->tbuf = p;
+    loop->tbuf_cap = cap;
   }
-  memcpy(t->obuf + t->olen, in, (size_t)len);
-  t->olen = need;
+  memcpy(loop->tbuf + loop->tbuf_len, in, (size_t)len);
+  loop->tbuf_len = need;
   return len;
 }
 
@@ -124,7 +145,7 @@ static long abio_ctrl(BIO *b, int cmd, long num, void *ptr) {
   case BIO_CTRL_PENDING:
     return (long)t->in_len;
   case BIO_CTRL_WPENDING:
-    return (long)t->olen;
+    return (long)t->s->h.loop->tbuf_len;
   default:
     return 0;
   }
@@ -139,38 +160,39 @@ static void tls_destroy(struct tls_stream *t) {
   SSL_free(t->ssl);
   sk_tls_ctx_free(t->ctx);
   free(t->ibuf);
-  free(t->obuf);
   free(t);
 }
 
 /* Ends a stretch of work during which user callbacks may have closed the
  * stream. Returns 1 if t was freed. */
 static int tls_release(struct tls_stream *t) {
-  if (--t->busy == 0 && t->dead && !t->hs_owed) {
+  if (--t->busy == 0 && dead(t) && !t->hs_owed) {
     tls_destroy(t);
     return 1;
   }
   return 0;
 }
 
-/* Hands the ciphertext SSL produced to the stream; cb (if any) runs once it
- * is all written. The buffer is freed, not kept: an idle connection owns
- * none. */
+/* Hands the ciphertext SSL produced to the stream (written at once when
+ * the kernel takes it, copied to the write queue otherwise); cb (if any)
+ * runs once it is all written. The loop's buffer is empty afterwards,
+ * whatever happens, so no byte can reach another stream. */
 static int tls_flush(struct tls_stream *t, sk_send_cb cb, void *arg) {
+  sk_loop *loop = t->s->h.loop;
   struct iovec v;
   int rc;
-  if (t->dead)
-    return -ECANCELED;
-  if (t->out_err != 0)
-    return t->out_err;
-  if (t->olen == 0 && cb == NULL)
-    return 0;
-  v.iov_base = t->obuf;
-  v.iov_len = t->olen;
-  rc = sk__stream_raw_sendv(t->s, &v, 1, cb, arg);
-  free(t->obuf);
-  t->obuf = NULL;
-  t->olen = t->ocap = 0;
+  if (dead(t))
+    rc = -ECANCELED;
+  else if (t->out_err != 0)
+    rc = t->out_err;
+  else if (loop->tbuf_len == 0 && cb == NULL)
+    rc = 0;
+  else {
+    v.iov_base = loop->tbuf;
+    v.iov_len = loop->tbuf_len;
+    rc = sk__stream_raw_sendv(t->s, &v, 1, cb, arg);
+  }
+  loop->tbuf_len = 0;
   return rc;
 }
 
@@ -224,7 +246,7 @@ static int tls_fail(struct tls_stream *t, int sslerr) {
   fi.got_bytes = t->got_bytes;
   fi.io_err = t->out_err != 0 ? t->out_err : t->in_err;
   int code = sk__tls_classify(t->ssl, sslerr, &fi);
-  memcpy(t->err, sk__tls_errbuf, sizeof(t->err));
+  note_error(t);
   return code;
 }
 
@@ -243,7 +265,7 @@ static void hs_finish(struct tls_stream *t, int status) {
     t->ibuf_cap = 0;
     t->in_len = 0;
   }
-  sk__stream_want_read(t->s, 0);
+  sk__stream_update(t->s); /* wants() changed */
   sk__pending_add(loop, &t->hs_pend, hs_done_cb);
 }
 
@@ -259,7 +281,7 @@ static void hs_step(struct tls_stream *t) {
     hs_finish(t, tls_fail(t, e));
   } else if (frc < 0) {
     sk__tls_set_error("connection failed: %s", sk_strerror(frc));
-    memcpy(t->err, sk__tls_errbuf, sizeof(t->err));
+    note_error(t);
     hs_finish(t, frc);
   } else if (r == 1) {
     hs_finish(t, 0);
@@ -271,11 +293,11 @@ static void hs_step(struct tls_stream *t) {
  * kernel pushes back on the peer). */
 static void read_pump(struct tls_stream *t) {
   sk_stream *s = t->s;
-  while (!t->dead && sk__stream_user_reading(s)) {
+  while (!dead(t) && sk__stream_user_reading(s)) {
     size_t got = 0;
     int r, e;
     if (t->read_failed != 0) {
-      memcpy(sk__tls_errbuf, t->err, sizeof(sk__tls_errbuf));
+      publish_error(t);
       sk__stream_deliver(s, t->read_failed, NULL);
       return;
     }
@@ -284,7 +306,7 @@ static void read_pump(struct tls_stream *t) {
     e = r ? SSL_ERROR_NONE : SSL_get_error(t->ssl, 0);
     /* Reading can produce output: a KeyUpdate answer, or an alert. A
      * failed write shows up on the next send. */
-    if (t->olen > 0)
+    if (s->h.loop->tbuf_len > 0)
       tls_flush(t, NULL, NULL);
     if (r) {
       sk__stream_deliver(s, (ssize_t)got, pt_buf);
@@ -314,7 +336,7 @@ static void tls_advance(struct tls_stream *t) {
      * failure (after the handshake callback has told it first). */
     t->in_len = 0;
     if (!t->hs_owed && sk__stream_user_reading(t->s)) {
-      memcpy(sk__tls_errbuf, t->err, sizeof(sk__tls_errbuf));
+      publish_error(t);
       sk__stream_deliver(t->s, t->hs_status, NULL);
     }
     break;
@@ -324,20 +346,25 @@ static void tls_advance(struct tls_stream *t) {
 }
 
 /* One round of work from a stream hook or a deferred callback. */
+/* Input could not be kept: the handshake, or reading, fails. */
+static void tls_no_memory(struct tls_stream *t) {
+  sk__tls_set_error("out of memory");
+  if (t->state == ST_HANDSHAKE) {
+    note_error(t);
+    hs_finish(t, -ENOMEM);
+  } else if (t->read_failed == 0) {
+    note_error(t);
+    t->read_failed = -ENOMEM;
+  }
+}
+
 static void tls_run(struct tls_stream *t) {
   t->busy++;
   tls_advance(t);
-  if (!t->dead && tls_stash(t) != 0) {
+  if (!dead(t) && tls_stash(t) != 0) {
     /* The rest of the window cannot be kept: the stream is broken. */
     t->in_len = 0;
-    sk__tls_set_error("out of memory");
-    if (t->state == ST_HANDSHAKE) {
-      memcpy(t->err, sk__tls_errbuf, sizeof(t->err));
-      hs_finish(t, -ENOMEM);
-    } else if (t->read_failed == 0) {
-      memcpy(t->err, sk__tls_errbuf, sizeof(t->err));
-      t->read_failed = -ENOMEM;
-    }
+    tls_no_memory(t);
   }
   tls_release(t);
 }
@@ -345,20 +372,20 @@ static void tls_run(struct tls_stream *t) {
 static void hs_done_cb(struct sk__pending *p) {
   struct tls_stream *t = sk__container_of(p, struct tls_stream, hs_pend);
   sk_stream *s = t->s;
-  int status = t->dead ? -ECANCELED : t->hs_status;
+  int status = dead(t) ? -ECANCELED : t->hs_status;
 
   t->hs_owed = 0;
   if (status == 0)
     t->state = ST_OPEN;
   else if (status != -ECANCELED)
-    memcpy(sk__tls_errbuf, t->err, sizeof(sk__tls_errbuf));
+    publish_error(t);
   t->busy++;
   t->hs_cb(s, status);
   /* Data that arrived with the end of the handshake, or later while the
    * callback was pending, is delivered now if the user reads. */
-  if (!t->dead)
+  if (!dead(t))
     tls_advance(t);
-  if (!t->dead)
+  if (!dead(t))
     tls_stash(t);
   tls_release(t);
 }
@@ -371,49 +398,45 @@ static void rd_pend_cb(struct sk__pending *p) {
 static void hs_timeout(struct sk__tnode *n) {
   struct tls_stream *t = sk__container_of(n, struct tls_stream, timer);
   sk__tls_set_error("TLS handshake timed out");
-  memcpy(t->err, sk__tls_errbuf, sizeof(t->err));
+  note_error(t);
   hs_finish(t, -ETIMEDOUT);
 }
 
-void sk__tls_input(sk_stream *s, const unsigned char *buf, size_t n) {
-  struct tls_stream *t = s->tls;
-  if (t == NULL || t->dead || n == 0)
+/* The transport's input: ciphertext, or the socket's end. */
+static void tls_input(sk_stream *s, const unsigned char *buf, ssize_t n) {
+  struct tls_stream *t = s->tpdata;
+  if (dead(t))
     return;
+  if (n <= 0) {
+    t->in_eof = 1;
+    t->in_err = n == SK_EOF ? 0 : (int)n;
+    sk__stream_update(s); /* the socket is not wanted for a handshake now */
+    tls_run(t);
+    return;
+  }
   t->got_bytes = 1;
   if (t->state == ST_FAILED)
     return;
   if (t->in_len == 0) {
     t->in_ptr = buf; /* borrowed until tls_run() stashes the rest */
-    t->in_len = n;
-  } else if (tls_append(t, buf, n) != 0) {
-    sk__tls_set_error("out of memory");
-    memcpy(t->err, sk__tls_errbuf, sizeof(t->err));
-    if (t->state == ST_HANDSHAKE)
-      hs_finish(t, -ENOMEM);
-    else
-      t->read_failed = -ENOMEM;
+    t->in_len = (size_t)n;
+  } else if (tls_append(t, buf, (size_t)n) != 0) {
+    tls_no_memory(t);
   }
   tls_run(t);
 }
 
-void sk__tls_read_end(sk_stream *s, int status) {
-  struct tls_stream *t = s->tls;
-  if (t == NULL) {
-    sk__stream_deliver(s, status, NULL);
-    return;
-  }
-  if (t->dead)
-    return;
-  t->in_eof = 1;
-  t->in_err = status == SK_EOF ? 0 : status;
-  tls_run(t);
-}
-
-void sk__tls_resume(sk_stream *s) {
-  struct tls_stream *t = s->tls;
-  if (t == NULL || t->dead || t->hs_owed)
+static void tls_resume(sk_stream *s) {
+  struct tls_stream *t = s->tpdata;
+  if (dead(t) || t->hs_owed)
     return;
   sk__pending_add(s->h.loop, &t->rd_pend, rd_pend_cb);
+}
+
+/* The socket is read for the handshake even when the user does not read. */
+static unsigned tls_wants(const sk_stream *s) {
+  const struct tls_stream *t = s->tpdata;
+  return t->state == ST_HANDSHAKE && !t->in_eof ? SK__IO_READ : 0;
 }
 
 static int tls_check_open(const struct tls_stream *t) {
@@ -426,14 +449,14 @@ static int tls_check_open(const struct tls_stream *t) {
   return 0;
 }
 
-int sk__tls_sendv(sk_stream *s, const struct iovec *iov, int iovcnt,
-                  sk_send_cb cb, void *arg) {
-  struct tls_stream *t = s->tls;
+/* Each piece is encrypted into the loop's buffer and handed over before the
+ * next, which bounds that buffer whatever the size of the send. */
+static int tls_sendv(sk_stream *s, const struct iovec *iov, int iovcnt,
+                     sk_send_cb cb, void *arg) {
+  struct tls_stream *t = s->tpdata;
   int rc = tls_check_open(t);
   if (rc != 0)
     return rc;
-  if (iovcnt < 0 || (iovcnt > 0 && iov == NULL))
-    return -EINVAL;
   for (int i = 0; i < iovcnt; i++) {
     const unsigned char *p = iov[i].iov_base;
     size_t left = iov[i].iov_len;
@@ -460,8 +483,8 @@ int sk__tls_sendv(sk_stream *s, const struct iovec *iov, int iovcnt,
   return tls_flush(t, cb, arg);
 }
 
-int sk__tls_shutdown(sk_stream *s, sk_send_cb cb, void *arg) {
-  struct tls_stream *t = s->tls;
+static int tls_shutdown(sk_stream *s, sk_send_cb cb, void *arg) {
+  struct tls_stream *t = s->tpdata;
   int rc = tls_check_open(t);
   if (rc != 0)
     return rc;
@@ -474,15 +497,12 @@ int sk__tls_shutdown(sk_stream *s, sk_send_cb cb, void *arg) {
   return sk__stream_raw_shutdown(s, cb, arg);
 }
 
-void sk__tls_free(sk_stream *s) {
-  struct tls_stream *t = s->tls;
+/* The stream is closing (dead(t) holds from now on). */
+static void tls_close(sk_stream *s) {
+  struct tls_stream *t = s->tpdata;
   sk_loop *loop = s->h.loop;
-  if (t == NULL)
-    return;
-  s->tls = NULL;
   sk__tnode_stop(loop, &t->timer);
   sk__pending_remove(loop, &t->rd_pend);
-  t->dead = 1;
   if (t->hs_owed) {
     /* Like a connect, an unfinished handshake completes with -ECANCELED,
      * before the close callback (queued after this returns). */
@@ -493,24 +513,28 @@ void sk__tls_free(sk_stream *s) {
     tls_destroy(t);
 }
 
+static const struct sk__transport tls_transport = {
+    .name = "tls",
+    .input = tls_input,
+    .sendv = tls_sendv,
+    .shutdown = tls_shutdown,
+    .resume = tls_resume,
+    .wants = tls_wants,
+    .close = tls_close,
+    .flags = 0,
+};
+
 int sk_stream_tls_start(sk_stream *s, sk_tls_ctx *ctx, const char *servername,
                         sk_tls_handshake_cb cb) {
   struct tls_stream *t;
   sk_loop *loop;
   int rc;
 
-  if (s == NULL || ctx == NULL || cb == NULL || (s->sflags & SK__S_LISTENING))
+  if (s == NULL || ctx == NULL || cb == NULL)
     return -EINVAL;
-  if (sk_is_closing(&s->h))
-    return -EBADF;
-  if (!(s->sflags & SK__S_CONNECTED) || s->io.fd < 0)
-    return -ENOTCONN;
-  if (s->tls != NULL)
-    return -EALREADY;
-  if (s->sflags & SK__S_WR_FAILED)
-    return s->wstatus;
-  if (s->sflags & SK__S_SHUT_WR)
-    return -EPIPE;
+  rc = sk__stream_transport_check(s);
+  if (rc != 0)
+    return rc;
   loop = s->h.loop;
   t = calloc(1, sizeof(*t));
   if (t == NULL)
@@ -528,8 +552,7 @@ int sk_stream_tls_start(sk_stream *s, sk_tls_ctx *ctx, const char *servername,
   t->hs_owed = 1;
   t->state = ST_HANDSHAKE;
   sk__tnode_init(&t->timer, hs_timeout);
-  s->tls = t;
-  sk__stream_want_read(s, 1);
+  sk__stream_transport_set(s, &tls_transport, t);
   if (ctx->timeout_ms > 0) {
     sk_loop_update_time(loop);
     sk__tnode_start(loop, &t->timer, loop->now + (uint64_t)ctx->timeout_ms);
@@ -540,11 +563,20 @@ int sk_stream_tls_start(sk_stream *s, sk_tls_ctx *ctx, const char *servername,
   return 0;
 }
 
+static struct tls_stream *tls_of(const sk_stream *s) {
+  return s != NULL && s->tp == &tls_transport ? s->tpdata : NULL;
+}
+
 static struct tls_stream *open_tls(const sk_stream *s) {
-  struct tls_stream *t = s != NULL ? s->tls : NULL;
+  struct tls_stream *t = tls_of(s);
   if (t == NULL || (t->state != ST_OPEN && t->state != ST_HS_DONE))
     return NULL;
   return t;
+}
+
+const char *sk_stream_tls_error(const sk_stream *s) {
+  struct tls_stream *t = tls_of(s);
+  return t != NULL ? t->err : "";
 }
 
 const char *sk_stream_tls_version(const sk_stream *s) {

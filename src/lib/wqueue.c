@@ -52,6 +52,83 @@ void sk__wreq_cache_free(sk_loop *loop) {
   loop->nfree_wreqs = 0;
 }
 
+/* ---- the queue ---- */
+
+void sk__wq_push(struct sk__wq *q, struct sk__wreq *r) {
+  r->next = NULL;
+  if (q->tail != NULL)
+    q->tail->next = r;
+  else
+    q->head = r;
+  q->tail = r;
+  q->bytes += r->len;
+  q->mem += sk__wreq_mem(r);
+}
+
+struct sk__wreq **sk__wq_insert(struct sk__wq *q, struct sk__wreq **at,
+                                struct sk__wreq *r) {
+  r->next = *at;
+  *at = r;
+  if (r->next == NULL)
+    q->tail = r;
+  q->bytes += r->len;
+  q->mem += sk__wreq_mem(r);
+  return &r->next;
+}
+
+struct sk__wreq *sk__wq_pop(struct sk__wq *q) {
+  struct sk__wreq *r = q->head;
+  q->head = r->next;
+  if (q->head == NULL)
+    q->tail = NULL;
+  q->mem -= sk__wreq_mem(r);
+  return r;
+}
+
+void sk__wq_remove(struct sk__wq *q, struct sk__wreq *prev,
+                   struct sk__wreq *r) {
+  if (prev == NULL)
+    q->head = r->next;
+  else
+    prev->next = r->next;
+  if (q->tail == r)
+    q->tail = prev;
+  q->bytes -= r->len;
+  q->mem -= sk__wreq_mem(r);
+}
+
+static void wreq_done_cb(struct sk__pending *p) {
+  struct sk__wreq *r = sk__container_of(p, struct sk__wreq, pend);
+  sk_handle *h = r->handle;
+  union sk__wreq_cb cb = r->cb;
+  int status = r->status;
+  void *arg = r->arg;
+  sk__wreq_free(h->loop, r);
+  if (h->type == SK_HANDLE_STREAM)
+    cb.stream(sk__container_of(h, sk_stream, h), status, arg);
+  else
+    cb.udp(sk__container_of(h, sk_udp, h), status, arg);
+}
+
+void sk__wq_complete(sk_handle *h, struct sk__wreq *r, int status) {
+  if (!sk__wreq_has_cb(r)) {
+    sk__wreq_free(h->loop, r);
+    return;
+  }
+  r->status = status;
+  r->handle = h;
+  sk__pending_add(h->loop, &r->pend, wreq_done_cb);
+}
+
+void sk__wq_fail(sk_handle *h, struct sk__wq *q, int err) {
+  while (q->head != NULL)
+    sk__wq_complete(h, sk__wq_pop(q), err);
+  q->bytes = 0;
+  q->mem = 0;
+}
+
+/* ---- gathering ---- */
+
 /* Copies iov[], skipping the first skip bytes, into dst: at most n bytes. */
 void sk__iov_copy_n(unsigned char *dst, const struct iovec *iov, int iovcnt,
                     size_t skip, size_t n) {
