@@ -132,64 +132,60 @@ int client_tls_truncation_ok(const struct client_opts *o, int err,
 /* The one-line warning for such a cut. */
 void client_tls_truncation_warn(const struct client_opts *o);
 
-/* A connection for the synchronous modes (send.c): a socket, with TLS on
- * it when o->tls. The functions fail as the sk_socket_ / sk_tls_ calls
- * they wrap. */
+/* Fails (exit 1) with the line for a failed handshake (err from
+ * sk_tls_connect(), or SK_ETLSVERIFY / SK_ETLSNOTLS seen later). */
+void client_fail_handshake(const struct client_opts *o, int err)
+    __attribute__((noreturn));
+
+/* ---- conn.c: the connection of the stream modes ---- */
+
+/* A socket, with TLS on it when o->tls. send.c uses the calls that wait;
+ * the pump the ones that never do (_now), the same for plain and TLS. */
 struct client_conn {
   sk_socket sock;
   sk_tls_socket tls;
   int use_tls;
+  unsigned char *stage; /* TLS: gathered pieces of one send */
 };
 
-/* Connects (client_connect()) and runs the TLS handshake; exits 1 with one
- * line on failure. */
+/* Connects (client_connect()) and runs the TLS handshake within
+ * o->timeout_ms; exits 1 with one line on failure. */
 void client_conn_open(struct client_conn *c, const struct client_opts *o);
+/* sk_socket_send() / sk_tls_send(), sk_socket_recv() / sk_tls_recv(). */
 int client_conn_send(struct client_conn *c, const void *buf, size_t len,
                      int timeout_ms);
 ssize_t client_conn_recv(struct client_conn *c, void *buf, size_t len,
                          int timeout_ms);
-/* Graceful close (close_notify first over TLS). */
+/* Over TLS a send fails when the server has already closed, and the
+ * reason (an alert saying it rejected our certificate, say) waits unread:
+ * a short look at the input fails with it (client_fail_tls()) if it is
+ * there. Returns otherwise, and at once for plain connections. */
+void client_conn_explain_send_failure(struct client_conn *c,
+                                      const struct client_opts *o);
+
+/* Without waiting. Each returns -EAGAIN with the poll() events to wait for
+ * in *events (POLLIN and/or POLLOUT: over TLS a receive may have to write
+ * and a send to read), or a negative code (TLS reasons in
+ * client_err_text()). */
+/* Sends from iov[0..n) what the connection takes now: the count (> 0).
+ * After -EAGAIN, offer the same bytes again. */
+ssize_t client_conn_sendv_now(struct client_conn *c, const struct iovec *iov,
+                              int n, short *events);
+/* Receives what is there: the count (> 0), or 0 at the end (FIN, or the
+ * server's close_notify). */
+ssize_t client_conn_recv_now(struct client_conn *c, void *buf, size_t len,
+                             short *events);
+/* Bytes a receive returns without the descriptor showing readable (TLS
+ * plaintext already decrypted). */
+size_t client_conn_pending(const struct client_conn *c);
+/* Half-close: FIN, or close_notify then FIN; receiving goes on. 0 when
+ * done (call again after -EAGAIN). */
+int client_conn_shutdown_now(struct client_conn *c, short *events);
+
+/* Graceful close (close_notify first over TLS, unless sent already). */
 int client_conn_close(struct client_conn *c, int timeout_ms);
 /* Closes with a reset, dropping the TLS state. */
 void client_conn_abort(struct client_conn *c);
-
-/* The pump's TLS: an async sk_stream with TLS on a loop of its own, which
- * the pump's poll() drives (see tls.c for why not the sync API). */
-struct tls_link;
-/* Takes over the connected socket s (the link owns its descriptor from now
- * on; s->fd becomes -1) and runs the handshake with ctx (the caller may
- * free its reference afterwards); exits 1 with one line on failure. */
-struct tls_link *tls_link_open(sk_socket *s, const struct client_opts *o,
-                               sk_tls_ctx *ctx, const char *servername);
-/* The descriptor, for poll(). */
-int tls_link_fd(const struct tls_link *l);
-/* Runs the link's loop without waiting: writes what the socket takes,
- * reads and decrypts what arrived. */
-void tls_link_run(struct tls_link *l);
-/* poll() events the link waits for on its descriptor right now. */
-short tls_link_events(const struct tls_link *l);
-/* Ciphertext queued, not yet taken by the kernel. */
-size_t tls_link_queued(const struct tls_link *l);
-/* Encrypts and queues iov[0..n) (copied). Returns 0 or a negative code. */
-int tls_link_sendv(struct tls_link *l, const struct iovec *iov, int n);
-/* Plaintext received: copies up to len bytes to buf and returns the count;
- * 0 when nothing is buffered. */
-size_t tls_link_take(struct tls_link *l, void *buf, size_t len);
-/* 1 if tls_link_take() has bytes, the session ended or failed: something
- * the pump must look at without waiting. */
-int tls_link_ready(const struct tls_link *l);
-/* After everything was taken: 1 if the server ended the session cleanly
- * (close_notify), a negative code if it failed, else 0. */
-int tls_link_status(const struct tls_link *l);
-/* The library's reason for the failure behind a negative status or a
- * failed send, kept when it happened; NULL if there is none. */
-const char *tls_link_error(const struct tls_link *l);
-/* Sends close_notify and a FIN after what is queued; receiving goes on.
- * This is the half-close the sync API cannot do. */
-int tls_link_shutdown(struct tls_link *l);
-/* Ends the link: with wait_ms > 0, half-closes (if not done) and waits
- * that long for the server's close_notify first. Frees everything. */
-void tls_link_close(struct tls_link *l, int wait_ms);
 
 /* ---- output.c: decoding replies and formatting them for stdout ---- */
 

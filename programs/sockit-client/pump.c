@@ -24,20 +24,21 @@
  * Files go out with sendfile(2) when nothing has to change on the way (raw
  * mode, no --hex-input, a regular file): no copy through user space.
  *
- * TLS: the socket side is a tls_link (tls.c), an async TLS stream that
- * this loop drives. Sending hands the queued bytes to the link, which
- * encrypts and copies them, and is held back while more than LINK_WQ_MAX
- * bytes of ciphertext wait for the kernel; received plaintext is taken from
- * the link's buffer, which may hold data while the descriptor shows
- * nothing. A file is read into a buffer (the kernel cannot encrypt what
- * sendfile sends), and the half-close at the end of a raw stream is
- * close_notify then FIN, after which the replies are still read. */
+ * TLS runs through the same loop: the connection (conn.c) sends and
+ * receives without waiting for plain and TLS alike, and says which poll()
+ * events each direction waits for (over TLS a receive may have to write).
+ * The differences are three: TLS may hold decrypted bytes the descriptor
+ * does not show (client_conn_pending()), a file is read into a buffer and
+ * queued (the kernel cannot encrypt what sendfile sends), and the
+ * half-close at the end of a raw stream is close_notify then FIN, after
+ * which the replies are still read. */
 #include "client.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
 #include <poll.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -57,10 +58,6 @@
 /* See send.c: all replies are in, so the close only waits briefly. */
 #define CLOSE_WAIT_MS 2000
 
-/* TLS: ciphertext allowed to wait for the kernel before the input is left
- * unread, which keeps memory bounded whatever the size of the input. */
-#define LINK_WQ_MAX (256u * 1024u)
-
 enum src_kind {
   SRC_MESSAGES, /* raw MESSAGE arguments, one after the other */
   SRC_FD,       /* read(2) from stdin or a file that is not regular */
@@ -69,9 +66,8 @@ enum src_kind {
 
 struct pump {
   const struct client_opts *o;
-  sk_socket sock;
-  struct tls_link *link; /* --tls: the socket side; sock is then unused */
-  int framed;            /* frame mode other than raw */
+  struct client_conn conn;
+  int framed; /* frame mode other than raw */
 
   /* Input. */
   enum src_kind kind;
@@ -99,7 +95,9 @@ struct pump {
   int iov_first, iov_count;
 
   /* Socket state and the replies. */
-  int wr_shut;
+  short send_ev, recv_ev; /* poll() events each direction waits for */
+  int wr_shut;            /* the half-close is done */
+  int shut_wait;          /* it is under way: waiting for send_ev */
   int sock_eof;
   int tls_truncated; /* the session ended without close_notify */
   int eof_done;      /* output_eof() has run */
@@ -323,162 +321,121 @@ static void read_input(struct pump *p) {
 /* ---- the socket ---- */
 
 static void fail_send(struct pump *p, int err) {
-  if (p->link != NULL) {
-    /* A server that closed with an alert (it rejected our certificate,
-     * say) makes sends fail too; the alert is the reason to report. */
-    tls_link_run(p->link);
-    int st = tls_link_status(p->link);
-    if (st < 0)
-      client_fail_tls(p->o, st);
-    const char *why = tls_link_error(p->link);
-    client_fail("send to %s: %s", p->o->addr,
-                why != NULL ? why : sk_strerror(err));
-  }
-  client_fail("send to %s: %s", p->o->addr, sk_strerror(err));
+  char why[256];
+  snprintf(why, sizeof why, "%s", client_err_text(err));
+  client_conn_explain_send_failure(&p->conn, p->o);
+  client_fail("send to %s: %s", p->o->addr, why);
 }
 
-/* TLS: hands what is queued, or the file's next chunk, to the link, which
- * encrypts and copies it; only called while the link has room. */
-static void write_tls(struct pump *p) {
-  if (!queue_empty(p)) {
-    size_t total = 0;
-    for (int i = p->iov_first; i < p->iov_count; i++)
-      total += p->iov[i].iov_len;
-    int rc = tls_link_sendv(p->link, p->iov + p->iov_first,
-                            p->iov_count - p->iov_first);
-    if (rc < 0)
-      fail_send(p, rc);
-    p->iov_first = p->iov_count;
-    p->bytes_sent += total;
+/* A regular file over a plain socket: the next step of sendfile(2). */
+static void send_file(struct pump *p) {
+  size_t step =
+      p->file_left < SENDFILE_STEP ? (size_t)p->file_left : SENDFILE_STEP;
+  off_t before = p->file_off;
+  /* Timeout 0: send what the socket takes now, report -ETIMEDOUT when it
+   * is full; file_off tells how far it got either way. */
+  int rc = sk_socket_sendfile(&p->conn.sock, p->in_fd, &p->file_off, step, 0);
+  uint64_t sent = (uint64_t)(p->file_off - before);
+  if (sent > 0) {
+    p->file_left -= sent;
+    p->bytes_sent += sent;
     p->last_progress_ms = now_ms();
+  }
+  if ((rc == -EINVAL || rc == -ENOSYS) && p->bytes_sent == 0 && !p->framed) {
+    /* Some file systems cannot feed sendfile(2). Nothing has gone out yet,
+     * and sendfile leaves the file position alone, so reading from where
+     * it stands sends exactly the same bytes. */
+    log_debug("sendfile: %s; reading %s instead", sk_strerror(rc), p->in_name);
+    p->file_left = 0;
+    p->in_done = 0;
+    use_read(p);
     return;
   }
-  if (p->file_left > 0) {
-    size_t step = p->file_left < IO_BUF ? (size_t)p->file_left : IO_BUF;
-    ssize_t n = pread(p->in_fd, p->fbuf, step, p->file_off);
-    if (n < 0) {
-      if (errno == EINTR)
-        return;
-      client_fail("read %s: %s", p->in_name, sk_strerror(-errno));
-    }
-    if (n == 0)
-      client_fail("%s shrank while it was being sent", p->in_name);
-    struct iovec v = {p->fbuf, (size_t)n};
-    int rc = tls_link_sendv(p->link, &v, 1);
-    if (rc < 0)
-      fail_send(p, rc);
-    p->file_off += n;
-    p->file_left -= (uint64_t)n;
-    p->bytes_sent += (uint64_t)n;
-    p->last_progress_ms = now_ms();
-  }
+  if (rc == SK_EOF)
+    client_fail("%s shrank while it was being sent", p->in_name);
+  if (rc < 0 && rc != -ETIMEDOUT)
+    fail_send(p, rc);
 }
 
-/* TLS: takes received plaintext from the link, or learns how it ended. */
-static void read_tls(struct pump *p) {
-  size_t n = tls_link_take(p->link, p->rbuf, IO_BUF);
-  if (n > 0) {
-    p->bytes_recv += n;
-    p->rpos = 0;
-    p->rlen = n;
-    p->last_progress_ms = now_ms();
-    return;
+/* A regular file over TLS: queues its next chunk, read into fbuf. */
+static void queue_file_chunk(struct pump *p) {
+  size_t step = p->file_left < IO_BUF ? (size_t)p->file_left : IO_BUF;
+  ssize_t n = pread(p->in_fd, p->fbuf, step, p->file_off);
+  if (n < 0) {
+    if (errno == EINTR)
+      return;
+    client_fail("read %s: %s", p->in_name, sk_strerror(-errno));
   }
-  int st = tls_link_status(p->link);
-  if (st == 1) {
-    p->sock_eof = 1;
-    p->last_progress_ms = now_ms();
-    log_debug("%s ended the TLS session", p->o->addr);
-  } else if (st < 0 && client_tls_truncation_ok(p->o, st, p->bytes_recv)) {
-    /* Taken as the end of the replies (warned about once the last frame
-     * is known to be whole); a frame it cuts still fails. */
-    p->sock_eof = 1;
-    p->tls_truncated = 1;
-    p->last_progress_ms = now_ms();
-  } else if (st < 0) {
-    client_fail_tls(p->o, st);
-    const char *why = tls_link_error(p->link);
-    client_fail("receive from %s: %s", p->o->addr,
-                why != NULL ? why : sk_strerror(st));
-  }
+  if (n == 0)
+    client_fail("%s shrank while it was being sent", p->in_name);
+  queue_reset(p);
+  queue_add(p, p->fbuf, (size_t)n);
+  p->file_off += n;
+  p->file_left -= (uint64_t)n;
 }
 
 /* Sends what is queued, or the next step of the file; never waits. */
 static void write_socket(struct pump *p) {
-  if (!queue_empty(p)) {
-    struct msghdr m;
-    memset(&m, 0, sizeof m);
-    m.msg_iov = p->iov + p->iov_first;
-    m.msg_iovlen = (size_t)(p->iov_count - p->iov_first);
-    ssize_t n = sendmsg(p->sock.fd, &m, MSG_NOSIGNAL);
-    if (n < 0) {
-      if (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK)
-        return;
-      fail_send(p, -errno);
-    }
-    p->bytes_sent += (uint64_t)n;
-    p->last_progress_ms = now_ms();
-    /* A partial write leaves the rest queued, in place. */
-    size_t left = (size_t)n;
-    while (left > 0) {
-      struct iovec *v = &p->iov[p->iov_first];
-      if (left < v->iov_len) {
-        v->iov_base = (char *)v->iov_base + left;
-        v->iov_len -= left;
-        break;
-      }
-      left -= v->iov_len;
-      p->iov_first++;
-    }
-    return;
-  }
-  if (p->file_left > 0) {
-    size_t step =
-        p->file_left < SENDFILE_STEP ? (size_t)p->file_left : SENDFILE_STEP;
-    off_t before = p->file_off;
-    /* Timeout 0: send what the socket takes now, report -ETIMEDOUT when
-     * it is full; file_off tells how far it got either way. */
-    int rc = sk_socket_sendfile(&p->sock, p->in_fd, &p->file_off, step, 0);
-    uint64_t sent = (uint64_t)(p->file_off - before);
-    if (sent > 0) {
-      p->file_left -= sent;
-      p->bytes_sent += sent;
-      p->last_progress_ms = now_ms();
-    }
-    if ((rc == -EINVAL || rc == -ENOSYS) && p->bytes_sent == 0 && !p->framed) {
-      /* Some file systems cannot feed sendfile(2). Nothing has gone out
-       * yet, and sendfile leaves the file position alone, so reading from
-       * where it stands sends exactly the same bytes. */
-      log_debug("sendfile: %s; reading %s instead", sk_strerror(rc),
-                p->in_name);
-      p->file_left = 0;
-      p->in_done = 0;
-      use_read(p);
+  if (queue_empty(p) && p->file_left > 0) {
+    if (!p->conn.use_tls) {
+      send_file(p);
       return;
     }
-    if (rc == SK_EOF)
-      client_fail("%s shrank while it was being sent", p->in_name);
-    if (rc < 0 && rc != -ETIMEDOUT)
-      fail_send(p, rc);
+    queue_file_chunk(p);
+  }
+  if (queue_empty(p))
+    return;
+  ssize_t n = client_conn_sendv_now(&p->conn, p->iov + p->iov_first,
+                                    p->iov_count - p->iov_first, &p->send_ev);
+  if (n == -EAGAIN)
+    return;
+  if (n < 0)
+    fail_send(p, (int)n);
+  p->send_ev = POLLOUT;
+  p->bytes_sent += (uint64_t)n;
+  p->last_progress_ms = now_ms();
+  /* A partial write leaves the rest queued, in place. */
+  size_t left = (size_t)n;
+  while (left > 0) {
+    struct iovec *v = &p->iov[p->iov_first];
+    if (left < v->iov_len) {
+      v->iov_base = (char *)v->iov_base + left;
+      v->iov_len -= left;
+      break;
+    }
+    left -= v->iov_len;
+    p->iov_first++;
   }
 }
 
+/* Receives what is there, or learns how the server ended; never waits. */
 static void read_socket(struct pump *p) {
-  ssize_t n = recv(p->sock.fd, p->rbuf, IO_BUF, 0);
-  if (n < 0) {
-    if (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK)
-      return;
-    client_fail("receive from %s: %s", p->o->addr, sk_strerror(-errno));
-  }
+  ssize_t n = client_conn_recv_now(&p->conn, p->rbuf, IO_BUF, &p->recv_ev);
+  if (n == -EAGAIN)
+    return;
+  p->recv_ev = POLLIN;
   p->last_progress_ms = now_ms();
-  if (n == 0) {
-    p->sock_eof = 1;
-    log_debug("%s closed its side", p->o->addr);
+  if (n > 0) {
+    p->bytes_recv += (uint64_t)n;
+    p->rpos = 0;
+    p->rlen = (size_t)n;
     return;
   }
-  p->bytes_recv += (uint64_t)n;
-  p->rpos = 0;
-  p->rlen = (size_t)n;
+  if (n == 0) {
+    p->sock_eof = 1;
+    log_debug("%s %s", p->o->addr,
+              p->conn.use_tls ? "ended the TLS session" : "closed its side");
+    return;
+  }
+  if (client_tls_truncation_ok(p->o, (int)n, p->bytes_recv)) {
+    /* Taken as the end of the replies (warned about once the last frame
+     * is known to be whole); a frame it cuts still fails. */
+    p->sock_eof = 1;
+    p->tls_truncated = 1;
+    return;
+  }
+  client_fail_tls(p->o, (int)n);
+  client_fail("receive from %s: %s", p->o->addr, client_err_text((int)n));
 }
 
 /* Formats received bytes as far as the output buffer allows. */
@@ -486,8 +443,7 @@ static void process_replies(struct pump *p) {
   if (p->rpos < p->rlen) {
     ssize_t used = output_feed(&p->out, p->rbuf + p->rpos, p->rlen - p->rpos);
     if (used < 0) {
-      if (p->link == NULL)
-        sk_socket_abort(&p->sock);
+      client_conn_abort(&p->conn);
       if (used == SK_EFRAMETOOBIG)
         client_fail("reply from %s: %s (--max-frame %zu)", p->o->addr,
                     sk_strerror((int)used), p->o->max_frame);
@@ -633,15 +589,11 @@ int pump_run(const struct client_opts *o) {
   p->rbuf = xmalloc(IO_BUF);
   open_input(p);
 
-  const char *servername = NULL;
-  sk_tls_ctx *ctx = o->tls ? client_tls_ctx(o, &servername) : NULL;
-  client_connect(&p->sock, o, SOCK_STREAM);
-  if (ctx != NULL) {
-    p->link = tls_link_open(&p->sock, o, ctx, servername);
-    sk_tls_ctx_free(ctx);
-    if (p->kind == SRC_SENDFILE)
-      p->fbuf = xmalloc(IO_BUF);
-  }
+  client_conn_open(&p->conn, o);
+  if (p->conn.use_tls && p->kind == SRC_SENDFILE)
+    p->fbuf = xmalloc(IO_BUF);
+  p->send_ev = POLLOUT;
+  p->recv_ev = POLLIN;
   client_set_output(&p->out);
   uint64_t start = now_ms();
   p->last_progress_ms = start;
@@ -655,12 +607,17 @@ int pump_run(const struct client_opts *o) {
     if (!p->framed && input_finished(p) && !p->wr_shut) {
       /* The end of a raw stream is told by half-closing: the server reads
        * end-of-stream, and can still send us the rest of its replies. */
-      int rc = p->link != NULL ? tls_link_shutdown(p->link)
-                               : sk_socket_shutdown(&p->sock, SK_SHUT_WR);
-      if (rc < 0 && rc != -ENOTCONN)
+      int rc = client_conn_shutdown_now(&p->conn, &p->send_ev);
+      p->shut_wait = rc == -EAGAIN;
+      /* Once the server has ended (a TLS cut included), there is nobody
+       * left to tell. */
+      if (rc < 0 && rc != -EAGAIN && rc != -ENOTCONN && !p->sock_eof)
         fail_send(p, rc);
-      p->wr_shut = 1;
-      log_debug("sent %" PRIu64 " bytes; half-closed", p->bytes_sent);
+      if (!p->shut_wait) {
+        p->wr_shut = 1;
+        p->send_ev = POLLOUT;
+        log_debug("sent %" PRIu64 " bytes; half-closed", p->bytes_sent);
+      }
     }
     if (input_finished(p))
       progress_finish(&p->prog, input_taken(p));
@@ -673,27 +630,19 @@ int pump_run(const struct client_opts *o) {
     int nfd = 0, i_in = -1, i_sock = -1, i_out = -1;
     int want_in = p->kind == SRC_FD && !p->in_eof && queue_empty(p) &&
                   p->ipos == p->ilen && !p->in_done && !p->sock_eof;
-    int want_send = !queue_empty(p) || p->file_left > 0;
+    int want_send = !queue_empty(p) || p->file_left > 0 || p->shut_wait;
     int want_recv = !p->sock_eof && p->rpos == p->rlen;
     int want_out = output_pending(&p->out) > 0;
-    /* TLS: what can be done without waiting for the descriptor. */
-    int tls_now = 0;
+    /* TLS: decrypted bytes wait, which the descriptor does not show. */
+    int recv_now = want_recv && client_conn_pending(&p->conn) > 0;
     if (want_in) {
       pfd[nfd] = (struct pollfd){.fd = p->in_fd, .events = POLLIN};
       i_in = nfd++;
     }
-    if (p->link != NULL) {
-      tls_link_run(p->link);
-      tls_now = (want_send && tls_link_queued(p->link) < LINK_WQ_MAX) ||
-                (want_recv && tls_link_ready(p->link));
-      short ev = tls_link_events(p->link);
-      if (ev != 0) {
-        pfd[nfd] = (struct pollfd){.fd = tls_link_fd(p->link), .events = ev};
-        i_sock = nfd++;
-      }
-    } else if (want_send || want_recv) {
-      short ev = (short)((want_send ? POLLOUT : 0) | (want_recv ? POLLIN : 0));
-      pfd[nfd] = (struct pollfd){.fd = p->sock.fd, .events = ev};
+    if (want_send || want_recv) {
+      short ev =
+          (short)((want_send ? p->send_ev : 0) | (want_recv ? p->recv_ev : 0));
+      pfd[nfd] = (struct pollfd){.fd = p->conn.sock.fd, .events = ev};
       i_sock = nfd++;
     }
     if (want_out) {
@@ -725,7 +674,7 @@ int pump_run(const struct client_opts *o) {
       }
       wait = (int)(deadline - now);
     }
-    if (tls_now)
+    if (recv_now)
       wait = 0;
     if (nfd == 0 && wait < 0)
       client_fail("internal error: the pump has nothing to wait for");
@@ -741,24 +690,17 @@ int pump_run(const struct client_opts *o) {
         continue;
       client_fail("poll: %s", sk_strerror(-errno));
     }
-    if (n == 0 && !tls_now)
+    if (n == 0 && !recv_now)
       continue; /* the deadline check above reports it */
 
     const short readable = POLLIN | POLLHUP | POLLERR;
-    if (p->link != NULL) {
-      if (i_sock >= 0 && pfd[i_sock].revents != 0)
-        tls_link_run(p->link);
-      if (want_send && tls_link_queued(p->link) < LINK_WQ_MAX)
-        write_tls(p);
-      if (want_recv && tls_link_ready(p->link))
-        read_tls(p);
-    } else {
-      if (i_sock >= 0 && want_send &&
-          (pfd[i_sock].revents & (POLLOUT | POLLERR | POLLHUP)))
-        write_socket(p);
-      if (i_sock >= 0 && want_recv && (pfd[i_sock].revents & readable))
-        read_socket(p);
-    }
+    /* Either direction may wait for either event (TLS): on any event,
+     * both try, and one that cannot go on says so cheaply. */
+    int sock_ready = i_sock >= 0 && pfd[i_sock].revents != 0;
+    if (sock_ready && want_send && !p->shut_wait)
+      write_socket(p);
+    if ((sock_ready || recv_now) && want_recv)
+      read_socket(p);
     if (i_in >= 0 && (pfd[i_in].revents & (readable | POLLNVAL)))
       read_input(p);
     if (i_out >= 0 && (pfd[i_out].revents & (POLLOUT | POLLERR | POLLHUP)))
@@ -767,25 +709,18 @@ int pump_run(const struct client_opts *o) {
 
   client_set_output(NULL);
   uint64_t elapsed = now_ms() - start;
-  if (p->link != NULL) {
-    /* Framed: our close_notify ends the session and the server's answer
-     * is awaited briefly, as a plain close waits for its FIN. Raw: the
-     * server has ended the session already. */
+  if (p->framed) {
+    /* Our FIN (after close_notify over TLS) ends the exchange, and the
+     * server's is awaited briefly. */
     int wait_ms = o->timeout_ms < 0 || o->timeout_ms > CLOSE_WAIT_MS
                       ? CLOSE_WAIT_MS
                       : o->timeout_ms;
-    tls_link_close(p->link, p->framed ? wait_ms : 0);
-    p->link = NULL;
-  } else if (p->framed) {
-    int wait_ms = o->timeout_ms < 0 || o->timeout_ms > CLOSE_WAIT_MS
-                      ? CLOSE_WAIT_MS
-                      : o->timeout_ms;
-    int rc = sk_socket_close(&p->sock, wait_ms);
+    int rc = client_conn_close(&p->conn, wait_ms);
     if (rc < 0)
-      log_debug("close: %s", sk_strerror(rc));
+      log_debug("close: %s", client_err_text(rc));
   } else {
     /* The server has closed and everything it sent has been read. */
-    sk_socket_close(&p->sock, 0);
+    client_conn_close(&p->conn, 0);
   }
   if (p->in_fd > STDERR_FILENO)
     close(p->in_fd);

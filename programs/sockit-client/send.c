@@ -40,24 +40,6 @@ static void fail_frame(const struct client_opts *o, int err) {
   client_fail("reply from %s: %s", o->addr, sk_strerror(err));
 }
 
-/* Over TLS a send fails when the server has already closed, and the reason
- * (an alert saying it rejected our certificate, say) waits unread: a short
- * look at the input names it better than "broken pipe" would. */
-static void explain_send_failure(struct client_conn *s,
-                                 const struct client_opts *o) {
-  unsigned char buf[256];
-  if (!s->use_tls)
-    return;
-  for (int i = 0; i < 16; i++) {
-    ssize_t n = client_conn_recv(s, buf, sizeof buf, 200);
-    if (n <= 0) {
-      if (n < 0)
-        client_fail_tls(o, (int)n);
-      return;
-    }
-  }
-}
-
 /* Sends one MESSAGE as one frame: header, payload and trailer go out in a
  * single send so the frame leaves in as few segments as possible. */
 static void send_frame(struct client_conn *s, const struct client_opts *o,
@@ -84,7 +66,7 @@ static void send_frame(struct client_conn *s, const struct client_opts *o,
   if (rc < 0) {
     char why[256];
     snprintf(why, sizeof why, "%s", client_err_text(rc));
-    explain_send_failure(s, o);
+    client_conn_explain_send_failure(s, o);
     client_fail("send to %s: %s", o->addr, why);
   }
   log_debug("sent frame %zu (%zu bytes of payload)", index + 1, m->len);
