@@ -29,5 +29,6 @@
 #include "sockit/udp.h"
 #include "sockit/frame.h"
 #include "sockit/tls.h"
+#include "sockit/listen.h"
 
 #endif

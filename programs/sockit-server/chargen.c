@@ -15,6 +15,8 @@
  * one carries a completion callback that starts the next turn, so one
  * client never holds the loop for long. */
 #define CHARGEN_BURST 16
+#define CHARGEN_LINE  74 /* 72 characters + "\r\n" */
+#define CHARGEN_LINES 95 /* the pattern repeats after 95 lines */
 /* RFC 864 asks for datagram replies of at most 512 bytes. */
 #define CHARGEN_UDP_LINES (512 / CHARGEN_LINE)
 
@@ -31,7 +33,7 @@ static void pattern_init(void) {
   }
 }
 
-const unsigned char *chargen_pattern(void) {
+static const unsigned char *chargen_pattern(void) {
   pthread_once(&pattern_once, pattern_init);
   return pattern;
 }
@@ -41,7 +43,7 @@ static void chargen_pump(struct conn *c);
 static void chargen_sent(sk_stream *s, int status, void *arg) {
   struct conn *c = arg;
   (void)s;
-  if (status < 0 || (c->flags & C_CLOSING))
+  if (status < 0 || conn_closing(c))
     return;
   conn_touch(c);
   chargen_pump(c);
@@ -50,7 +52,7 @@ static void chargen_sent(sk_stream *s, int status, void *arg) {
 static void chargen_pump(struct conn *c) {
   const unsigned char *p = chargen_pattern();
   int rc;
-  if (c->flags & (C_CLOSING | C_SHUT | C_STOPPING))
+  if (conn_finishing(c) || conn_stopping(c))
     return;
   /* Generate only while the kernel keeps up: the output queue never holds
    * more than one period of the pattern. */
@@ -96,17 +98,20 @@ static void chargen_dgram(struct udp_listener *u, const unsigned char *buf,
   (void)buf;
   (void)len;
   for (unsigned i = 0; i < lines; i++) {
-    unsigned line = (u->chargen_line + i) % CHARGEN_LINES;
+    unsigned line = (unsigned)((u->mode_state + i) % CHARGEN_LINES);
     memcpy(out + i * CHARGEN_LINE, p + line * CHARGEN_LINE, CHARGEN_LINE);
   }
-  u->chargen_line = (u->chargen_line + lines) % CHARGEN_LINES;
+  /* The listener's place in the pattern, kept in its mode_state. */
+  u->mode_state = (u->mode_state + lines) % CHARGEN_LINES;
   udp_reply(u, out, lines * CHARGEN_LINE, from);
 }
 
 const struct mode mode_chargen = {
     .name = "chargen",
     .summary = "send the RFC 864 character pattern until the client closes",
-    .flags = MODE_UDP,
+    .transports = MODE_STREAMS | MODE_UDP,
+    .frames = MODE_ALL_FRAMES,
+    .fds_per_conn = 1,
     .open = chargen_open,
     .piece = chargen_piece,
     .stop = chargen_stop,

@@ -1,9 +1,10 @@
 /* chat: every line a client sends goes to every other client as
  * "[ADDR] line\n"; joins and leaves are announced.
  *
- * The room is the set of connections of one worker: chat runs on a single
- * worker thread (MODE_ONE_WORKER), so broadcasting is a walk over a list
- * with no lock and no cross-thread hand-off. A chat server is bound by its
+ * The room is chat's own list of the connections that joined (opened): chat
+ * runs on a single worker thread (one_worker), so the room is this file's,
+ * touched by that thread alone, and broadcasting is a walk over it with no
+ * lock and no cross-thread hand-off. A chat server is bound by its
  * slowest reader, not by CPU, so one thread loses nothing worth the
  * complexity of posting lines between loops.
  *
@@ -34,21 +35,32 @@ struct chat_line {
   unsigned char buf[];
 };
 
-/* Sends iov to every other live client. Clients whose output queue passes
- * the cap are marked and disconnected by chat_reap() afterwards, never
- * while the list is being walked. Connections still in their TLS handshake
- * are not in the room yet (and cannot be sent to). */
+/* A client in the room (its connection's mode_data). */
+struct member {
+  struct conn *c;
+  struct member *prev, *next;
+  struct chat_line *line; /* a line split across reads, being gathered */
+  int kick;               /* to be disconnected (slow reader) */
+};
+
+/* The room, and whether a sweep of kicked clients is running. */
+static struct member *room;
+static int reaping;
+
+/* Sends iov to every other client still in the room. Clients whose output
+ * queue passes the cap are marked and disconnected by chat_reap()
+ * afterwards, never while the room is being walked. Connections still in
+ * their TLS handshake are not in the room yet (they join when they open). */
 static int broadcast(struct conn *from, const struct iovec *iov, int n) {
-  struct worker *w = from->w;
   size_t cap = conn_cfg(from)->max_queue;
   int count = 0;
-  for (struct conn *o = w->conns; o != NULL; o = o->next) {
-    if (o == from || !(o->flags & C_OPEN) ||
-        (o->flags & (C_CLOSING | C_SHUT | C_KICK)))
+  for (struct member *m = room; m != NULL; m = m->next) {
+    struct conn *o = m->c;
+    if (o == from || m->kick || conn_finishing(o))
       continue;
     if (sk_stream_sendv(&o->s, iov, n, NULL, NULL) < 0 ||
         sk_stream_write_queue_memory(&o->s) > cap)
-      o->flags |= C_KICK;
+      m->kick = 1;
     else
       count++, conn_sentv(o, iov, n);
   }
@@ -56,23 +68,24 @@ static int broadcast(struct conn *from, const struct iovec *iov, int n) {
 }
 
 /* Disconnects marked clients. Each leave is announced, which may mark more
- * clients; the walk restarts until none is left. */
-static void chat_reap(struct worker *w) {
-  if (w->reaping)
+ * clients; the walk restarts until none is left. A closed client leaves
+ * the room at once (chat_close()). */
+static void chat_reap(void) {
+  if (reaping)
     return;
-  w->reaping = 1;
+  reaping = 1;
   for (;;) {
-    struct conn *o = w->conns;
-    while (o != NULL && (o->flags & (C_KICK | C_CLOSING)) != C_KICK)
-      o = o->next;
-    if (o == NULL)
+    struct member *m = room;
+    while (m != NULL && !m->kick)
+      m = m->next;
+    if (m == NULL)
       break;
     log_warn("%s: not reading its messages (output queue over %zu bytes), "
              "disconnecting",
-             conn_name(o), conn_cfg(o)->max_queue);
-    conn_close(o, "slow reader");
+             conn_name(m->c), conn_cfg(m->c)->max_queue);
+    conn_close(m->c, "slow reader");
   }
-  w->reaping = 0;
+  reaping = 0;
 }
 
 static void announce(struct conn *c, const char *what) {
@@ -82,7 +95,7 @@ static void announce(struct conn *c, const char *what) {
   iov.iov_base = msg;
   iov.iov_len = (size_t)n;
   broadcast(c, &iov, 1);
-  chat_reap(c->w);
+  chat_reap();
 }
 
 /* Writes the escaped form of data[0..len) to out (NULL: only counts) and
@@ -142,15 +155,27 @@ static void send_line(struct conn *c, const unsigned char *data, size_t len) {
   if (log_level() >= LOG_DEBUG)
     log_msg(LOG_DEBUG, "sent %zu bytes from %s to %d client%s%s", elen, name, n,
             n == 1 ? "" : "s", escaped ? " (control bytes escaped)" : "");
-  chat_reap(c->w);
+  chat_reap();
 }
 
 static void chat_open(struct conn *c) {
+  struct member *m = calloc(1, sizeof(*m));
+  if (m == NULL) {
+    conn_close(c, "out of memory");
+    return;
+  }
+  m->c = c;
+  m->next = room;
+  if (room != NULL)
+    room->prev = m;
+  room = m;
+  c->mode_data = m;
   announce(c, "joined");
 }
 
 static void chat_piece(struct conn *c, const sk_frame_piece *p) {
-  struct chat_line *l = c->mode_data;
+  struct member *m = c->mode_data;
+  struct chat_line *l = m->line;
 
   if ((p->flags & SK_FRAME_BEGIN) && (p->flags & SK_FRAME_END)) {
     send_line(c, p->data, p->len);
@@ -171,30 +196,46 @@ static void chat_piece(struct conn *c, const sk_frame_piece *p) {
         nl->len = 0;
       nl->cap = cap;
       l = nl;
-      c->mode_data = l;
+      m->line = l;
     }
     memcpy(l->buf + l->len, p->data, p->len);
     l->len += p->len;
   }
   if (p->flags & SK_FRAME_END) {
     send_line(c, l ? l->buf : (const unsigned char *)"", l ? l->len : 0);
-    free(c->mode_data);
-    c->mode_data = NULL;
+    /* send_line() may have closed c, and with it freed m. */
+    if (!conn_closing(c)) {
+      free(m->line);
+      m->line = NULL;
+    }
   }
 }
 
 static void chat_close(struct conn *c) {
-  free(c->mode_data);
+  struct member *m = c->mode_data;
+  if (m == NULL)
+    return;
+  if (m->prev != NULL)
+    m->prev->next = m->next;
+  else
+    room = m->next;
+  if (m->next != NULL)
+    m->next->prev = m->prev;
+  free(m->line);
+  free(m);
   c->mode_data = NULL;
   /* At shutdown everyone leaves at once; nobody needs to be told. */
-  if (!c->w->stopping)
+  if (!conn_stopping(c))
     announce(c, "left");
 }
 
 const struct mode mode_chat = {
     .name = "chat",
     .summary = "relay each line to every other client (line frames)",
-    .flags = MODE_LINES | MODE_ONE_WORKER,
+    .transports = MODE_STREAMS,
+    .frames = MODE_FRAME(SK_FRAME_LINE),
+    .fds_per_conn = 1,
+    .one_worker = 1,
     .open = chat_open,
     .piece = chat_piece,
     .close = chat_close,

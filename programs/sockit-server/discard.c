@@ -18,7 +18,9 @@ static void discard_dgram(struct udp_listener *u, const unsigned char *buf,
 const struct mode mode_discard = {
     .name = "discard",
     .summary = "read and drop everything (RFC 863)",
-    .flags = MODE_UDP,
+    .transports = MODE_STREAMS | MODE_UDP,
+    .frames = MODE_ALL_FRAMES,
+    .fds_per_conn = 1,
     .piece = discard_piece,
     .dgram = discard_dgram,
 };

@@ -48,7 +48,9 @@ static void echo_dgram(struct udp_listener *u, const unsigned char *buf,
 const struct mode mode_echo = {
     .name = "echo",
     .summary = "send every message back (RFC 862)",
-    .flags = MODE_UDP,
+    .transports = MODE_STREAMS | MODE_UDP,
+    .frames = MODE_ALL_FRAMES,
+    .fds_per_conn = 1,
     .piece = echo_piece,
     .dgram = echo_dgram,
 };

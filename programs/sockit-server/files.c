@@ -19,13 +19,11 @@
  * read or replace it; a failed upload removes it, and leftovers of a
  * server that died are removed at the next start (clean_leftovers()).
  *
- * A GET is sent with sendfile(2), no copy through user space. Over TLS the
- * kernel cannot send the file (the bytes must be encrypted on the way), so
- * a GET reads it in chunks and sends those, with at most GET_INFLIGHT
- * chunks waiting for the socket at a time; each chunk's completion sends
- * the next. On every transport, while a GET is being sent input is held
- * back (conn_hold()): a request pipelined behind it is read only after its
- * last byte, so replies never interleave and a connection holds at most
+ * A GET is sent with sk_stream_sendfile(): sendfile(2), no copy through
+ * user space, on plain transports; over TLS the library reads and encrypts
+ * the file in bounded chunks. While a GET is being sent input is held back
+ * (conn_hold()): a request pipelined behind it is read only after its last
+ * byte, so replies never interleave and a connection holds at most
  * one open file (an upload: the file and its directory).
  *
  * Per-connection state exists only while a request is in progress; between
@@ -56,9 +54,6 @@
 /* Temporary names of uploads; the name rule refuses them. */
 #define TMP_PREFIX     ".sockit-put."
 #define TMP_PREFIX_LEN (sizeof(TMP_PREFIX) - 1)
-/* GET over TLS: bytes read per chunk, and chunks queued at most. */
-#define GET_CHUNK    (64 * 1024)
-#define GET_INFLIGHT 4
 
 enum { F_HEADER, F_PUT, F_SKIP, F_GET };
 
@@ -67,13 +62,9 @@ struct files_req {
   size_t hlen;
   uint64_t size, left;
   int fd, dirfd; /* PUT: the file being written and its directory */
-  /* GET: the file (size is its promised size); over TLS where the next
-   * chunk starts, bytes still to read, chunks not yet written; and input
-   * that arrived behind the GET. */
+  /* GET: the file (size is its promised size), and input that arrived
+   * behind the GET. */
   int get_fd;
-  off_t get_off;
-  uint64_t get_left;
-  int get_inflight;
   unsigned char *held;
   size_t held_len;
   char tmp[64];
@@ -82,6 +73,8 @@ struct files_req {
   char hdr[FILES_HDR_MAX];
 };
 
+/* The root directory (O_PATH), opened by files_setup(). */
+static int root_fd = -1;
 static atomic_uint tmp_seq;
 /* O_TMPFILE files are named through /proc/self/fd (set by files_setup()). */
 static int tmpfile_ok;
@@ -183,64 +176,15 @@ static void get_cut(struct conn *c, struct files_req *r, const char *what) {
   conn_close(c, "GET cut short");
 }
 
-/* One chunk's plaintext at a time: sk_stream_send() has encrypted and
- * queued it (or written it) before it returns, so one buffer per worker
- * thread serves every connection. */
-static _Thread_local unsigned char get_buf[GET_CHUNK];
-
 static void get_done(struct conn *c, struct files_req *r);
-static void get_chunk_sent(sk_stream *s, int status, void *arg);
 
-static void get_pump(struct conn *c, struct files_req *r) {
-  while (r->get_left > 0 && r->get_inflight < GET_INFLIGHT) {
-    size_t want = r->get_left < GET_CHUNK ? (size_t)r->get_left : GET_CHUNK;
-    ssize_t n;
-    int rc;
-    do
-      n = pread(r->get_fd, get_buf, want, r->get_off);
-    while (n < 0 && errno == EINTR);
-    if (n <= 0) {
-      get_cut(c, r, n == 0 ? "the file shrank" : strerror(errno));
-      return;
-    }
-    rc = sk_stream_send(&c->s, get_buf, (size_t)n, get_chunk_sent, c);
-    if (rc < 0) {
-      conn_close(c, sk_strerror(rc));
-      return;
-    }
-    conn_sent(c, (size_t)n);
-    r->get_inflight++;
-    r->get_off += n;
-    r->get_left -= (uint64_t)n;
-  }
-  if (r->get_left == 0 && r->get_inflight == 0)
-    get_done(c, r);
-}
-
-/* The connection (not the request) is the argument: it outlives every
- * completion of its stream, while the request may be freed by a close. */
-static void get_chunk_sent(sk_stream *s, int status, void *arg) {
-  struct conn *c = arg;
-  struct files_req *r = c->mode_data;
-  (void)s;
-  if ((c->flags & C_CLOSING) || r == NULL || r->state != F_GET)
-    return;
-  r->get_inflight--;
-  if (status < 0) {
-    conn_close(c, sk_strerror(status));
-    return;
-  }
-  conn_touch(c);
-  get_pump(c, r);
-}
-
-/* sendfile(2) completion (plain transports). The library ends the request
+/* The GET's sk_stream_sendfile() completed. The library ends the request
  * with SK_EOF when the file has fewer bytes than were promised. */
 static void get_file_sent(sk_stream *s, int status, void *arg) {
   struct conn *c = arg;
   struct files_req *r = c->mode_data;
   (void)s;
-  if ((c->flags & C_CLOSING) || r == NULL || r->state != F_GET)
+  if (conn_closing(c) || r == NULL || r->state != F_GET)
     return;
   if (status == SK_EOF)
     get_cut(c, r, "the file shrank");
@@ -251,7 +195,7 @@ static void get_file_sent(sk_stream *s, int status, void *arg) {
 }
 
 static void do_get(struct conn *c, struct files_req *r, const char *name) {
-  int root = c->w->srv->root_fd;
+  int root = root_fd;
   struct stat st;
   int fd, rc;
 
@@ -274,7 +218,7 @@ static void do_get(struct conn *c, struct files_req *r, const char *name) {
   log_info("%s: GET %s: OK %lld bytes", conn_name(c), name,
            (long long)st.st_size);
   reply(c, "OK %lld\n", (long long)st.st_size);
-  if ((c->flags & C_CLOSING) || st.st_size == 0) {
+  if (conn_closing(c) || st.st_size == 0) {
     close(fd);
     return;
   }
@@ -284,14 +228,6 @@ static void do_get(struct conn *c, struct files_req *r, const char *name) {
   r->get_fd = fd;
   r->size = (uint64_t)st.st_size;
   r->state = F_GET;
-  if (conn_tls(c)) {
-    conn_hold(c);
-    r->get_off = 0;
-    r->get_left = r->size;
-    r->get_inflight = 0;
-    get_pump(c, r);
-    return;
-  }
   rc = sk_stream_sendfile(&c->s, fd, 0, (size_t)st.st_size, get_file_sent, c);
   if (rc < 0) {
     conn_close(c, sk_strerror(rc));
@@ -431,8 +367,7 @@ static void do_put(struct conn *c, struct files_req *r, char *args) {
     dir = ".";
     snprintf(r->base, sizeof(r->base), "%s", args);
   }
-  rc = open_beneath(c->w->srv->root_fd, dir, O_PATH | O_DIRECTORY | O_CLOEXEC,
-                    0);
+  rc = open_beneath(root_fd, dir, O_PATH | O_DIRECTORY | O_CLOEXEC, 0);
   if (rc < 0) {
     reply_err(c, "PUT", r->name, err_text(rc));
     put_skip(r, size);
@@ -494,7 +429,7 @@ static int between_requests(const struct conn *c) {
   return r == NULL || (r->state == F_HEADER && r->hlen == 0);
 }
 
-/* Keeps input that arrived behind a GET still being sent over TLS. At
+/* Keeps input that arrived behind a GET still being sent. At
  * most what one read delivered: reading is paused while the GET runs. */
 static int hold_input(struct files_req *r, const unsigned char *buf,
                       size_t len) {
@@ -510,20 +445,20 @@ static int hold_input(struct files_req *r, const unsigned char *buf,
 /* Between two requests a connection owns no state, and a stopping server
  * finishes it there. */
 static void request_boundary(struct conn *c) {
-  if (c->flags & C_CLOSING)
+  if (conn_closing(c))
     return;
   if (between_requests(c)) {
     free(c->mode_data);
     c->mode_data = NULL;
     /* Requests still in the kernel came before the stop: answered too
      * (reading was held back while a GET was being sent). */
-    if ((c->flags & C_STOPPING) && !conn_unread(c))
+    if (conn_stopping(c) && !conn_unread(c))
       conn_finish(c);
   }
 }
 
 static void files_data(struct conn *c, const unsigned char *buf, size_t len) {
-  while (len > 0 && !(c->flags & (C_CLOSING | C_SHUT))) {
+  while (len > 0 && !conn_finishing(c)) {
     struct files_req *r = req_get(c);
     size_t n;
     if (r == NULL) {
@@ -586,7 +521,7 @@ static void files_data(struct conn *c, const unsigned char *buf, size_t len) {
   request_boundary(c);
 }
 
-/* The last chunk of a GET over TLS was written: what arrived behind it is
+/* The GET's last byte was written: what arrived behind it is
  * handled now, then input flows again (unless that started another GET). */
 static void get_done(struct conn *c, struct files_req *r) {
   unsigned char *held = r->held;
@@ -600,7 +535,7 @@ static void get_done(struct conn *c, struct files_req *r) {
   if (held != NULL)
     files_data(c, held, held_len);
   free(held);
-  if (c->flags & C_CLOSING)
+  if (conn_closing(c))
     return;
   r = c->mode_data;
   if (r == NULL || r->state != F_GET) {
@@ -686,7 +621,7 @@ static void clean_dir(int dfd, size_t path_len, unsigned long *removed) {
   closedir(d);
 }
 
-static void clean_leftovers(int root_fd) {
+static void clean_leftovers(void) {
   unsigned long removed = 0;
   int fd = open_beneath(root_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
   if (fd < 0)
@@ -698,11 +633,11 @@ static void clean_leftovers(int root_fd) {
              removed);
 }
 
-static int files_setup(struct server *srv) {
-  const char *root = srv->cfg.root != NULL ? srv->cfg.root : ".";
+static int files_setup(const struct server_config *cfg) {
+  const char *root = cfg->root != NULL ? cfg->root : ".";
   int fd;
-  srv->root_fd = open(root, O_PATH | O_DIRECTORY | O_CLOEXEC);
-  if (srv->root_fd < 0) {
+  root_fd = open(root, O_PATH | O_DIRECTORY | O_CLOEXEC);
+  if (root_fd < 0) {
     fprintf(stderr, "%s: cannot open --root %s: %s\n", SK_PROG_NAME, root,
             strerror(errno));
     return -1;
@@ -710,7 +645,7 @@ static int files_setup(struct server *srv) {
   /* openat2() is what makes serving a directory safe; without it (Linux
    * older than 5.6) the mode refuses to start rather than fall back. Any
    * other failure here is the directory's (no search permission, ...). */
-  fd = open_beneath(srv->root_fd, ".", O_PATH | O_DIRECTORY | O_CLOEXEC, 0);
+  fd = open_beneath(root_fd, ".", O_PATH | O_DIRECTORY | O_CLOEXEC, 0);
   if (fd < 0) {
     if (fd == -ENOSYS)
       fprintf(stderr, "%s: files mode needs openat2() (Linux 5.6 or newer)\n",
@@ -718,25 +653,34 @@ static int files_setup(struct server *srv) {
     else
       fprintf(stderr, "%s: cannot open --root %s: %s\n", SK_PROG_NAME, root,
               sk_strerror(fd));
-    close(srv->root_fd);
+    close(root_fd);
+    root_fd = -1;
     return -1;
   }
   close(fd);
   tmpfile_ok = access("/proc/self/fd", X_OK) == 0;
-  clean_leftovers(srv->root_fd);
+  clean_leftovers();
   return 0;
 }
 
-static void files_teardown(struct server *srv) {
-  if (srv->root_fd >= 0)
-    close(srv->root_fd);
-  srv->root_fd = -1;
+static void files_teardown(void) {
+  if (root_fd >= 0)
+    close(root_fd);
+  root_fd = -1;
 }
+
+static const char *const files_options[] = {"--root", NULL};
 
 const struct mode mode_files = {
     .name = "files",
     .summary = "GET and PUT whole files under --root",
-    .flags = MODE_UNFRAMED,
+    .transports = MODE_STREAMS,
+    .frames = 0, /* GET and PUT lines, and raw file bytes */
+    /* An upload holds its socket, the file being written and its
+     * directory (a download only the socket and the file: one request is
+     * in flight per connection). */
+    .fds_per_conn = 3,
+    .options = files_options,
     .setup = files_setup,
     .teardown = files_teardown,
     .data = files_data,

@@ -1,6 +1,7 @@
-/* sockit-server: options, the mode table, the TLS context, signals, and
- * starting and stopping the workers. Everything about connections is in
- * server.c; each mode is one file. */
+/* sockit-server: options, the TLS context, signals, and starting and
+ * stopping the workers. Connections, framing, listeners and workers each
+ * have their file (server.h); each mode is one file and one row of the
+ * table in modes.c, and nothing here names a mode. */
 #include "server.h"
 
 #include <errno.h>
@@ -23,13 +24,6 @@
 /* Descriptors kept free for listeners, loops, logging and the like when
  * --max-conns is capped by RLIMIT_NOFILE. */
 #define FD_MARGIN 64
-
-/* The mode table: adding a mode is one file and one row here. */
-static const struct mode *const modes[] = {
-    &mode_echo, &mode_discard, &mode_chargen,
-    &mode_chat, &mode_files,   &mode_sockperf,
-};
-#define NMODES (sizeof(modes) / sizeof(modes[0]))
 
 enum {
   OPT_MAX_FRAME = 256,
@@ -88,6 +82,8 @@ static const struct option long_opts[] = {
 };
 
 static void usage(void) {
+  char names[256];
+  mode_names(names, sizeof(names), " (default)");
   printf(
       "Usage: %s [OPTIONS]\n"
       "A fast, safe multi-client server: echo (RFC 862), discard, chargen,\n"
@@ -104,7 +100,7 @@ static void usage(void) {
       "                         per online CPU; chat always uses one)\n"
       "\n"
       "What to serve:\n"
-      "  -m, --mode MODE        echo (default), discard, chargen, chat, files\n"
+      "  -m, --mode MODE        %s\n"
       "  -f, --frame FRAME      raw (default), line, len16, len32, ascii4\n"
       "      --root DIR         files: directory to serve (default: .)\n"
       "\n"
@@ -173,21 +169,20 @@ static void usage(void) {
       "  -V, --version          show the version\n"
       "\n"
       "Modes:\n",
-      PROG);
-  for (size_t i = 0; i < NMODES; i++)
-    printf("  %-9s %s%s\n", modes[i]->name, modes[i]->summary,
-           (modes[i]->flags & MODE_UDP) ? " (TCP, Unix, UDP)" : "");
+      PROG, names);
+  /* From the table; the transports are named when UDP is one of them. */
+  for (size_t i = 0; i < nmodes; i++) {
+    char t[64];
+    mode_transports(modes[i], t, sizeof(t));
+    printf("  %-9s %s%s%s%s\n", modes[i]->name, modes[i]->summary,
+           (modes[i]->transports & MODE_UDP) ? " (" : "",
+           (modes[i]->transports & MODE_UDP) ? t : "",
+           (modes[i]->transports & MODE_UDP) ? ")" : "");
+  }
   printf("\nSizes take K, M, G suffixes; times are seconds (\"0.5\", "
          "\"250ms\").\n"
          "When every listener is bound, one line containing \"listening on\"\n"
          "and each address is printed on stderr. See sockit-server(1).\n");
-}
-
-static const struct mode *find_mode(const char *name) {
-  for (size_t i = 0; i < NMODES; i++)
-    if (strcmp(modes[i]->name, name) == 0)
-      return modes[i];
-  return NULL;
 }
 
 /* Only text with a letter in its host part can be a name; "300.1.1.1:80"
@@ -398,10 +393,8 @@ static void fit_max_conns(struct server_config *cfg, int conns_given) {
   }
   if (rl.rlim_cur == RLIM_INFINITY)
     return;
-  /* files: an upload holds its socket, the file being written and its
-   * directory (a download only the socket and the file: one request is in
-   * flight per connection). */
-  per_conn = cfg->mode == &mode_files ? 3 : 1;
+  /* Descriptors one connection may hold at once (the mode says). */
+  per_conn = cfg->mode->fds_per_conn > 0 ? cfg->mode->fds_per_conn : 1;
   room = (uint64_t)rl.rlim_cur;
   room = room > FD_MARGIN + (uint64_t)cfg->workers * (cfg->nspecs + 4)
              ? room - FD_MARGIN - (uint64_t)cfg->workers * (cfg->nspecs + 4)
@@ -415,6 +408,48 @@ static void fit_max_conns(struct server_config *cfg, int conns_given) {
                (unsigned long long)cfg->max_conns, (unsigned long long)room,
                (unsigned long long)rl.rlim_cur);
     cfg->max_conns = room;
+  }
+}
+
+/* What the mode's table row allows: transports, frames, its own options,
+ * one worker. */
+static void check_mode(struct server_config *cfg, int frame_given,
+                       int workers_given, int tls) {
+  const struct mode *m = cfg->mode;
+  static const char *kinds[] = {"TCP", "Unix sockets", "UDP"};
+  static const unsigned bits[] = {MODE_TCP, MODE_UNIX, MODE_UDP};
+  for (size_t i = 0; i < cfg->nspecs; i++)
+    if (!(m->transports & bits[cfg->specs[i].kind]))
+      cli_usage_error(PROG, "--mode %s does not work over %s (%s)", m->name,
+                      kinds[cfg->specs[i].kind], cfg->specs[i].text);
+  if (tls && !(m->transports & MODE_TLS))
+    cli_usage_error(PROG, "--mode %s does not work over TLS", m->name);
+  if (mode_unframed(m)) {
+    if (frame_given)
+      cli_usage_error(PROG, "--frame does not apply to --mode %s", m->name);
+  } else if (!(m->frames & MODE_FRAME(cfg->frame))) {
+    /* A mode with one frame (chat: lines) takes it without being told. */
+    sk_frame_mode only = SK_FRAME_RAW;
+    while (!(m->frames & MODE_FRAME(only)))
+      only++;
+    if (frame_given)
+      cli_usage_error(PROG, "--mode %s is %s-based; --frame %s does not apply",
+                      m->name, sk_frame_mode_name(only),
+                      sk_frame_mode_name(cfg->frame));
+    cfg->frame = only;
+  }
+  if (cfg->root != NULL && !mode_takes(m, "--root")) {
+    char names[256];
+    mode_names_taking(names, sizeof(names), "--root");
+    cli_usage_error(PROG, "--root applies only to --mode %s", names);
+  }
+  if (cfg->max_frame > sk_frame_mode_limit(cfg->frame))
+    cfg->max_frame = sk_frame_mode_limit(cfg->frame);
+  if (m->one_worker) {
+    if (workers_given && cfg->workers > 1)
+      log_warn("--mode %s runs on one worker; --workers %u ignored", m->name,
+               cfg->workers);
+    cfg->workers = 1;
   }
 }
 
@@ -454,7 +489,6 @@ int main(int argc, char **argv) {
   cfg->hs_ms = SK_TLS_HANDSHAKE_TIMEOUT_MS;
   cfg->udp_rate = 1000;
   cfg->udp_burst = 100;
-  srv.root_fd = -1;
   {
     long n = sysconf(_SC_NPROCESSORS_ONLN);
     cfg->workers = n < 1 ? 1 : n > MAX_WORKERS ? MAX_WORKERS : (unsigned)n;
@@ -474,12 +508,12 @@ int main(int argc, char **argv) {
       udp = 1;
       break;
     case 'm':
-      cfg->mode = find_mode(optarg);
-      if (cfg->mode == NULL)
-        cli_usage_error(PROG,
-                        "--mode: unknown mode '%s' (echo, discard, chargen, "
-                        "chat, files)",
-                        optarg);
+      cfg->mode = mode_find(optarg);
+      if (cfg->mode == NULL) {
+        char names[256];
+        mode_names(names, sizeof(names), "");
+        cli_usage_error(PROG, "--mode: unknown mode '%s' (%s)", optarg, names);
+      }
       break;
     case 'f':
       if (sk_frame_mode_parse(optarg, &cfg->frame) < 0)
@@ -621,37 +655,13 @@ int main(int argc, char **argv) {
   cfg->specs = specs;
   cfg->nspecs = nlisten;
 
-  /* Mode and framing rules. */
-  for (size_t i = 0; i < nlisten; i++)
-    if (specs[i].kind == LISTEN_UDP && !(cfg->mode->flags & MODE_UDP))
-      cli_usage_error(PROG, "--mode %s does not work over UDP (%s)",
-                      cfg->mode->name, specs[i].text);
-  if (cfg->mode->flags & MODE_LINES) {
-    if (frame_given && cfg->frame != SK_FRAME_LINE)
-      cli_usage_error(PROG,
-                      "--mode %s is line-based; --frame %s does not apply",
-                      cfg->mode->name, sk_frame_mode_name(cfg->frame));
-    cfg->frame = SK_FRAME_LINE;
-  }
-  if ((cfg->mode->flags & MODE_UNFRAMED) && frame_given)
-    cli_usage_error(PROG, "--frame does not apply to --mode %s",
-                    cfg->mode->name);
-  if (cfg->root != NULL && cfg->mode != &mode_files)
-    cli_usage_error(PROG, "--root applies only to --mode files");
-  if (cfg->max_frame > sk_frame_mode_limit(cfg->frame))
-    cfg->max_frame = sk_frame_mode_limit(cfg->frame);
-  if (cfg->mode->flags & MODE_ONE_WORKER) {
-    if (workers_given && cfg->workers > 1)
-      log_warn("--mode %s runs on one worker; --workers %u ignored",
-               cfg->mode->name, cfg->workers);
-    cfg->workers = 1;
-  }
+  check_mode(cfg, frame_given, workers_given, tls);
   check_tls_options(cfg, tls, cert, key, client_ca, self_signed, hs_given);
   fit_max_conns(cfg, conns_given);
 
   if (tls)
     make_tls_context(&srv, cert, key, client_ca, self_signed);
-  if (cfg->mode->setup != NULL && cfg->mode->setup(&srv) < 0)
+  if (cfg->mode->setup != NULL && cfg->mode->setup(cfg) < 0)
     return 1;
   if (check_only) {
     /* Like nginx -t: the options, certificates and root were checked;

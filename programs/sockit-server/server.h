@@ -1,24 +1,29 @@
-/* sockit-server internals: listeners, workers, connections and the mode
- * table.
+/* sockit-server internals, by concern:
+ *
+ *   conn.c       a connection's life: sending, the graceful finish, closing,
+ *                back-pressure and holds (each reason to pause reading holds
+ *                its own pause of the stream), idle and frame timeouts, the
+ *                open and close log lines and counters
+ *   framing.c    the framing adapter: bytes read, cut into frame pieces (or
+ *                passed whole to modes that parse their own protocol), to
+ *                the mode's callbacks; the peer's end of stream
+ *   listeners.c  binding every listener, accepting and admission
+ *                (--max-conns, running out of descriptors), the TLS
+ *                handshake, the readiness line
+ *   workers.c    worker threads, the graceful stop, draining the listeners'
+ *                backlogs, the grace period
+ *   modes.c      the mode table (mode.h: what a mode is)
  *
  * The server runs one event loop per worker thread. Every connection lives
  * on exactly one worker for its whole life, so nothing on the per-message
  * path takes a lock; the only state shared between workers is the global
  * connection count (an atomic) and the read-only configuration.
  *
- * A mode (echo, discard, chargen, chat, files) is one file that fills in a
- * struct mode: callbacks for a connection opening, for each decoded frame
- * piece (or raw bytes, for modes that parse their own protocol), for the
- * peer's end of stream, for a graceful stop and for the close, plus one for
- * datagrams. server.c does everything else: accepting, the TLS handshake,
- * framing, back-pressure, idle timeouts, connection limits and the graceful
- * stop.
- *
  * TLS (--tls) is a property of the stream listeners, not a mode: every
  * accepted connection first runs its handshake, and the mode sees the
  * connection only once the handshake has succeeded, with plaintext in and
- * out exactly as on a plain connection. The one exception is sendfile(2),
- * which cannot encrypt: the files mode sends files in chunks instead.
+ * out exactly as on a plain connection (sk_stream_sendfile() included: the
+ * library encrypts the file in chunks).
  */
 #ifndef SOCKIT_SERVER_H
 #define SOCKIT_SERVER_H
@@ -30,6 +35,7 @@
 #include <sys/uio.h>
 
 #include "metrics.h"
+#include "mode.h"
 #include "ratelimit.h"
 #include "sockit.h"
 
@@ -41,47 +47,6 @@ struct server;
 struct worker;
 struct conn;
 struct udp_listener;
-
-/* ---- modes ---- */
-
-enum {
-  MODE_UDP = 1u << 0,        /* has a datagram side (dgram is set) */
-  MODE_LINES = 1u << 1,      /* always line-framed (--frame must be line) */
-  MODE_UNFRAMED = 1u << 2,   /* parses its own protocol (data, not piece) */
-  MODE_ONE_WORKER = 1u << 3, /* shares state between connections */
-};
-
-struct mode {
-  const char *name;
-  const char *summary; /* one line for --help */
-  unsigned flags;
-  /* Once, before anything listens (files: open the root). Returns 0, or
-   * prints one line and returns -1. May be NULL. */
-  int (*setup)(struct server *srv);
-  void (*teardown)(struct server *srv);
-  /* A connection was accepted and is ready (may send at once). */
-  void (*open)(struct conn *c);
-  /* One piece of a decoded frame (framed modes). Bytes are valid only
-   * during the call. */
-  void (*piece)(struct conn *c, const sk_frame_piece *p);
-  /* Raw bytes (MODE_UNFRAMED modes). */
-  void (*data)(struct conn *c, const unsigned char *buf, size_t len);
-  /* The server is stopping: finish what is in flight, then call
-   * conn_finish(). NULL = finish at the next frame boundary. */
-  void (*stop)(struct conn *c);
-  /* The connection is going away (any reason). Free mode state here. */
-  void (*close)(struct conn *c);
-  /* A datagram arrived on a UDP listener (MODE_UDP). */
-  void (*dgram)(struct udp_listener *u, const unsigned char *buf, size_t len,
-                const sk_endpoint *from);
-};
-
-extern const struct mode mode_echo;
-extern const struct mode mode_discard;
-extern const struct mode mode_chargen;
-extern const struct mode mode_chat;
-extern const struct mode mode_files;
-extern const struct mode mode_sockperf;
 
 /* ---- configuration ---- */
 
@@ -114,8 +79,8 @@ struct server_config {
   uint64_t frame_ms;  /* --frame-timeout: a started frame must end within */
   uint64_t grace_ms;  /* --grace */
   unsigned workers;   /* --workers */
-  const char *root;   /* files: --root */
-  uint64_t max_file;  /* files: --max-file */
+  const char *root;   /* --root (a mode's option: files) */
+  uint64_t max_file;  /* --max-file (files) */
   sk_tls_ctx *tls;    /* --tls: the server context; NULL = plain */
   uint64_t hs_ms;     /* --handshake-timeout, 0 = never */
   uint32_t udp_rate;  /* --udp-rate: replies/s per source, 0 = no limit */
@@ -134,9 +99,9 @@ struct udp_listener {
   sk_udp u;
   struct worker *w;
   struct listen_spec *spec;
-  unsigned chargen_line; /* chargen: next line of the pattern to send */
-  struct rl_entry *cur;  /* the sender of the datagram being handled */
-  struct rl_table rl;    /* per-source reply limits (udp.c) */
+  uintptr_t mode_state; /* the mode's own (chargen: its place) */
+  struct rl_entry *cur; /* the sender of the datagram being handled */
+  struct rl_table rl;   /* per-source reply limits (udp.c) */
 };
 
 struct worker {
@@ -156,7 +121,6 @@ struct worker {
   struct conn *conns;          /* every open connection of this worker */
   size_t nconns;
   int stopping, finished;
-  int reaping; /* chat: a sweep of kicked clients is running */
   /* systemd watchdog (signals.c): set when a ping is posted to the loop,
    * cleared when the loop runs it; still set a period later = stuck. */
   sk_post wd_post;
@@ -176,7 +140,6 @@ struct server {
   atomic_uint running;     /* worker threads still running */
   struct metrics *metrics; /* --metrics: the scrape listener, or NULL */
   int done_fd;             /* written by the last worker to exit */
-  int root_fd;             /* files: the root directory (O_PATH) */
   int failed;              /* a worker's loop failed */
   /* TLS reload (SIGHUP, signals.c): the options the context was made
    * with, and the context new handshakes use, swapped under tls_lock
@@ -186,19 +149,23 @@ struct server {
   sk_tls_ctx *tls_cur;
 };
 
-/* Connection flags. */
+/* Where a connection is in its life (struct conn.state). Closing is the
+ * stream's own state (sk_is_closing()), and so is whether the peer's end of
+ * stream has arrived (sk_stream_is_receiving() once nothing holds a pause):
+ * neither is kept here. */
+enum conn_state {
+  CONN_NEW,       /* accepted; TLS handshake running: the mode has not opened */
+  CONN_OPEN,      /* the mode's open ran: it knows the connection */
+  CONN_FINISHING, /* conn_finish(): our FIN is queued; input is dropped */
+  CONN_FINISHED,  /* our FIN went out; closed when the peer's arrives */
+};
+
+/* Reasons to pause reading a connection (struct conn.pauses). Each one
+ * holds its own pause of the stream (sk_stream_recv_pause() is counted)
+ * and releases exactly that one. */
 enum {
-  C_CLOSING = 1u << 0,     /* conn_close() ran; memory goes at close cb */
-  C_PAUSED = 1u << 1,      /* reading paused for back-pressure */
-  C_STOPPING = 1u << 2,    /* server stop: finish the frame, then FIN */
-  C_SHUT = 1u << 3,        /* our FIN is queued; input is discarded */
-  C_SHUT_DONE = 1u << 4,   /* our FIN went out */
-  C_EOF = 1u << 5,         /* the peer's FIN arrived */
-  C_KICK = 1u << 7,        /* chat: to be disconnected (slow reader) */
-  C_HANDSHAKE = 1u << 8,   /* TLS handshake running; the mode has not opened */
-  C_HELD = 1u << 9,        /* the mode holds input back (conn_hold) */
-  C_FINISH_DUE = 1u << 10, /* conn_finish() came while held */
-  C_OPEN = 1u << 11,       /* the mode's open ran: it knows the connection */
+  PAUSE_WRITE = 1u << 0, /* back-pressure: the output queue is over the cap */
+  PAUSE_HOLD = 1u << 1,  /* the mode holds input back (conn_hold()) */
 };
 
 struct conn {
@@ -208,7 +175,9 @@ struct conn {
   uint64_t last_active; /* loop time (ms) of the last sign of life */
   size_t last_wq;       /* write queue size at the last timeout sweep */
   void *mode_data;
-  unsigned flags;
+  unsigned char state;      /* enum conn_state */
+  unsigned char pauses;     /* PAUSE_* held */
+  unsigned char finish_due; /* conn_finish() came while held */
   /* The peer, kept compact for log lines (see conn_name()): an IP address
    * and port, or for Unix peers the listener and the descriptor. */
   unsigned char peer_family;
@@ -242,7 +211,7 @@ size_t conn_frame_len(const struct conn *c, const sk_frame_piece *p);
  * the next call reuses: use one per log statement. */
 const char *conn_name(const struct conn *c);
 
-/* ---- server.c: used by main.c ---- */
+/* ---- workers.c: used by main.c ---- */
 
 /* Binds every listener (exits 1 with one line on failure), prints the
  * readiness line and starts the worker threads. */
@@ -284,7 +253,7 @@ void signals_block(void);
  * systemd STATUS= updates and watchdog pings. */
 void signals_run(struct server *srv);
 
-/* ---- server.c: used by the modes ---- */
+/* ---- conn.c: used by the modes ---- */
 
 /* Sends iov[0..n) on c. On failure the connection is closed and -1 is
  * returned. */
@@ -316,6 +285,58 @@ static inline void conn_touch(struct conn *c) {
 static inline const struct server_config *conn_cfg(const struct conn *c) {
   return &c->w->srv->cfg;
 }
+/* 1 once conn_close() ran (the memory goes with the stream's close). */
+static inline int conn_closing(const struct conn *c) {
+  return sk_is_closing(&c->s.h);
+}
+/* 1 once conn_finish() queued our FIN (or the connection is closing):
+ * nothing more may be sent. */
+static inline int conn_finishing(const struct conn *c) {
+  return c->state >= CONN_FINISHING || conn_closing(c);
+}
+/* 1 while the server is stopping: finish what is in flight. */
+static inline int conn_stopping(const struct conn *c) {
+  return c->w->stopping;
+}
+
+/* ---- conn.c, framing.c, listeners.c, workers.c: among themselves ---- */
+
+/* conn.c */
+struct conn *conn_new(struct worker *w, int fd, int family,
+                      const struct listen_spec *spec, const sk_endpoint *peer);
+void conn_ready(struct conn *c);
+void conn_stop(struct conn *c);
+void conn_log_opened(const struct conn *c);
+void conn_count(struct conn *c, int dir, uint64_t bytes, uint64_t msgs);
+/* 1 if the connection carries a frame decoder (not --frame raw). */
+static inline int conn_framed(const struct conn *c) {
+  return conn_cfg(c)->frame != SK_FRAME_RAW;
+}
+/* 1 if bytes of an unfinished frame have arrived. */
+static inline int conn_mid_frame(const struct conn *c) {
+  return conn_framed(c) && sk_frame_decoder_busy(&c->dec);
+}
+/* Back-pressure after the mode handled input: reading pauses while the
+ * output queue is over --max-queue. */
+void conn_check_queue(struct conn *c);
+void conn_sweep_start(struct worker *w);
+void conn_gauges_start(struct worker *w);
+/* The transport label of c's listener (metrics.h). */
+const char *conn_transport(const struct conn *c);
+
+/* framing.c: the stream's receive callback. */
+void framing_recv(sk_stream *s, ssize_t n, const void *buf);
+
+/* listeners.c */
+void listeners_bind(struct server *srv);
+void listeners_start(struct server *srv);
+/* Takes what the kernel already accepted on w's listeners and closes
+ * them. */
+void listeners_close(struct worker *w);
+void listeners_print_ready(const struct server *srv);
+
+/* workers.c */
+void worker_maybe_finish(struct worker *w);
 
 /* ---- udp.c ---- */
 
@@ -329,11 +350,5 @@ void udp_reply(struct udp_listener *u, const void *buf, size_t len,
  * under its byte budget (chargen sizes its replies with this). */
 size_t udp_reply_room(struct udp_listener *u, const sk_endpoint *to,
                       size_t want);
-
-/* ---- chargen.c: the RFC 864 pattern, shared with the UDP side ---- */
-
-#define CHARGEN_LINE  74 /* 72 characters + "\r\n" */
-#define CHARGEN_LINES 95 /* the pattern repeats after 95 lines */
-const unsigned char *chargen_pattern(void);
 
 #endif

@@ -9,7 +9,8 @@
  * one that does not (throughput mode) is dropped, as sockperf's server
  * does. Only the header is buffered (14 bytes per connection, allocated
  * while a header is split between reads); the rest streams through, and the
- * replies to one read leave in one sendv. */
+ * replies to one read leave in one sendv. Over UDP (sp_dgram) a datagram
+ * is a message. */
 #include "server.h"
 
 #include <stdlib.h>
@@ -123,6 +124,44 @@ static void sp_data(struct conn *c, const unsigned char *buf, size_t len) {
   sp_flush(c, &o);
 }
 
+/* Over UDP each datagram is one message, header first. A message that asks
+ * for a reply goes back to its sender whole, flag 1 cleared; anything else
+ * is dropped (a datagram shorter than the header, or whose length field
+ * disagrees with its size, with a debug line). */
+#define SP_UDP_STACK 2048
+static void sp_dgram(struct udp_listener *u, const unsigned char *buf,
+                     size_t len, const sk_endpoint *from) {
+  unsigned char small[SP_UDP_STACK], *out = small;
+  uint16_t flags;
+  uint32_t mlen;
+  if (len < SP_HDR)
+    goto bad;
+  flags = (uint16_t)(buf[8] << 8 | buf[9]);
+  mlen = (uint32_t)buf[10] << 24 | (uint32_t)buf[11] << 16 |
+         (uint32_t)buf[12] << 8 | buf[13];
+  if (mlen != len)
+    goto bad;
+  if (!(flags & SP_FLAG_REPLY))
+    return;
+  if (len > sizeof(small) && (out = malloc(len)) == NULL)
+    return;
+  memcpy(out, buf, len);
+  flags &= (uint16_t)~SP_FLAG_CLIENT;
+  out[8] = (unsigned char)(flags >> 8);
+  out[9] = (unsigned char)flags;
+  udp_reply(u, out, len, from);
+  if (out != small)
+    free(out);
+  return;
+bad:
+  if (log_level() >= LOG_DEBUG) {
+    char a[SK_ENDPOINT_STRLEN];
+    sk_endpoint_format(from, a, sizeof(a));
+    log_msg(LOG_DEBUG, "%s: not a sockperf message (%zu bytes), dropped", a,
+            len);
+  }
+}
+
 static void sp_close(struct conn *c) {
   free(c->mode_data);
   c->mode_data = NULL;
@@ -131,7 +170,10 @@ static void sp_close(struct conn *c) {
 const struct mode mode_sockperf = {
     .name = "sockperf",
     .summary = "echo for sockperf's client (its 14-byte message header)",
-    .flags = MODE_UNFRAMED,
+    .transports = MODE_STREAMS | MODE_UDP,
+    .frames = 0, /* its own 14-byte header */
+    .fds_per_conn = 1,
     .data = sp_data,
+    .dgram = sp_dgram,
     .close = sp_close,
 };

@@ -1,0 +1,206 @@
+/* The listening helpers (sockit/listen.h): N listeners on one port that is
+ * nobody else's, and taking what the kernel already queued on a listener.
+ * SK_TEST_ASYNC: run once per backend (the listeners live on a loop). */
+#include "sk_test.h"
+
+#include <errno.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#define N 3
+
+static sk_loop loop;
+
+static void setup_loop(void) {
+  SK_ASSERT_OK(sk_loop_init(&loop));
+}
+
+static void close_all_handles(sk_handle **h, size_t n) {
+  for (size_t i = 0; i < n; i++)
+    sk_close(h[i], NULL);
+  assert_true(sk_loop_run(&loop, SK_RUN_DEFAULT) >= 0);
+  SK_ASSERT_OK(sk_loop_free(&loop));
+}
+
+static uint16_t local_port(const sk_socket *s) {
+  sk_endpoint ep;
+  SK_ASSERT_OK(sk_socket_local(s, &ep));
+  return sk_endpoint_port(&ep);
+}
+
+static int accepted[16], naccepted;
+static uint16_t peer_ports[16];
+
+static void take(sk_stream *l, int status, int fd, const sk_endpoint *peer) {
+  (void)l;
+  assert_int_equal(status, 0);
+  assert_true(fd >= 0);
+  assert_true(naccepted < 16);
+  peer_ports[naccepted] = sk_endpoint_port(peer);
+  accepted[naccepted++] = fd;
+}
+
+static void close_accepted(void) {
+  for (int i = 0; i < naccepted; i++)
+    close(accepted[i]);
+  naccepted = 0;
+}
+
+static void connect_client(sk_socket *c, uint16_t port) {
+  sk_endpoint ep;
+  SK_ASSERT_OK(sk_endpoint_parse(&ep, "127.0.0.1:0"));
+  sk_endpoint_set_port(&ep, port);
+  SK_ASSERT_OK(sk_socket_open(c, AF_INET, SOCK_STREAM, 0));
+  SK_ASSERT_OK(sk_socket_connect(c, &ep, 5000));
+}
+
+/* Port 0: every listener of the group gets the same port, and a client
+ * reaches one of them. */
+static void test_listen_group_port0_shares_one_port(void **state) {
+  sk_stream s[N], *sp[N];
+  sk_handle *h[N];
+  sk_endpoint ep;
+  sk_socket c;
+  uint16_t port;
+  int total = 0;
+  (void)state;
+  setup_loop();
+  for (int i = 0; i < N; i++) {
+    SK_ASSERT_OK(sk_stream_init(&loop, &s[i]));
+    sp[i] = &s[i];
+    h[i] = &s[i].h;
+  }
+  SK_ASSERT_OK(sk_endpoint_parse(&ep, "127.0.0.1:0"));
+  SK_ASSERT_OK(sk_stream_listen_group(sp, N, &ep, 0, 0));
+  port = local_port(&s[0].sock);
+  assert_int_not_equal(port, 0);
+  for (int i = 1; i < N; i++)
+    assert_int_equal(local_port(&s[i].sock), port);
+  connect_client(&c, port);
+  for (int i = 0; i < N; i++) {
+    int n = sk_stream_accept_queued(&s[i], take, 8);
+    assert_true(n >= 0);
+    total += n;
+  }
+  assert_int_equal(total, 1);
+  assert_int_equal(peer_ports[0], local_port(&c));
+  close_accepted();
+  SK_ASSERT_OK(sk_socket_abort(&c));
+  close_all_handles(h, N);
+}
+
+/* A port another socket holds, even with SO_REUSEPORT, is "address in
+ * use", not silently shared (a bare SO_REUSEPORT bind would join it). */
+static void test_listen_group_refuses_a_held_port(void **state) {
+  sk_stream other, s[2], *sp[2] = {&s[0], &s[1]};
+  sk_handle *h[3] = {&other.h, &s[0].h, &s[1].h};
+  sk_endpoint ep;
+  (void)state;
+  setup_loop();
+  SK_ASSERT_OK(sk_stream_init(&loop, &other));
+  SK_ASSERT_OK(sk_stream_init(&loop, &s[0]));
+  SK_ASSERT_OK(sk_stream_init(&loop, &s[1]));
+  SK_ASSERT_OK(sk_endpoint_parse(&ep, "127.0.0.1:0"));
+  SK_ASSERT_OK(sk_stream_listen(&other, &ep, 0, SK_LISTEN_REUSEPORT));
+  sk_endpoint_set_port(&ep, local_port(&other.sock));
+  assert_int_equal(sk_stream_listen_group(sp, 2, &ep, 0, 0), -EADDRINUSE);
+  /* One listener asked to share the port: refused the same way. */
+  assert_int_equal(
+      sk_stream_listen_group(sp + 1, 1, &ep, 0, SK_LISTEN_REUSEPORT),
+      -EADDRINUSE);
+  close_all_handles(h, 3);
+}
+
+static void test_udp_group_port0_and_held_port(void **state) {
+  sk_udp other, u[N], *up[N];
+  sk_handle *h[N + 1];
+  sk_endpoint ep;
+  uint16_t port;
+  (void)state;
+  setup_loop();
+  SK_ASSERT_OK(sk_udp_init(&loop, &other));
+  h[0] = &other.h;
+  for (int i = 0; i < N; i++) {
+    SK_ASSERT_OK(sk_udp_init(&loop, &u[i]));
+    up[i] = &u[i];
+    h[i + 1] = &u[i].h;
+  }
+  SK_ASSERT_OK(sk_endpoint_parse(&ep, "127.0.0.1:0"));
+  SK_ASSERT_OK(sk_udp_bind(&other, &ep, SK_LISTEN_REUSEPORT));
+  SK_ASSERT_OK(sk_udp_bind_group(up, N, &ep, 0));
+  port = local_port(&u[0].sock);
+  assert_int_not_equal(port, 0);
+  assert_int_not_equal(port, local_port(&other.sock));
+  for (int i = 1; i < N; i++)
+    assert_int_equal(local_port(&u[i].sock), port);
+  close_all_handles(h, N + 1);
+
+  setup_loop();
+  SK_ASSERT_OK(sk_udp_init(&loop, &other));
+  SK_ASSERT_OK(sk_udp_init(&loop, &u[0]));
+  SK_ASSERT_OK(sk_udp_init(&loop, &u[1]));
+  SK_ASSERT_OK(sk_udp_bind(&other, &ep, SK_LISTEN_REUSEPORT));
+  sk_endpoint_set_port(&ep, local_port(&other.sock));
+  assert_int_equal(sk_udp_bind_group(up, 2, &ep, 0), -EADDRINUSE);
+  h[0] = &other.h;
+  h[1] = &u[0].h;
+  h[2] = &u[1].h;
+  close_all_handles(h, 3);
+}
+
+static void test_listen_group_bad_arguments(void **state) {
+  sk_stream s, *sp[1] = {&s};
+  sk_handle *h[1] = {&s.h};
+  sk_endpoint ep;
+  (void)state;
+  setup_loop();
+  SK_ASSERT_OK(sk_stream_init(&loop, &s));
+  SK_ASSERT_OK(sk_endpoint_parse(&ep, "127.0.0.1:0"));
+  assert_int_equal(sk_stream_listen_group(sp, 0, &ep, 0, 0), -EINVAL);
+  assert_int_equal(sk_stream_listen_group(NULL, 1, &ep, 0, 0), -EINVAL);
+  assert_int_equal(sk_stream_listen_group(sp, 1, NULL, 0, 0), -EINVAL);
+  assert_int_equal(sk_udp_bind_group(NULL, 1, &ep, 0), -EINVAL);
+  close_all_handles(h, 1);
+}
+
+/* What waits in the backlog is taken, at most max at a time, each handed
+ * to the callback with its peer; an empty backlog gives 0 at once. */
+static void test_accept_queued_takes_the_backlog(void **state) {
+  sk_stream l, idle;
+  sk_handle *h[2] = {&l.h, &idle.h};
+  sk_endpoint ep;
+  sk_socket c[3];
+  (void)state;
+  setup_loop();
+  SK_ASSERT_OK(sk_stream_init(&loop, &l));
+  SK_ASSERT_OK(sk_stream_init(&loop, &idle));
+  SK_ASSERT_OK(sk_endpoint_parse(&ep, "127.0.0.1:0"));
+  SK_ASSERT_OK(sk_stream_listen(&l, &ep, 0, 0));
+  assert_int_equal(sk_stream_accept_queued(&l, take, 8), 0);
+  for (int i = 0; i < 3; i++)
+    connect_client(&c[i], local_port(&l.sock));
+  assert_int_equal(sk_stream_accept_queued(&l, take, 2), 2);
+  assert_int_equal(naccepted, 2);
+  assert_int_equal(sk_stream_accept_queued(&l, take, 8), 1);
+  assert_int_equal(naccepted, 3);
+  assert_int_equal(sk_stream_accept_queued(&l, take, 8), 0);
+  for (int i = 0; i < 3; i++) {
+    int found = 0;
+    for (int j = 0; j < 3; j++)
+      found += peer_ports[j] == local_port(&c[i]);
+    assert_int_equal(found, 1);
+    SK_ASSERT_OK(sk_socket_abort(&c[i]));
+  }
+  close_accepted();
+  /* Not a listener: an error, and the callback is never called. */
+  assert_true(sk_stream_accept_queued(&idle, take, 8) < 0);
+  assert_int_equal(sk_stream_accept_queued(&l, NULL, 8), -EINVAL);
+  assert_int_equal(naccepted, 0);
+  close_all_handles(h, 2);
+}
+
+SK_TEST_MAIN(cmocka_unit_test(test_listen_group_port0_shares_one_port),
+             cmocka_unit_test(test_listen_group_refuses_a_held_port),
+             cmocka_unit_test(test_udp_group_port0_and_held_port),
+             cmocka_unit_test(test_listen_group_bad_arguments),
+             cmocka_unit_test(test_accept_queued_takes_the_backlog))
