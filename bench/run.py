@@ -253,15 +253,17 @@ def fd_count(pid):
     return len(os.listdir(f"/proc/{pid}/fd"))
 
 
-def listening(port):
-    """True if some socket listens on 127.0.0.1:port (from /proc/net/tcp)."""
+def listening(port, proto="tcp"):
+    """True if some socket listens on 127.0.0.1:port (from /proc/net/tcp),
+    or, proto "udp", is bound there (/proc/net/udp)."""
     want = f"0100007F:{port:04X}"
     try:
-        with open("/proc/net/tcp") as f:
+        with open(f"/proc/net/{proto}") as f:
             next(f)
             for line in f:
                 parts = line.split()
-                if parts[1] == want and parts[3] == "0A":
+                if parts[1] == want and parts[3] == ("0A" if proto == "tcp"
+                                                     else "07"):
                     return True
     except OSError:
         pass
@@ -337,6 +339,8 @@ class Server:
         self.port = port
         self.ports = [port] + ([back_port] if back_port else [])
         self.main = procs[-1]  # the process clients talk to
+        self.metrics = None  # sockit-server --metrics URL (UDP cases)
+        self.udp_in = 0  # UDP bytes it received in the sampled window
 
     @property
     def pids(self):
@@ -367,7 +371,8 @@ def start_port0(name, argv, regex):
     return p, port
 
 
-def start_fixed_port(name, make_argv, merge_stderr=False, tries=4):
+def start_fixed_port(name, make_argv, merge_stderr=False, tries=4,
+                     proto="tcp"):
     """Start a server that cannot use port 0: pick a free port, start it and
     wait until the port listens; retry with another port on failure."""
     last = ""
@@ -376,7 +381,7 @@ def start_fixed_port(name, make_argv, merge_stderr=False, tries=4):
         p = Proc(name, make_argv(port), merge_stderr=merge_stderr)
         deadline = time.monotonic() + READY_TIMEOUT
         while time.monotonic() < deadline and p.alive():
-            if listening(port):
+            if listening(port, proto):
                 return p, port
             time.sleep(0.005)
         last = (f"{name} not listening on {port}{p.last_words()}"
@@ -387,6 +392,17 @@ def start_fixed_port(name, make_argv, merge_stderr=False, tries=4):
 
 
 SOCKIT_READY = r"listening on tcp://127\.0\.0\.1:(\d+)"
+SOCKIT_UDP_READY = r"listening on udp://127\.0\.0\.1:(\d+)"
+
+
+def udp_in_bytes(url):
+    """UDP bytes a sockit-server received so far (its --metrics page)."""
+    import urllib.request
+    with urllib.request.urlopen(url, timeout=5) as r:
+        text = r.read().decode()
+    m = re.search(r'sockit_bytes_total\{[^}]*transport="udp",'
+                  r'direction="in"\} (\d+)', text)
+    return int(m.group(1)) if m else 0
 PEER_READY = r"listening on 127\.0\.0\.1:(\d+)"
 
 
@@ -415,6 +431,27 @@ def start_server(cfg, kind, mode):
         extra = ["epoll"] if kind == "floor-epoll" else []
         p, port = start_port0(f"{kind}_echo",
                               cfg.srv([binary, mode, 0] + extra), PEER_READY)
+        return Server(kind, [p], port)
+    if kind == "sockit-udp":
+        # UDP: every datagram here comes from one address, which the default
+        # per-source reply limit would throttle. The metrics page tells what
+        # the server received (one-way loss).
+        if not cfg.server_bin.exists():
+            raise BenchError(f"{rel(cfg.server_bin)} not built (make build)")
+        argv = [cfg.server_bin, "--workers", "1", "--udp-rate", "0",
+                "--metrics", "127.0.0.1:0", "-l", "udp://127.0.0.1:0"]
+        if mode != "echo":
+            argv += ["--mode", mode]
+        p, port = start_port0("sockit-server", cfg.srv(argv),
+                              SOCKIT_UDP_READY)
+        server = Server(kind, [p], port)
+        server.metrics = p.wait_line(r"metrics on (http://\S+)",
+                                     READY_TIMEOUT).group(1)
+        return server
+    if kind == "sockperf-udp":
+        p, port = start_fixed_port("sockperf-server", lambda port: cfg.srv(
+            ["sockperf", "server", "-i", "127.0.0.1", "-p", port]),
+            merge_stderr=True, proto="udp")
         return Server(kind, [p], port)
     if kind == "sockperf":
         p, port = start_fixed_port("sockperf-server", lambda port: cfg.srv(
@@ -456,9 +493,12 @@ def timed_client(cfg, server, name, argv, warmup, timeout, merge=False):
             time.sleep(min(0.005, max(0.0, t_launch + warmup -
                                       time.monotonic())))
         cpu0, t0 = cpu_of(server.pids), time.monotonic()
+        in0 = udp_in_bytes(server.metrics) if server.metrics else 0
         c.wait(timeout)
         t1 = time.monotonic()
         cpu1 = cpu_of(server.pids)
+        if server.metrics:
+            server.udp_in = udp_in_bytes(server.metrics) - in0
     finally:
         c.stop()
     server.check_alive()
@@ -500,6 +540,8 @@ def run_sockit_bench(cfg, server, case):
         argv += ["--size", p["size"]]
     if p["mode"] == "echo":
         argv += ["--pipeline", p["pipeline"]]
+    if p.get("udp"):
+        argv.append("--udp")
     c, cpu_us, window, _ = timed_client(
         cfg, server, "sockit-client", argv, cfg.warmup,
         cfg.warmup + cfg.duration + 60)
@@ -518,6 +560,14 @@ def run_sockit_bench(cfg, server, case):
         mbps = float(j["mb_per_sec"])
         m["gbit_per_sec"] = mbps * 8 / 1000
         m["mb_per_sec"] = mbps
+        if p.get("udp"):
+            # What arrived, as iperf3 -u reports; the sender's rate and the
+            # loss between them (both over the same window, so approximate).
+            got = server.udp_in / window / 1e6
+            m["sent_gbit_per_sec"] = m["gbit_per_sec"]
+            m["gbit_per_sec"] = got * 8 / 1000
+            m["loss_pct"] = max(0.0, 100.0 * (1 - got / mbps)) if mbps else 0
+            mbps = got
         add_rate_cpu(m, cpu_us, window, mbps, "mb")
     elif p["mode"] == "connect":
         rate = float(j["connects_per_sec"])
@@ -562,16 +612,16 @@ def run_sockperf(cfg, server, case):
     p = case.params
     # sockperf warms up for 400 ms; with -t 1 it may find no valid samples.
     secs = max(2, round(cfg.duration))
-    sub = "ping-pong" if p["mode"] == "pp" else "throughput"
-    argv = ["sockperf", sub, "--tcp", "-i", "127.0.0.1", "-p", server.port,
-            "-m", p["size"], "-t", secs]
-    if sub == "ping-pong":
+    sub = {"pp": "ping-pong", "ul": "under-load"}.get(p["mode"], "throughput")
+    argv = ["sockperf", sub] + ([] if p.get("udp") else ["--tcp"]) + [
+        "-i", "127.0.0.1", "-p", server.port, "-m", p["size"], "-t", secs]
+    if sub != "throughput":
         argv.append("--full-rtt")
     c, cpu_us, window, _ = timed_client(cfg, server, "sockperf-client", argv,
                                         SOCKPERF_WARMUP + 0.1, secs + 30,
                                         merge=True)
     text = c.text()
-    if sub == "ping-pong":
+    if sub != "throughput":
         m = parse_sockperf_pp(text)
     else:
         t = re.search(r"Total of (\d+) messages sent in ([\d.]+) sec", text)
@@ -594,6 +644,11 @@ def run_iperf3(cfg, server, case):
     if p["mode"] == "file":
         argv += ["-F", p["file"], "-n", cfg.file_size, "-l", "128K"]
         warm, timeout = 0.0, 300
+    elif p["mode"] == "udp":
+        secs = max(1, round(cfg.duration))
+        omit = max(1, round(cfg.warmup))
+        argv += ["-u", "-b", "0", "-l", p["size"], "-t", secs, "-O", omit]
+        warm, timeout = omit, secs + omit + 30
     else:
         secs = max(1, round(cfg.duration))
         omit = max(1, round(cfg.warmup))
@@ -612,6 +667,12 @@ def run_iperf3(cfg, server, case):
     m = {"cmd": c.cmdline()}
     if p["mode"] == "file":
         return file_metrics(m, c, cpu_us, wall, cfg.file_size)
+    if p["mode"] == "udp":
+        end = j["end"]
+        got = end.get("sum_received", end["sum"])
+        m["sent_gbit_per_sec"] = end.get("sum_sent", got)[
+            "bits_per_second"] / 1e9
+        m["loss_pct"] = float(got.get("lost_percent", 0))
     mbps = j["end"]["sum_received"]["bits_per_second"] / 8e6
     m["gbit_per_sec"] = mbps * 8 / 1000
     m["mb_per_sec"] = mbps
@@ -807,6 +868,19 @@ GROUPS = {
                    ("fresh_ms_p90", "fresh p90 ms"),
                    ("fresh_ms_max", "fresh max ms"),
                    ("rss_bytes_per_conn", "bytes/conn")]),
+    "udp-echo": Group("UDP echo, 64 B datagrams (round trips)",
+                      "msgs_per_sec", True,
+                      [("msgs_per_sec", "replies/s"),
+                       ("server_cpu_us_per_msg", "server CPU µs/datagram"),
+                       ("lat_p50", "RTT p50 µs"), ("lat_p99", "RTT p99 µs")],
+                      cpu="server_cpu_us_per_msg"),
+    "udp-oneway": Group("UDP one way, 1472 B datagrams (received)",
+                        "gbit_per_sec", True,
+                        [("gbit_per_sec", "received Gbit/s"),
+                         ("sent_gbit_per_sec", "sent Gbit/s"),
+                         ("loss_pct", "loss %"),
+                         ("server_cpu_us_per_mb", "server CPU µs/MB")],
+                        cpu="server_cpu_us_per_mb"),
     "idle": Group("Idle connections: server RSS growth per connection",
                   "rss_bytes_per_conn", False,
                   [("rss_bytes_per_conn", "bytes/conn")]),
@@ -877,6 +951,7 @@ def build_cases(cfg, bigfile):
                           f"one-way 128 KiB writes, {streams} stream(s)",
                           {"mode": "oneway", "size": 131072,
                            "conns": streams}, v, quick=True))
+    cases += udp_cases()
     size = size_name(cfg.file_size)
     cases.append(Case(
         f"file-{size}", "file", f"--file {size} (random bytes, page cache)",
@@ -908,6 +983,42 @@ def build_cases(cfg, bigfile):
         {"mode": "idle", "conns": held},
         [Variant(lbl, k, "echo", "held", sockit=k == "sockit")
          for k, lbl in ECHO_SERVERS[:2]]))
+    return cases
+
+
+def udp_cases():
+    """UDP (issue 16): 64 B echo against sockperf's UDP server with
+    sockperf's client (ping-pong, throughput, under-load), sockit-client's
+    UDP echo with 1 and 100 sockets, and one way against iperf3 -u."""
+    cases = []
+    for mode, sub in (("pp", "ping-pong"), ("tp", "throughput"),
+                      ("ul", "under-load")):
+        cases.append(Case(
+            f"udp-sockperf-{mode}-64B", "udp-echo",
+            f"UDP sockperf {sub} 64 B, 1 socket", {"size": 64},
+            [Variant("sockperf server --udp", "sockperf-udp", "echo",
+                     "sockperf", {"mode": mode, "udp": True},
+                     client=f"sockperf {sub}"),
+             Variant("sockit-server --mode sockperf (UDP)", "sockit-udp",
+                     "sockperf", "sockperf", {"mode": mode, "udp": True},
+                     sockit=True, client=f"sockperf {sub}")]))
+    for conns, pipe in ((1, 16), (100, 4)):
+        cases.append(Case(
+            f"udp-echo-64B-c{conns}", "udp-echo",
+            f"UDP echo 64 B, {conns} socket(s), pipeline {pipe}",
+            {"mode": "echo", "size": 64, "conns": conns, "pipeline": pipe,
+             "udp": True},
+            [Variant("sockit-server UDP echo", "sockit-udp", "echo",
+                     "sockit-bench", sockit=True,
+                     client="sockit-client --udp")]))
+    cases.append(Case(
+        "udp-oneway-1472B", "udp-oneway", "UDP one way, 1472 B, 1 socket",
+        {"size": 1472, "conns": 1},
+        [Variant("sockit-server UDP discard", "sockit-udp", "discard",
+                 "sockit-bench", {"mode": "oneway", "udp": True},
+                 sockit=True, client="sockit-client --udp"),
+         Variant("iperf3 -s", "iperf3", "discard", "iperf3",
+                 {"mode": "udp"}, client="iperf3 -c -u -b 0")]))
     return cases
 
 

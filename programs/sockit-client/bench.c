@@ -286,7 +286,8 @@ static void handshake_done(sk_stream *s, int status) {
   int rc;
   if (status != 0) {
     if (!b->stopping && b->errors == 0)
-      fprintf(stderr, PROG ": bench: TLS handshake: %s\n", sk_tls_last_error());
+      fprintf(stderr, PROG ": bench: TLS handshake: %s\n",
+              sk_stream_tls_error(s));
     conn_fail(c, status);
     return;
   }
@@ -374,6 +375,11 @@ static void conn_start(struct bench *b, struct conn *c) {
 
 /* ---- UDP ---- */
 
+/* Called from udp_recv for each reply, the next request is gathered by
+ * libsockit and leaves with the others of the receive batch in one
+ * sendmmsg(2) (as GSO trains, same size to one server), so one socket can
+ * keep a server busy; the first window and the resends after a loss go out
+ * at once. */
 static void udp_send_one(struct conn *c) {
   struct bench *b = c->b;
   c->sent_at[c->head++ % b->o.pipeline] = now_ns();
@@ -428,6 +434,34 @@ static void udp_tick(sk_timer *t) {
   }
 }
 
+/* One-way over UDP: every turn of the loop hands each socket's kernel a
+ * window of datagrams in one call (sendmmsg, GSO trains), as fast as it
+ * takes them. What the receiver drops is not seen here: the rate is the
+ * sender's, as iperf3 -u reports its own. */
+#define UDP_PUMP_WINDOW 256
+static void udp_pump(sk_timer *t) {
+  struct bench *b = t->h.data;
+  struct iovec w[UDP_PUMP_WINDOW];
+  for (int i = 0; i < UDP_PUMP_WINDOW; i++) {
+    w[i].iov_base = b->msg;
+    w[i].iov_len = b->wire;
+  }
+  for (uint64_t i = 0; i < b->o.conns && !b->stopping; i++) {
+    struct conn *c = &b->conns[i];
+    if (!c->open || sk_is_closing(&c->u.h))
+      continue;
+    int n = sk_udp_send_batch(&c->u, w, UDP_PUMP_WINDOW, NULL);
+    if (n < 0 && n != -ENOBUFS)
+      b->errors++;
+    if (n > 0 && b->measuring) {
+      b->messages += (uint64_t)n;
+      b->bytes += (uint64_t)n * b->wire;
+    }
+  }
+  if (!b->stopping)
+    sk_timer_start(t, udp_pump, 0, 0);
+}
+
 static int udp_start(struct bench *b, struct conn *c) {
   c->b = b;
   sk_udp_init(&b->loop, &c->u);
@@ -440,7 +474,7 @@ static int udp_start(struct bench *b, struct conn *c) {
   c->open = 1;
   c->last_rx = now_ns();
   b->open_conns++;
-  for (uint64_t k = 0; k < b->o.pipeline; k++)
+  for (uint64_t k = 0; b->o.mode == B_ECHO && k < b->o.pipeline; k++)
     udp_send_one(c);
   return 0;
 }
@@ -879,7 +913,9 @@ int bench_main(int argc, char **argv) {
   sk_timer_init(&b->loop, &b->itick);
   b->itick.h.data = b;
   sk_timer_start(&b->phase, warmup_end, b->o.warmup_ms, 0);
-  if (b->o.udp)
+  if (b->o.udp && b->o.mode == B_ONEWAY)
+    sk_timer_start(&b->tick, udp_pump, 0, 0);
+  else if (b->o.udp)
     sk_timer_start(&b->tick, udp_tick, 50, 50);
 
   if (b->o.udp) {
