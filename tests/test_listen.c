@@ -1,5 +1,5 @@
-/* The listening helpers (sockit/listen.h): N listeners on one port that is
- * nobody else's, and taking what the kernel already queued on a listener.
+/* The listening helpers (sockit/listen.h): N listeners on one port that
+ * nobody held before, and taking what the kernel already queued on a listener.
  * SK_TEST_ASYNC: run once per backend (the listeners live on a loop). */
 #include "sk_test.h"
 
@@ -148,6 +148,49 @@ static void test_udp_group_port0_and_held_port(void **state) {
   close_all_handles(h, 3);
 }
 
+/* [::]:P with V6ONLY does not clash with 127.0.0.1:P: a group binds it as a
+ * single listener does (the probe asks with the members' flags), while a
+ * dual-stack [::]:P is refused by both. Streams and UDP alike. */
+static void test_group_v6only_beside_ipv4(void **state) {
+  sk_stream v4, s[2], *sp[2] = {&s[0], &s[1]};
+  sk_udp u4, u[2], *up[2] = {&u[0], &u[1]};
+  sk_handle *h[6] = {&v4.h, &s[0].h, &s[1].h, &u4.h, &u[0].h, &u[1].h};
+  sk_endpoint ep, e6;
+  sk_socket probe;
+  (void)state;
+  SK_ASSERT_OK(sk_endpoint_parse(&e6, "[::1]:0"));
+  if (sk_socket_open(&probe, AF_INET6, SOCK_STREAM, 0) < 0)
+    skip(); /* no IPv6 here */
+  if (sk_socket_bind(&probe, &e6) < 0) {
+    (void)sk_socket_abort(&probe);
+    skip();
+  }
+  SK_ASSERT_OK(sk_socket_abort(&probe));
+  setup_loop();
+  SK_ASSERT_OK(sk_stream_init(&loop, &v4));
+  SK_ASSERT_OK(sk_stream_init(&loop, &s[0]));
+  SK_ASSERT_OK(sk_stream_init(&loop, &s[1]));
+  SK_ASSERT_OK(sk_udp_init(&loop, &u4));
+  SK_ASSERT_OK(sk_udp_init(&loop, &u[0]));
+  SK_ASSERT_OK(sk_udp_init(&loop, &u[1]));
+  SK_ASSERT_OK(sk_endpoint_parse(&ep, "127.0.0.1:0"));
+  SK_ASSERT_OK(sk_stream_listen(&v4, &ep, 0, 0));
+  SK_ASSERT_OK(sk_endpoint_parse(&e6, "[::]:0"));
+  sk_endpoint_set_port(&e6, local_port(&v4.sock));
+  assert_int_equal(sk_stream_listen_group(sp, 2, &e6, 0, SK_LISTEN_DUALSTACK),
+                   -EADDRINUSE);
+  SK_ASSERT_OK(sk_stream_listen_group(sp, 2, &e6, 0, SK_LISTEN_V6ONLY));
+  assert_int_equal(local_port(&s[1].sock), local_port(&v4.sock));
+
+  SK_ASSERT_OK(sk_udp_bind(&u4, &ep, 0));
+  sk_endpoint_set_port(&e6, local_port(&u4.sock));
+  assert_int_equal(sk_udp_bind_group(up, 2, &e6, SK_LISTEN_DUALSTACK),
+                   -EADDRINUSE);
+  SK_ASSERT_OK(sk_udp_bind_group(up, 2, &e6, SK_LISTEN_V6ONLY));
+  assert_int_equal(local_port(&u[1].sock), local_port(&u4.sock));
+  close_all_handles(h, 6);
+}
+
 static void test_listen_group_bad_arguments(void **state) {
   sk_stream s, *sp[1] = {&s};
   sk_handle *h[1] = {&s.h};
@@ -199,8 +242,22 @@ static void test_accept_queued_takes_the_backlog(void **state) {
   close_all_handles(h, 2);
 }
 
+/* The one list of "out of descriptors or memory" accept errors, which a
+ * listener survives (sockit-server's accept_error() uses it). */
+static void test_err_is_resource(void **state) {
+  const int yes[] = {-EMFILE, -ENFILE, -ENOBUFS, -ENOMEM};
+  const int no[] = {0, -EINVAL, -ECONNABORTED, -EBADF, SK_EOF, EMFILE};
+  (void)state;
+  for (size_t i = 0; i < sizeof(yes) / sizeof(yes[0]); i++)
+    assert_int_equal(sk_err_is_resource(yes[i]), 1);
+  for (size_t i = 0; i < sizeof(no) / sizeof(no[0]); i++)
+    assert_int_equal(sk_err_is_resource(no[i]), 0);
+}
+
 SK_TEST_MAIN(cmocka_unit_test(test_listen_group_port0_shares_one_port),
              cmocka_unit_test(test_listen_group_refuses_a_held_port),
              cmocka_unit_test(test_udp_group_port0_and_held_port),
+             cmocka_unit_test(test_group_v6only_beside_ipv4),
              cmocka_unit_test(test_listen_group_bad_arguments),
-             cmocka_unit_test(test_accept_queued_takes_the_backlog))
+             cmocka_unit_test(test_accept_queued_takes_the_backlog),
+             cmocka_unit_test(test_err_is_resource))

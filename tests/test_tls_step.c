@@ -46,6 +46,7 @@ static void need_tls(void) {
   if (ctx == NULL) {
     sk_tls_socket t = {0};
     assert_int_equal(sk_tls_shutdown(&t, 0), SK_ENOTLS);
+    assert_int_equal(sk_tls_shutdown_step(&t, NULL), SK_ENOTLS);
     assert_int_equal(sk_tls_handshake_step(&t, NULL), SK_ENOTLS);
     assert_int_equal(sk_tls_pending(&t), 0);
     skip();
@@ -56,15 +57,18 @@ static void need_tls(void) {
 /* ---- the peer: a sync TLS server on a thread ---- */
 
 enum {
-  PEER_READ_CHECK,    /* after "go": reads `expect` bytes of pat(), then
-                       * until close_notify */
-  PEER_TWO_RECORDS,   /* sends two records of REC bytes, then reads until
-                       * close_notify */
-  PEER_AFTER_SHUT,    /* reads until close_notify, then sends `expect`
-                       * bytes of pat() and closes with close_notify */
-  PEER_PLAINTEXT,     /* after the handshake, plain bytes on the socket */
-  PEER_CUT_AFTER_DATA /* reads "hi", sends "bye", then after "go" closes
-                       * TCP (FIN) without close_notify */
+  PEER_READ_CHECK,     /* after "go": reads `expect` bytes of pat(), then
+                        * until close_notify */
+  PEER_TWO_RECORDS,    /* sends two records of REC bytes, then reads until
+                        * close_notify */
+  PEER_AFTER_SHUT,     /* reads until close_notify, then sends `expect`
+                        * bytes of pat() and closes with close_notify */
+  PEER_PLAINTEXT,      /* after the handshake, plain bytes on the socket */
+  PEER_CUT_AFTER_DATA, /* reads "hi", sends "bye", then after "go" closes
+                        * TCP (FIN) without close_notify */
+  PEER_ONE_THEN_ALL    /* sends "h"; after "go" reads one byte of pat()
+                        * and says so on `done`; after another "go" reads
+                        * the rest until close_notify */
 };
 
 #define REC 1000
@@ -76,6 +80,8 @@ struct peer {
   int go[2]; /* the test writes one byte: the peer may start reading */
   size_t expect;
   int hold_handshake; /* answer the ClientHello only after "go" */
+  int pair_fd;        /* > 0: serve this connected socket, no listener */
+  int done[2];        /* PEER_ONE_THEN_ALL: one byte when it read one */
   /* Results. */
   int rc;
   size_t got;
@@ -125,7 +131,8 @@ static void *peer_main(void *arg) {
   sk_socket c = SK_SOCKET_INIT;
   sk_tls_socket t = {0};
   unsigned char rec[REC];
-  p->rc = sk_socket_accept(&p->l, &c, NULL, 20000);
+  p->rc = p->pair_fd > 0 ? sk_socket_adopt(&c, p->pair_fd)
+                         : sk_socket_accept(&p->l, &c, NULL, 20000);
   if (p->rc == 0 && p->hold_handshake)
     p->rc = wait_go(p);
   if (p->rc != 0)
@@ -162,6 +169,21 @@ static void *peer_main(void *arg) {
     sk_tls_free(&t);
     sk_socket_close(&c, 0);
     return NULL;
+  case PEER_ONE_THEN_ALL:
+    p->rc = sk_tls_send(&t, "h", 1, 20000);
+    if (p->rc == 0)
+      p->rc = wait_go(p);
+    if (p->rc == 0)
+      p->rc =
+          sk_tls_recv(&t, rec, 1, 20000) == 1 && rec[0] == pat(0) ? 0 : -EPROTO;
+    p->got = 1;
+    if (p->rc == 0 && write(p->done[1], "d", 1) != 1)
+      p->rc = -EIO;
+    if (p->rc == 0)
+      p->rc = wait_go(p);
+    if (p->rc == 0)
+      p->rc = read_to_end(p, &t);
+    break;
   case PEER_CUT_AFTER_DATA: {
     char hi[2];
     ssize_t n = sk_tls_recv(&t, hi, 2, 20000);
@@ -245,6 +267,33 @@ static void wait_events(sk_tls_socket *t, int events) {
   assert_true(sk_socket_poll(t->sock, events, 20000) > 0);
 }
 
+/* Reads the peer's pat() bytes up to its close_notify, by waiting calls or
+ * by steps (waiting for the events they name); anything else fails the
+ * test. Returns the count, at most max. */
+static size_t recv_pat_to_end(sk_tls_socket *t, int by_steps, size_t max) {
+  unsigned char buf[16384];
+  size_t got = 0;
+  int ev = 0;
+  for (int i = 0; i < 100000; i++) {
+    ssize_t n = by_steps ? sk_tls_recv_step(t, buf, sizeof(buf), &ev)
+                         : sk_tls_recv(t, buf, sizeof(buf), 20000);
+    if (by_steps && n == -EAGAIN) {
+      wait_events(t, ev);
+      continue;
+    }
+    if (n == 0)
+      return got;
+    if (n < 0)
+      fail_msg("receiving: %zd (%s)", n, sk_tls_last_error());
+    for (ssize_t j = 0; j < n; j++)
+      assert_int_equal(buf[j], pat(got + (size_t)j));
+    got += (size_t)n;
+    assert_true(got <= max);
+  }
+  fail_msg("no close_notify after %zu bytes", got);
+  return got;
+}
+
 /* ---- tests ---- */
 
 static void test_handshake_by_steps(void **state) {
@@ -267,6 +316,7 @@ static void test_handshake_by_steps(void **state) {
   assert_int_equal(sk_tls_send_step(&t, "x", 1, &ev), -EINVAL);
   assert_int_equal(sk_tls_recv_step(&t, buf, sizeof(buf), &ev), -EINVAL);
   assert_int_equal(sk_tls_shutdown(&t, 0), -EINVAL);
+  assert_int_equal(sk_tls_shutdown_step(&t, &ev), -EINVAL);
   /* The server does not answer yet: the first step sends the ClientHello
    * and says to wait for readability, without waiting itself. */
   assert_int_equal(sk_tls_handshake_step(&t, &ev), -EAGAIN);
@@ -427,7 +477,6 @@ static void test_shutdown_then_read_the_rest(void **state) {
   sk_socket s;
   sk_tls_socket t;
   unsigned char buf[16384];
-  size_t got = 0;
   p.expect = 1024 * 1024; /* sent by the peer after our close_notify */
   peer_start(&p, PEER_AFTER_SHUT, 0);
   client_open(&p, &s, &t, 0);
@@ -441,21 +490,115 @@ static void test_shutdown_then_read_the_rest(void **state) {
   int ev = 0;
   assert_int_equal(sk_tls_send_step(&t, "x", 1, &ev), -EPIPE);
   /* ... and the peer's data still comes, to its close_notify. */
-  for (;;) {
-    ssize_t n = sk_tls_recv(&t, buf, sizeof(buf), 20000);
-    if (n == 0)
-      break;
-    if (n < 0)
-      fail_msg("sk_tls_recv: %zd (%s)", n, sk_tls_last_error());
-    for (ssize_t i = 0; i < n; i++)
-      assert_int_equal(buf[i], pat(got + (size_t)i));
-    got += (size_t)n;
-    assert_true(got <= p.expect);
-  }
-  assert_int_equal(got, p.expect);
+  assert_int_equal(recv_pat_to_end(&t, 0, p.expect), p.expect);
   SK_ASSERT_OK(sk_tls_close(&t, 5000));
   SK_ASSERT_OK(peer_end(&p));
   assert_int_equal(p.got, 100); /* it saw our data, then close_notify */
+  assert_false(p.mismatch);
+}
+
+/* The half-close by steps: close_notify and the FIN go out without
+ * waiting (-EAGAIN with the events to wait for while the socket cannot
+ * take them); then sending is over and the peer's data still comes. */
+static void test_shutdown_step_then_read_the_rest(void **state) {
+  (void)state;
+  need_tls();
+  struct peer p = {0};
+  sk_socket s;
+  sk_tls_socket t;
+  unsigned char buf[100];
+  int ev = 0, rc, steps = 0;
+  p.expect = 256 * 1024;
+  peer_start(&p, PEER_AFTER_SHUT, 0);
+  client_open(&p, &s, &t, 0);
+  fill_pat(buf, 0, 100);
+  SK_ASSERT_OK(sk_tls_send(&t, buf, 100, 20000));
+  while ((rc = sk_tls_shutdown_step(&t, &ev)) == -EAGAIN) {
+    assert_true(++steps < 100);
+    wait_events(&t, ev);
+  }
+  SK_ASSERT_OK(rc);
+  SK_ASSERT_OK(sk_tls_shutdown_step(&t, &ev)); /* done stays done */
+  SK_ASSERT_OK(sk_tls_shutdown(&t, 0));
+  assert_int_equal(sk_tls_send_step(&t, "x", 1, &ev), -EPIPE);
+  assert_int_equal(recv_pat_to_end(&t, 1, p.expect), p.expect);
+  SK_ASSERT_OK(sk_tls_close(&t, 5000));
+  SK_ASSERT_OK(peer_end(&p));
+  assert_int_equal(p.got, 100); /* our data, then close_notify */
+  assert_false(p.mismatch);
+}
+
+/* close_notify that the socket cannot take yet: sk_tls_shutdown_step()
+ * says -EAGAIN and what to wait for, refuses sends meanwhile, and finishes
+ * once the peer reads. Over a Unix socketpair, where each write is a buffer
+ * of its own that a full socket refuses whole: one-byte records fill our
+ * side while the peer reads nothing; the peer then takes exactly one, the
+ * refused record goes in its place, and the socket is full with no send
+ * unfinished. */
+static void test_shutdown_step_waits_for_a_full_socket(void **state) {
+  (void)state;
+  need_tls();
+  struct peer p = {0};
+  sk_socket s = SK_SOCKET_INIT;
+  sk_tls_socket t = {0};
+  sk_tls_ctx *ctx;
+  struct pollfd pfd;
+  int sv[2], ev = 0, rc, steps = 0, small = 4096;
+  unsigned char b;
+  char c;
+  size_t off = 0;
+
+  assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+  assert_int_equal(
+      setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &small, sizeof(small)), 0);
+  p.mode = PEER_ONE_THEN_ALL;
+  p.l = (sk_socket)SK_SOCKET_INIT;
+  p.ctx = self_signed_ctx();
+  p.pair_fd = sv[1];
+  assert_int_equal(pipe(p.go), 0);
+  assert_int_equal(pipe(p.done), 0);
+  assert_int_equal(pthread_create(&p.th, NULL, peer_main, &p), 0);
+  SK_ASSERT_OK(sk_socket_adopt(&s, sv[0]));
+  ctx = client_ctx();
+  SK_ASSERT_OK(sk_tls_connect(&t, &s, ctx, NULL, 20000));
+  sk_tls_ctx_free(ctx);
+  /* "h": the peer is past the handshake and has read all of ours. */
+  assert_int_equal(sk_tls_recv(&t, &c, 1, 20000), 1);
+  for (;;) {
+    b = pat(off);
+    ssize_t n = sk_tls_send_step(&t, &b, 1, &ev);
+    if (n == -EAGAIN)
+      break;
+    assert_int_equal(n, 1);
+    assert_true(++off < 100000);
+  }
+  assert_int_equal(ev, SK_POLL_WRITE);
+  peer_go(&p);
+  pfd = (struct pollfd){.fd = p.done[0], .events = POLLIN};
+  assert_int_equal(poll(&pfd, 1, 20000), 1);
+  assert_int_equal(read(p.done[0], &c, 1), 1);
+  assert_int_equal(sk_tls_send_step(&t, &b, 1, &ev), 1);
+  off++;
+  /* Full, and nothing unfinished: close_notify has to wait. */
+  ev = 0;
+  assert_int_equal(sk_tls_shutdown_step(&t, &ev), -EAGAIN);
+  assert_int_equal(ev, SK_POLL_WRITE);
+  assert_int_equal(sk_tls_send_step(&t, &b, 1, &ev), -EPIPE);
+  peer_go(&p); /* the peer reads the rest */
+  while ((rc = sk_tls_shutdown_step(&t, &ev)) == -EAGAIN) {
+    assert_true(++steps < 1000);
+    wait_events(&t, ev);
+  }
+  SK_ASSERT_OK(rc);
+  /* Then the peer's own close_notify. */
+  while ((rc = (int)sk_tls_recv_step(&t, &c, 1, &ev)) == -EAGAIN)
+    wait_events(&t, ev);
+  assert_int_equal(rc, 0);
+  SK_ASSERT_OK(sk_tls_close(&t, 5000));
+  SK_ASSERT_OK(peer_end(&p));
+  close(p.done[0]);
+  close(p.done[1]);
+  assert_int_equal(p.got, off);
   assert_false(p.mismatch);
 }
 
@@ -499,6 +642,7 @@ static void test_plaintext_after_handshake_is_etls(void **state) {
   assert_null(strstr(sk_tls_last_error(), "does not speak TLS"));
   /* A failed session sends no close_notify. */
   assert_int_equal(sk_tls_shutdown(&t, 1000), SK_ETLS);
+  assert_int_equal(sk_tls_shutdown_step(&t, NULL), SK_ETLS);
   peer_go(&p);
   sk_tls_free(&t);
   sk_socket_close(&s, 0);
@@ -540,6 +684,8 @@ SK_TEST_MAIN(cmocka_unit_test(test_handshake_by_steps),
              cmocka_unit_test(test_step_send_partial_resumes_byte_exact),
              cmocka_unit_test(test_send_all_counts_a_timed_out_send),
              cmocka_unit_test(test_shutdown_then_read_the_rest),
+             cmocka_unit_test(test_shutdown_step_then_read_the_rest),
+             cmocka_unit_test(test_shutdown_step_waits_for_a_full_socket),
              cmocka_unit_test(test_recv_zero_length_is_invalid),
              cmocka_unit_test(test_plaintext_after_handshake_is_etls),
              cmocka_unit_test(test_cut_after_data_is_not_a_handshake_failure))

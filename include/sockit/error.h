@@ -49,6 +49,12 @@ SK_EXTERN const char *sk_strerror(int err);
 /* Returns the symbolic name of a code: "ECONNREFUSED", "SK_EOF", ... */
 SK_EXTERN const char *sk_err_name(int err);
 
+/* Returns 1 if err says the process or the system ran out of descriptors
+ * or memory (-EMFILE, -ENFILE, -ENOBUFS, -ENOMEM), else 0. An accept that
+ * fails so leaves the listener accepting (the connection is shed, see
+ * sk_stream_accept_start()); a server logs it as load, not as a fault. */
+SK_EXTERN int sk_err_is_resource(int err);
+
 #ifdef __cplusplus
 }
 #endif

@@ -25,13 +25,18 @@ extern "C" {
  * and starts them listening (backlog as in sk_stream_listen()). With n > 1
  * (or SK_LISTEN_REUSEPORT in flags) they share the port with SO_REUSEPORT,
  * and the kernel spreads new connections between them. Unlike a bare
- * SO_REUSEPORT bind, the port is never shared with anyone else:
+ * SO_REUSEPORT bind, a port someone already holds is not joined. Before
+ * the first listener binds, a plain bind (no SO_REUSEPORT) of a throwaway
+ * socket opened with the same flags (SK_LISTEN_V6ONLY/DUALSTACK) checks it:
  *   - a port given in ep that another socket holds (even one with
  *     SO_REUSEPORT) fails with -EADDRINUSE;
  *   - port 0 picks a port nobody holds (retried a few times if it is taken
  *     meanwhile), which every listener then binds.
- * The port bound is sk_socket_local(&s[0]->sock). Returns 0, or a negative
- * errno; on failure some listeners may be open: close them all. */
+ * What the check cannot see: a socket with SO_REUSEPORT of the same user
+ * (the kernel lets only those share) that binds the port between the check
+ * and the first listener's bind shares it with the group. The port bound
+ * is sk_socket_local(&s[0]->sock). Returns 0, or a negative errno; on
+ * failure some listeners may be open: close them all. */
 SK_EXTERN int sk_stream_listen_group(sk_stream *const *s, size_t n,
                                      const sk_endpoint *ep, int backlog,
                                      unsigned flags);

@@ -338,11 +338,13 @@ typedef void (*sk_tls_handshake_cb)(sk_stream *s, int status);
  * optional, and a server ignores it. The stream keeps a reference to ctx.
  *
  * The handshake reads the socket by itself, whether or not receiving was
- * started. Sends and shutdown before cb reported success fail with
- * -ENOTCONN (after a failure, with that failure's code). If receiving was
+ * started. Sends and shutdown before the handshake succeeded fail with
+ * -ENOTCONN (after a failure, with that failure's code); once it has
+ * succeeded they are taken, even before cb has run. If receiving was
  * started before or during the handshake, data is delivered only after cb
- * has run. Bytes queued by earlier plain sends go out before the handshake
- * (STARTTLS works).
+ * has run. Bytes queued by earlier plain sends, files included, go out as
+ * plaintext before the handshake (STARTTLS works): a send's path is fixed
+ * when it is made.
  *
  * Afterwards the stream behaves as a plain one, with these differences:
  *  - recv ends with SK_EOF only when the peer sent close_notify; a peer that
@@ -361,9 +363,14 @@ typedef void (*sk_tls_handshake_cb)(sk_stream *s, int status);
  *  - a send's callback runs once all of its ciphertext has been written.
  *  - sk_stream_write_queue_size() counts ciphertext bytes (plus the
  *    plaintext of sends waiting behind a file).
+ *  - a send that cannot be finished once some of its ciphertext was
+ *    queued (out of memory) is taken (0) and its callback gets the error;
+ *    a record lost that way fails the write side for good: every later
+ *    send returns that error (the peer could not decrypt anything after).
  *
  * Returns 0, -ENOTCONN if the stream is not connected, -EALREADY if it
- * already has TLS, -EINVAL, -ENOMEM, SK_ETLS, or SK_ENOTLS. */
+ * already has TLS, -EBUSY while an sk_stream_peek() waits (it would see
+ * ciphertext), -EINVAL, -ENOMEM, SK_ETLS, or SK_ENOTLS. */
 SK_EXTERN int sk_stream_tls_start(sk_stream *s, sk_tls_ctx *ctx,
                                   const char *servername,
                                   sk_tls_handshake_cb cb);
@@ -500,6 +507,14 @@ SK_EXTERN ssize_t sk_tls_recv_step(sk_tls_socket *t, void *buf, size_t len,
  * returns them at once although the socket may not show readable. 0
  * without a session. */
 SK_EXTERN size_t sk_tls_pending(const sk_tls_socket *t);
+
+/* sk_tls_shutdown() without waiting: sends what of close_notify the socket
+ * takes now, then the FIN. Returns 0 once both are out (also when already
+ * done), -EAGAIN with *events while close_notify waits in the session
+ * (call again), or a code as sk_tls_shutdown(). Finish a send that
+ * returned -EAGAIN before: its record is still in the session, and
+ * close_notify cannot go out behind it. */
+SK_EXTERN int sk_tls_shutdown_step(sk_tls_socket *t, int *events);
 
 /* Ends the session: sends close_notify (if the session is healthy and
  * sk_tls_shutdown() did not already), then closes the socket gracefully

@@ -143,8 +143,10 @@ int client_conn_shutdown_now(struct client_conn *c, short *events) {
   if (!c->use_tls)
     return sk_socket_shutdown(&c->sock, SK_SHUT_WR);
   /* close_notify, then FIN; the session stays readable. */
-  int rc = sk_tls_shutdown(&c->tls, 0);
-  return rc == -ETIMEDOUT ? -EAGAIN : rc;
+  int ev = 0;
+  int rc = sk_tls_shutdown_step(&c->tls, &ev);
+  *events = poll_events(ev);
+  return rc;
 }
 
 int client_conn_close(struct client_conn *c, int timeout_ms) {

@@ -75,6 +75,9 @@ struct files_req {
 
 /* The root directory (O_PATH), opened by files_setup(). */
 static int root_fd = -1;
+/* --root and --max-file, as the options at the end of this file set them. */
+static const char *root_dir;
+static uint64_t max_file;
 static atomic_uint tmp_seq;
 /* O_TMPFILE files are named through /proc/self/fd (set by files_setup()). */
 static int tmpfile_ok;
@@ -329,7 +332,6 @@ static void put_skip(struct files_req *r, uint64_t size) {
 }
 
 static void do_put(struct conn *c, struct files_req *r, char *args) {
-  const struct server_config *cfg = conn_cfg(c);
   char *sp = strrchr(args, ' ');
   uint64_t size;
   const char *dir;
@@ -343,10 +345,10 @@ static void do_put(struct conn *c, struct files_req *r, char *args) {
     return;
   }
   *sp = '\0';
-  if (size > cfg->max_file) {
+  if (size > max_file) {
     char text[80];
     snprintf(text, sizeof(text), "file too large (limit %llu bytes)",
-             (unsigned long long)cfg->max_file);
+             (unsigned long long)max_file);
     reply_err(c, "PUT", args, text);
     conn_finish(c);
     return;
@@ -634,8 +636,9 @@ static void clean_leftovers(void) {
 }
 
 static int files_setup(const struct server_config *cfg) {
-  const char *root = cfg->root != NULL ? cfg->root : ".";
+  const char *root = root_dir;
   int fd;
+  (void)cfg;
   root_fd = open(root, O_PATH | O_DIRECTORY | O_CLOEXEC);
   if (root_fd < 0) {
     fprintf(stderr, "%s: cannot open --root %s: %s\n", SK_PROG_NAME, root,
@@ -669,7 +672,26 @@ static void files_teardown(void) {
   root_fd = -1;
 }
 
-static const char *const files_options[] = {"--root", NULL};
+/* --root and --max-file (files_options at the end). */
+static const char *parse_root(const char *value) {
+  root_dir = value;
+  return NULL;
+}
+
+static const char *parse_max_file(const char *value) {
+  static char why[48];
+  if (cli_parse_size(value, 0, UINT64_MAX, &max_file) == 0)
+    return NULL;
+  snprintf(why, sizeof(why), "is not a size in 0..%llu bytes",
+           (unsigned long long)UINT64_MAX);
+  return why;
+}
+
+static const struct mode_option files_options[] = {
+    {"--root", "DIR", "directory to serve", ".", parse_root},
+    {"--max-file", "BYTES", "largest PUT", "1G", parse_max_file},
+    {NULL, NULL, NULL, NULL, NULL},
+};
 
 const struct mode mode_files = {
     .name = "files",

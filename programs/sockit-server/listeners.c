@@ -49,8 +49,7 @@ static void accept_error(struct stream_listener *l, int status) {
   struct server *srv = l->w->srv;
   if (status == -ECANCELED)
     return;
-  if (status == -EMFILE || status == -ENFILE || status == -ENOBUFS ||
-      status == -ENOMEM) {
+  if (sk_err_is_resource(status)) {
     if (rate_ok(&srv->emfile_log_ms, sk_loop_now(&l->w->loop)))
       log_warn("%s: cannot accept: %s (%s); shedding new connections",
                l->spec->url, sk_strerror(status), sk_err_name(status));

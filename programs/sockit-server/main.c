@@ -33,8 +33,6 @@ enum {
   OPT_FRAME_TIMEOUT,
   OPT_CHECK,
   OPT_GRACE,
-  OPT_ROOT,
-  OPT_MAX_FILE,
   OPT_TLS,
   OPT_CERT,
   OPT_KEY,
@@ -46,7 +44,12 @@ enum {
   OPT_LOG_FORMAT,
   OPT_LOG_FILE,
   OPT_METRICS,
+  OPT_MODE_FIRST, /* the modes' own options, OPT_MODE_FIRST + k */
 };
+
+/* The mode-only options of the table (struct mode_option), at most this
+ * many names in all. */
+#define MAX_MODE_OPTIONS 32
 
 static const struct option long_opts[] = {
     {"listen", required_argument, NULL, 'l'},
@@ -60,8 +63,6 @@ static const struct option long_opts[] = {
     {"idle-timeout", required_argument, NULL, OPT_IDLE},
     {"frame-timeout", required_argument, NULL, OPT_FRAME_TIMEOUT},
     {"grace", required_argument, NULL, OPT_GRACE},
-    {"root", required_argument, NULL, OPT_ROOT},
-    {"max-file", required_argument, NULL, OPT_MAX_FILE},
     {"tls", no_argument, NULL, OPT_TLS},
     {"cert", required_argument, NULL, OPT_CERT},
     {"key", required_argument, NULL, OPT_KEY},
@@ -80,6 +81,59 @@ static const struct option long_opts[] = {
     {"check", no_argument, NULL, OPT_CHECK},
     {NULL, 0, NULL, 0},
 };
+
+/* Every name of a mode-only option in the table, once each ("--root");
+ * getopt gives the k-th as OPT_MODE_FIRST + k. */
+static const char *mode_opt_names[MAX_MODE_OPTIONS];
+static size_t nmode_opts;
+
+/* long_opts followed by the modes' own options, for getopt_long. */
+static const struct option *all_options(void) {
+  static struct option
+      all[sizeof(long_opts) / sizeof(long_opts[0]) + MAX_MODE_OPTIONS];
+  size_t n = sizeof(long_opts) / sizeof(long_opts[0]) - 1;
+  memcpy(all, long_opts, n * sizeof(all[0]));
+  nmode_opts = 0;
+  for (size_t i = 0; i < nmodes; i++)
+    for (const struct mode_option *o = modes[i]->options;
+         o != NULL && o->name != NULL; o++) {
+      size_t k = 0;
+      while (k < nmode_opts && strcmp(mode_opt_names[k], o->name) != 0)
+        k++;
+      if (k < nmode_opts)
+        continue; /* another mode has one of the same name */
+      if (k == MAX_MODE_OPTIONS)
+        cli_fatal(PROG, 1, "more than %d mode options", MAX_MODE_OPTIONS);
+      mode_opt_names[nmode_opts++] = o->name;
+      all[n++] = (struct option){o->name + 2, required_argument, NULL,
+                                 OPT_MODE_FIRST + (int)k};
+    }
+  all[n] = (struct option){NULL, 0, NULL, 0};
+  return all;
+}
+
+/* The modes' own options, given or not: each option of mode m is set to
+ * its default, then to the value given (the last one); an option given to
+ * a mode that does not take it is an error. given[k] is the value of
+ * mode_opt_names[k], or NULL. */
+static void apply_mode_options(const struct mode *m, const char *const *given) {
+  for (size_t k = 0; k < nmode_opts; k++) {
+    const struct mode_option *o = mode_option(m, mode_opt_names[k]);
+    const char *why;
+    char names[256];
+    if (o == NULL) {
+      if (given[k] == NULL)
+        continue;
+      mode_names_taking(names, sizeof(names), mode_opt_names[k]);
+      cli_usage_error(PROG, "%s applies only to --mode %s", mode_opt_names[k],
+                      names);
+    }
+    if (o->def != NULL && (why = o->parse(o->def)) != NULL)
+      cli_fatal(PROG, 1, "%s: bad default '%s': %s", o->name, o->def, why);
+    if (given[k] != NULL && (why = o->parse(given[k])) != NULL)
+      cli_usage_error(PROG, "%s: '%s' %s", o->name, given[k], why);
+  }
+}
 
 static void usage(void) {
   char names[256];
@@ -101,8 +155,19 @@ static void usage(void) {
       "\n"
       "What to serve:\n"
       "  -m, --mode MODE        %s\n"
-      "  -f, --frame FRAME      raw (default), line, len16, len32, ascii4\n"
-      "      --root DIR         files: directory to serve (default: .)\n"
+      "  -f, --frame FRAME      raw (default), line, len16, len32, ascii4\n",
+      PROG, names);
+  /* The modes' own options, from the table. */
+  for (size_t i = 0; i < nmodes; i++)
+    for (const struct mode_option *o = modes[i]->options;
+         o != NULL && o->name != NULL; o++) {
+      char opt[64];
+      snprintf(opt, sizeof(opt), "%s %s", o->name, o->arg);
+      printf("      %-18s %s: %s%s%s%s\n", opt, modes[i]->name, o->help,
+             o->def != NULL ? " (default: " : "", o->def != NULL ? o->def : "",
+             o->def != NULL ? ")" : "");
+    }
+  printf(
       "\n"
       "TLS (stream listeners; the readiness line shows them as tls://):\n"
       "      --tls              serve TLS 1.2/1.3 on every TCP and Unix "
@@ -142,7 +207,6 @@ static void usage(void) {
       "                         never; not for raw)\n"
       "      --grace S          on SIGINT/SIGTERM, time given to finish\n"
       "                         (default 5)\n"
-      "      --max-file BYTES   files: largest PUT (default 1G)\n"
       "      --udp-rate N       UDP replies per second to one source address\n"
       "                         (default 1000; 0 = no limit)\n"
       "      --udp-burst N      UDP replies one source may get at once\n"
@@ -168,8 +232,7 @@ static void usage(void) {
       "  -h, --help             show this help\n"
       "  -V, --version          show the version\n"
       "\n"
-      "Modes:\n",
-      PROG, names);
+      "Modes:\n");
   /* From the table; the transports are named when UDP is one of them. */
   for (size_t i = 0; i < nmodes; i++) {
     char t[64];
@@ -411,8 +474,8 @@ static void fit_max_conns(struct server_config *cfg, int conns_given) {
   }
 }
 
-/* What the mode's table row allows: transports, frames, its own options,
- * one worker. */
+/* What the mode's table row allows: transports, frames, one worker (its
+ * own options: apply_mode_options). */
 static void check_mode(struct server_config *cfg, int frame_given,
                        int workers_given, int tls) {
   const struct mode *m = cfg->mode;
@@ -437,11 +500,6 @@ static void check_mode(struct server_config *cfg, int frame_given,
                       m->name, sk_frame_mode_name(only),
                       sk_frame_mode_name(cfg->frame));
     cfg->frame = only;
-  }
-  if (cfg->root != NULL && !mode_takes(m, "--root")) {
-    char names[256];
-    mode_names_taking(names, sizeof(names), "--root");
-    cli_usage_error(PROG, "--root applies only to --mode %s", names);
   }
   if (cfg->max_frame > sk_frame_mode_limit(cfg->frame))
     cfg->max_frame = sk_frame_mode_limit(cfg->frame);
@@ -470,6 +528,8 @@ int main(int argc, char **argv) {
   int tls = 0, self_signed = 0, hs_given = 0, check_only = 0;
   const char *cert = NULL, *key = NULL, *client_ca = NULL;
   const char *log_file = NULL, *metrics_addr = NULL;
+  const char *mode_opt_given[MAX_MODE_OPTIONS] = {NULL};
+  const struct option *options = all_options();
   int log_format = LOG_FORMAT_TEXT;
   uint64_t v;
 
@@ -485,7 +545,6 @@ int main(int argc, char **argv) {
   cfg->idle_ms = 300 * 1000;
   cfg->frame_ms = 30 * 1000;
   cfg->grace_ms = 5 * 1000;
-  cfg->max_file = 1024ull * 1024 * 1024;
   cfg->hs_ms = SK_TLS_HANDSHAKE_TIMEOUT_MS;
   cfg->udp_rate = 1000;
   cfg->udp_burst = 100;
@@ -495,7 +554,7 @@ int main(int argc, char **argv) {
   }
 
   opterr = 0; /* errors are reported as one line by cli_usage_error */
-  while ((opt = getopt_long(argc, argv, ":l:um:f:w:qvhV", long_opts, NULL)) !=
+  while ((opt = getopt_long(argc, argv, ":l:um:f:w:qvhV", options, NULL)) !=
          -1) {
     switch (opt) {
     case 'l':
@@ -555,12 +614,6 @@ int main(int argc, char **argv) {
       break;
     case OPT_GRACE:
       parse_secs_opt("--grace", optarg, 24ull * 3600 * 1000, &cfg->grace_ms);
-      break;
-    case OPT_ROOT:
-      cfg->root = optarg;
-      break;
-    case OPT_MAX_FILE:
-      parse_size_opt("--max-file", optarg, 0, UINT64_MAX, &cfg->max_file);
       break;
     case OPT_TLS:
       tls = 1;
@@ -634,6 +687,10 @@ int main(int argc, char **argv) {
     case ':':
       cli_usage_error(PROG, "option '%s' needs a value", argv[optind - 1]);
     default:
+      if (opt >= OPT_MODE_FIRST && opt < OPT_MODE_FIRST + (int)nmode_opts) {
+        mode_opt_given[opt - OPT_MODE_FIRST] = optarg;
+        break;
+      }
       if (optopt != 0)
         cli_usage_error(PROG, "unknown option '-%c'", optopt);
       cli_usage_error(PROG, "unknown option '%s'", argv[optind - 1]);
@@ -656,6 +713,7 @@ int main(int argc, char **argv) {
   cfg->nspecs = nlisten;
 
   check_mode(cfg, frame_given, workers_given, tls);
+  apply_mode_options(cfg->mode, mode_opt_given);
   check_tls_options(cfg, tls, cert, key, client_ca, self_signed, hs_given);
   fit_max_conns(cfg, conns_given);
 

@@ -35,6 +35,19 @@ enum {
    MODE_FRAME(SK_FRAME_LEN16) | MODE_FRAME(SK_FRAME_LEN32) |                   \
    MODE_FRAME(SK_FRAME_ASCII4))
 
+/* An option of a mode alone, declared by its row: main.c offers it to
+ * getopt, lists it under --help, refuses it with any other mode, and hands
+ * its value to parse(), which keeps it in the mode's own state. */
+struct mode_option {
+  const char *name; /* "--root" */
+  const char *arg;  /* what the value is, for --help: "DIR" */
+  const char *help; /* one line for --help: "directory to serve" */
+  const char *def;  /* the default, parsed before any value given: "." */
+  /* Stores value; returns NULL, or what is wrong with it ("is not a size
+   * in 0..N bytes"), which main.c reports as "--opt: 'value' <reason>". */
+  const char *(*parse)(const char *value);
+};
+
 struct mode {
   const char *name;
   const char *summary; /* one line for --help */
@@ -48,9 +61,9 @@ struct mode {
   unsigned fds_per_conn;
   /* Connections share state: the mode runs on one worker thread. */
   int one_worker;
-  /* Options that only this mode takes ("--root"), NULL-terminated; given
+  /* Options that only this mode takes, ended by one with name NULL; given
    * with another mode, they are an error. May be NULL. */
-  const char *const *options;
+  const struct mode_option *options;
   /* Once, before anything listens (files: open the root). Returns 0, or
    * prints one line and returns -1. May be NULL. */
   int (*setup)(const struct server_config *cfg);
@@ -86,8 +99,8 @@ const struct mode *mode_find(const char *name);
 /* "echo, discard, ...": the names in table order, the first followed by
  * first_note (e.g. " (default)", or ""). */
 void mode_names(char *buf, size_t size, const char *first_note);
-/* 1 if m takes the mode-only option opt ("--root"). */
-int mode_takes(const struct mode *m, const char *opt);
+/* m's mode-only option named opt ("--root"), or NULL if m takes none. */
+const struct mode_option *mode_option(const struct mode *m, const char *opt);
 /* The names of the modes that take opt, as mode_names() writes them. */
 void mode_names_taking(char *buf, size_t size, const char *opt);
 /* "TCP, Unix, UDP": the transports of m other than TLS. */

@@ -17,11 +17,12 @@ const struct mode *mode_find(const char *name) {
   return NULL;
 }
 
-int mode_takes(const struct mode *m, const char *opt) {
-  for (const char *const *o = m->options; o != NULL && *o != NULL; o++)
-    if (strcmp(*o, opt) == 0)
-      return 1;
-  return 0;
+const struct mode_option *mode_option(const struct mode *m, const char *opt) {
+  for (const struct mode_option *o = m->options; o != NULL && o->name != NULL;
+       o++)
+    if (strcmp(o->name, opt) == 0)
+      return o;
+  return NULL;
 }
 
 /* The names of the modes (those taking opt, if not NULL), comma-separated. */
@@ -30,7 +31,7 @@ static void names(char *buf, size_t size, const char *first_note,
   size_t o = 0;
   buf[0] = '\0';
   for (size_t i = 0; i < nmodes && o < size; i++) {
-    if (opt != NULL && !mode_takes(modes[i], opt))
+    if (opt != NULL && mode_option(modes[i], opt) == NULL)
       continue;
     o += (size_t)snprintf(buf + o, size - o, "%s%s%s", o > 0 ? ", " : "",
                           modes[i]->name, i == 0 ? first_note : "");

@@ -79,8 +79,6 @@ struct server_config {
   uint64_t frame_ms;  /* --frame-timeout: a started frame must end within */
   uint64_t grace_ms;  /* --grace */
   unsigned workers;   /* --workers */
-  const char *root;   /* --root (a mode's option: files) */
-  uint64_t max_file;  /* --max-file (files) */
   sk_tls_ctx *tls;    /* --tls: the server context; NULL = plain */
   uint64_t hs_ms;     /* --handshake-timeout, 0 = never */
   uint32_t udp_rate;  /* --udp-rate: replies/s per source, 0 = no limit */

@@ -145,6 +145,10 @@ const char *sk_err_name(int err) {
   return "UNKNOWN";
 }
 
+int sk_err_is_resource(int err) {
+  return err == -EMFILE || err == -ENFILE || err == -ENOBUFS || err == -ENOMEM;
+}
+
 const char *sk_version(void) {
   return SK_VERSION_STRING;
 }

@@ -31,14 +31,28 @@ static int member_bind(const struct group *g, size_t i, const sk_endpoint *ep,
   return sk_udp_bind(g->u[i], ep, flags);
 }
 
+/* The sk_socket_open() flags a member opens with: the probe must ask the
+ * same question (a V6ONLY [::]:P is free while 0.0.0.0:P is held; a
+ * dual-stack one is not). */
+static unsigned socket_flags(unsigned listen_flags) {
+  unsigned sf = 0;
+  if (listen_flags & SK_LISTEN_V6ONLY)
+    sf |= SK_SOCK_V6ONLY;
+  if (listen_flags & SK_LISTEN_DUALSTACK)
+    sf |= SK_SOCK_DUALSTACK;
+  return sf;
+}
+
 /* A plain bind (no SO_REUSEPORT; SO_REUSEADDR for streams, as listeners
- * have) of a throwaway socket to ep: fails with -EADDRINUSE if anyone
- * holds the port. *port gets the port bound (the one the kernel chose for
- * port 0). */
-static int probe_bind(int type, const sk_endpoint *ep, uint16_t *port) {
+ * have) of a throwaway socket, opened with the members' flags, to ep: fails
+ * with -EADDRINUSE if anyone holds the port. *port gets the port bound (the
+ * one the kernel chose for port 0). */
+static int probe_bind(int type, const sk_endpoint *ep, unsigned flags,
+                      uint16_t *port) {
   sk_socket probe;
   sk_endpoint local;
-  int rc = sk_socket_open(&probe, sk_endpoint_family(ep), type, 0);
+  int rc =
+      sk_socket_open(&probe, sk_endpoint_family(ep), type, socket_flags(flags));
   if (rc < 0)
     return rc;
   if (type == SOCK_STREAM)
@@ -66,7 +80,7 @@ static int group_bind(const struct group *g, size_t n, const sk_endpoint *ep,
     rc = member_bind(g, 0, &at, flags);
   } else if (sk_endpoint_port(ep) != 0) {
     /* SO_REUSEPORT would quietly share a port someone else holds. */
-    rc = probe_bind(g->type, ep, &port);
+    rc = probe_bind(g->type, ep, flags, &port);
     if (rc != -EADDRINUSE) /* any other failure: the bind says it */
       rc = member_bind(g, 0, &at, flags);
   } else {
@@ -74,7 +88,7 @@ static int group_bind(const struct group *g, size_t n, const sk_endpoint *ep,
      * SO_REUSEPORT socket holds. A plain bind finds one nobody holds; it
      * can be taken before ours, so try again then. */
     for (int tries = 0;; tries++) {
-      rc = probe_bind(g->type, ep, &port);
+      rc = probe_bind(g->type, ep, flags, &port);
       if (rc < 0)
         break;
       sk_endpoint_set_port(&at, port);

@@ -234,3 +234,8 @@ size_t sk_tls_pending(const sk_tls_socket *t) {
   SK__UNUSED(t);
   return 0;
 }
+
+int sk_tls_shutdown_step(sk_tls_socket *t, int *events) {
+  SK__UNUSED(events);
+  return sk_tls_shutdown(t, 0);
+}

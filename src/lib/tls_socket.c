@@ -32,7 +32,8 @@ struct tls_sync {
    * in an error state), which would name every later failure a handshake
    * failure. */
   int hs_done;
-  int shut; /* our close_notify went out */
+  int shutting; /* our close_notify was begun: no more sends */
+  int shut;     /* our close_notify went out */
   char alpn[256];
   struct sk__tls_conn conn;
 };
@@ -120,7 +121,7 @@ static int step_op(sk_tls_socket *ts, int op, void *buf, size_t len,
   struct tls_sync *st = ts->priv;
   int r, e;
   size_t n = 0;
-  if (op == OP_WRITE && st->shut) {
+  if (op == OP_WRITE && st->shutting) {
     sk__tls_set_error("the TLS session was shut down (sk_tls_shutdown)");
     return -EPIPE;
   }
@@ -364,15 +365,18 @@ ssize_t sk_tls_recv(sk_tls_socket *t, void *buf, size_t len, int timeout_ms) {
   return recv_op(t, buf, len, 1, timeout_ms, NULL);
 }
 
-/* close_notify, once, within the deadline. Returns 0 when it is out (or
- * needs no sending), or a negative code. */
-static int send_close_notify(sk_tls_socket *t, uint64_t deadline,
-                             int timeout_ms) {
+/* close_notify, once: within the deadline (wait), or what goes out now
+ * (-EAGAIN with *events otherwise). Returns 0 when it is out (or needs no
+ * sending), or a negative code. */
+static int send_close_notify(sk_tls_socket *t, int wait, uint64_t deadline,
+                             int timeout_ms, int *events) {
   struct tls_sync *st = t->priv;
   int rc;
   if (st->failed || !st->hs_done || st->shut)
     return 0;
-  rc = sync_op(t, OP_SHUTDOWN, NULL, 0, NULL, deadline, timeout_ms);
+  st->shutting = 1;
+  rc = wait ? sync_op(t, OP_SHUTDOWN, NULL, 0, NULL, deadline, timeout_ms)
+            : step_op(t, OP_SHUTDOWN, NULL, 0, NULL, events);
   /* The peer already ended the session cleanly: failing to answer its
    * close_notify (it may be gone) loses nothing. */
   if (rc == SK_EOF ||
@@ -383,7 +387,9 @@ static int send_close_notify(sk_tls_socket *t, uint64_t deadline,
   return rc;
 }
 
-int sk_tls_shutdown(sk_tls_socket *t, int timeout_ms) {
+/* sk_tls_shutdown() (wait) and sk_tls_shutdown_step() (no wait, *events). */
+static int shutdown_op(sk_tls_socket *t, int wait, int timeout_ms,
+                       int *events) {
   struct tls_sync *st = t != NULL ? t->priv : NULL;
   int rc;
   if (st == NULL)
@@ -396,12 +402,20 @@ int sk_tls_shutdown(sk_tls_socket *t, int timeout_ms) {
   }
   if (st->shut)
     return 0;
-  rc = send_close_notify(t, deadline_of(timeout_ms), timeout_ms);
+  rc = send_close_notify(t, wait, deadline_of(timeout_ms), timeout_ms, events);
   if (rc != 0)
     return rc;
   /* A FIN after the close_notify, as sk_stream_shutdown() does. */
   rc = sk_socket_shutdown(t->sock, SK_SHUT_WR);
   return rc == -ENOTCONN ? 0 : rc;
+}
+
+int sk_tls_shutdown(sk_tls_socket *t, int timeout_ms) {
+  return shutdown_op(t, 1, timeout_ms, NULL);
+}
+
+int sk_tls_shutdown_step(sk_tls_socket *t, int *events) {
+  return shutdown_op(t, 0, 0, events);
 }
 
 int sk_tls_close(sk_tls_socket *t, int timeout_ms) {
@@ -412,7 +426,7 @@ int sk_tls_close(sk_tls_socket *t, int timeout_ms) {
   if (t == NULL)
     return -EINVAL;
   if (st != NULL)
-    rc = send_close_notify(t, deadline, timeout_ms);
+    rc = send_close_notify(t, 1, deadline, timeout_ms, NULL);
   sk_tls_free(t);
   crc = t->sock != NULL
             ? sk_socket_close(t->sock, time_left(deadline, timeout_ms))

@@ -121,6 +121,14 @@ class Rules(unittest.TestCase):
              "--mode chat does not work over UDP"),
             (["--mode", "sockperf", "--root", "/"],
              "--root applies only to --mode files"),
+            # Every mode-only option of a row, wherever --mode comes
+            # (--check: nothing would listen if one were let through).
+            (["--mode", "echo", "--max-file", "5", "--check"],
+             "--max-file applies only to --mode files"),
+            (["--max-file", "5", "--mode", "chat", "--check"],
+             "--max-file applies only to --mode files"),
+            (["--mode", "files", "--max-file", "5x", "--check"],
+             "--max-file: '5x' is not a size"),
         ]
         for args, needle in cases:
             r = run(*args)

@@ -688,6 +688,20 @@ class Modes(ServerTest):
         self.assertEqual(sorted(os.listdir(root)), ["empty", "sub"])
         srv.wait_log(re.compile(r"GET sub/data.bin: OK \d+ bytes"))
 
+    def test_files_max_file_limits_a_put(self):
+        """--max-file, a files option the mode's row declares and keeps."""
+        root = self.tmpdir()
+        srv = self.start("--max-file", "5", "--mode", "files", "--root", root,
+                         "-l", "127.0.0.1:0")
+        s = self.sock(srv.tcp)
+        f = s.makefile("rb")
+        self.assertEqual(self.request(f, s, b"PUT five 5\n", b"12345"),
+                         b"OK 5\n")
+        reply = self.request(f, s, b"PUT six 6\n", b"123456")
+        self.assertTrue(reply.startswith(b"ERR "), reply)
+        self.assertIn(b"limit 5 bytes", reply)
+        self.assertEqual(os.listdir(root), ["five"])
+
     def test_files_rejects_path_escapes(self):
         root, srv = self.files_server()
         outside = self.tmpdir()
