@@ -99,8 +99,9 @@ struct sk__pending {
 struct sk__wreq;
 struct sk__wq {
   struct sk__wreq *head, *tail;
-  size_t bytes; /* payload still to write */
-  size_t mem;   /* bytes allocated for the queued requests */
+  size_t bytes;  /* payload still to write */
+  size_t mem;    /* bytes allocated for the queued requests */
+  unsigned held; /* requests the stream's transport has not seen yet */
 };
 
 /* ---- handles ---- */

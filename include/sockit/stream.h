@@ -88,12 +88,10 @@ struct sk_stream {
   sk_recv_cb recv_cb;
   sk_drain_cb drain_cb;
   struct sk__wq wq;
-  /* While a file is sent through a transport that transforms bytes: where
-   * the transport's output goes (before the file's request), else NULL. */
-  struct sk__wreq **wq_ins;
-  /* Queued requests the transport has not seen yet (files and what was
-   * sent after them); 0 on the plain transport. */
-  unsigned wq_held;
+  /* While a held request passes through the transport (stream.c,
+   * tp_pass): where the transport's output goes, ahead of what is still
+   * held. NULL otherwise. */
+  struct sk__wreq **tp_out;
   struct sk__sextra *x;
   /* What carries the user's bytes on the socket (plain, TLS) and its state. */
   const struct sk__transport *tp;
@@ -147,7 +145,9 @@ SK_EXTERN int sk_stream_connect_cancel(sk_stream *s);
 
 /* Sends len bytes (see the top of this file). cb may be NULL. Returns 0, or
  * a negative errno if the stream cannot send (closed, shut down, or already
- * failed), in which case nothing was sent. */
+ * failed), in which case nothing was sent. A send taken (0) that fails
+ * later reports through cb; once the write side failed, every later send
+ * returns the same negative errno. */
 SK_EXTERN int sk_stream_send(sk_stream *s, const void *buf, size_t len,
                              sk_send_cb cb, void *arg);
 
@@ -157,7 +157,9 @@ SK_EXTERN int sk_stream_sendv(sk_stream *s, const struct iovec *iov, int iovcnt,
                               sk_send_cb cb, void *arg);
 
 /* Queues len bytes of file fd from offset, written with sendfile(2) in
- * order with the other sends. fd must stay open until cb runs. Over TLS
+ * order with the other sends. fd must stay open until cb runs. A file
+ * shorter than len ends the send with SK_EOF and fails the stream's write
+ * side with -EIO (the peer misses bytes). Over TLS
  * the library reads the file in 16 KiB chunks as the send reaches the head
  * of the queue and encrypts them, one chunk in memory at a time; sends and
  * a shutdown made meanwhile follow the file, in order. */
@@ -206,8 +208,8 @@ SK_EXTERN size_t sk_stream_write_queue_memory(const sk_stream *s);
 
 /* cb runs each time the loop empties the write queue by writing it (from
  * readiness; not when a send, a cancel or a close inside an API call
- * leaves it empty, since callbacks never run inside the call). NULL turns
- * it off. */
+ * leaves it empty, since callbacks never run inside the call, and not when
+ * a write failed: the sends' callbacks report that). NULL turns it off. */
 SK_EXTERN void sk_stream_on_drain(sk_stream *s, sk_drain_cb cb);
 
 /* Half-closes the sending side once every queued byte was written. cb (may

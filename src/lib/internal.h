@@ -24,6 +24,9 @@ static inline int sk__err(void) {
 /* Creates a non-blocking, close-on-exec socket; applies SK_SOCK_* flags
  * (dual-stack / v6only). Returns the fd or a negative errno. */
 int sk__socket_create(int family, int type, unsigned flags);
+/* The SK_SOCK_* flags a listener or bound UDP socket with SK_LISTEN_*
+ * flags is opened with. */
+unsigned sk__listen_sock_flags(unsigned listen_flags);
 
 /* Makes fd non-blocking and close-on-exec. Returns 0 or a negative errno. */
 int sk__fd_prepare(int fd);
@@ -118,16 +121,26 @@ void sk__timers_run(sk_loop *loop);
 /* ---- write queue (wqueue.c), shared by streams and UDP ---- */
 
 enum {
+  /* Bytes for the socket: what the kernel is given as it is. */
   SK__WREQ_BYTES = 0, /* data[] holds the bytes still to write */
-  SK__WREQ_FILE,      /* sendfile from file_fd at file_off */
+  SK__WREQ_FILE,      /* sendfile(2) from file_fd at file_off */
   SK__WREQ_SHUTDOWN,  /* shutdown(SHUT_WR) when reached */
   SK__WREQ_DGRAM,     /* a datagram to dst */
   SK__WREQ_URGENT,    /* one byte of urgent data (MSG_OOB) in data[0] */
-  /* Held for a transport that transforms bytes, behind a file it has not
-   * finished (stream.c, write_held): the user's bytes, and a shutdown. */
-  SK__WREQ_HELD_BYTES,
-  SK__WREQ_HELD_SHUTDOWN,
+  /* The user's, for a stream transport that transforms bytes (TLS): they
+   * wait in the queue as the user gave them and pass through the transport
+   * when they reach the head (stream.c, "held requests"). The path is fixed
+   * when the request is queued, never by the transport found at the head:
+   * bytes queued before a transport was installed stay plaintext. */
+  SK__WREQ_TP_FILE,     /* read in chunks, each passed to the transport */
+  SK__WREQ_TP_BYTES,    /* the user's bytes, passed whole */
+  SK__WREQ_TP_SHUTDOWN, /* the user's shutdown */
 };
+
+/* 1 if r waits to pass through the transport (counted in sk__wq.held). */
+static inline int sk__wreq_held_kind(int kind) {
+  return kind >= SK__WREQ_TP_FILE;
+}
 
 /* The completion of a request, typed by the handle that queued it. */
 union sk__wreq_cb {
@@ -171,6 +184,8 @@ static inline int sk__wreq_has_cb(const struct sk__wreq *r) {
   return r->cb.stream != NULL; /* the members share their representation */
 }
 
+/* The queue keeps bytes, mem and held (requests of a held kind) in step
+ * with what push, insert, pop, remove and fail do: callers never count. */
 /* Appends r to q (its len and memory counted). */
 void sk__wq_push(struct sk__wq *q, struct sk__wreq *r);
 /* Inserts r at *at (a link inside q: &q->head or &p->next); returns the
@@ -224,8 +239,9 @@ enum {
   SK__S_CONNECTING = 1u << 2,
   SK__S_CONNECTED = 1u << 3,
   SK__S_READING = 1u << 4,
-  SK__S_SHUT_WR = 1u << 6,   /* shutdown queued or done */
+  SK__S_SHUT_WR = 1u << 6,   /* the user shut down (maybe held) */
   SK__S_WR_FAILED = 1u << 7, /* a write failed: later sends fail too */
+  SK__S_RAW_SHUT = 1u << 8,  /* shutdown(SHUT_WR) queued for the socket */
   SK__S_PEEKING = 1u << 10,  /* sk_stream_peek() waits for data */
 };
 
@@ -235,7 +251,7 @@ enum {
  * bytes through; TLS (tls_stream.c) installs its own table with
  * sk_stream_tls_start(). A transport keeps its state in s->tpdata and
  * talks to the stream only through the sk__stream_* services below; see
- * docs/ARCHITECTURE.md, "Adding a transport". Every member is set. */
+ * docs/ARCHITECTURE.md, "How to add a transport". Every member is set. */
 struct sk__transport {
   const char *name;
   /* The socket delivered n > 0 bytes in buf (the loop's buffer, valid
@@ -277,11 +293,33 @@ int sk__stream_transport_check(const sk_stream *s);
 /* Installs tp with its state; the stream updates its readiness interest. */
 void sk__stream_transport_set(sk_stream *s, const struct sk__transport *tp,
                               void *data);
-/* Queues bytes for the socket, behind what is queued (write-through when
- * nothing is). */
+/* Transports in sequence (a PROXY-header reader, then TLS): the installed
+ * transport is done and has released its state (its close() is not
+ * called); the stream is plain again, so the next transport's start call
+ * (sk_stream_tls_start) accepts it. Then the old transport feeds the bytes
+ * it read past its own part to sk__stream_transport_input(), which hands
+ * them to the installed transport's input() at once, before the socket's
+ * next bytes. Call both from input() (or resume()), never from inside a
+ * user's API call. When the next transport is plain, the user must be
+ * reading (plain holds nothing): otherwise end from resume(). Requests
+ * still held pass through the next transport. */
+void sk__stream_transport_end(sk_stream *s);
+void sk__stream_transport_input(sk_stream *s, const unsigned char *buf,
+                                size_t n);
+/* Queues bytes for the socket, in order: behind what is queued
+ * (write-through when nothing is), or, while the stream passes the
+ * transport a held request, ahead of that request (stream.c, "held
+ * requests"). Fails when the socket's write side failed or was shut. */
 int sk__stream_raw_sendv(sk_stream *s, const struct iovec *iov, int iovcnt,
                          sk_send_cb cb, void *arg);
 int sk__stream_raw_shutdown(sk_stream *s, sk_send_cb cb, void *arg);
+/* The transport lost output it had committed to (e.g. a TLS record whose
+ * sequence number SSL has used, when queueing it ran out of memory): the
+ * write side fails for good with err, every later send returns it (unless
+ * it failed or was shut already); what is queued, whole, still goes. With
+ * cb, cb also completes with err, from the loop, and 0 is returned (the
+ * transport took a send it could not finish); without, err is. */
+int sk__stream_write_fail(sk_stream *s, int err, sk_send_cb cb, void *arg);
 /* The transport's wants() may have changed: brings the stream's readiness
  * interest in line. */
 void sk__stream_update(sk_stream *s);

@@ -1,11 +1,12 @@
 /* Listening helpers: N listeners on one port, and draining a listener's
  * queue before it closes (include/sockit/listen.h). Built on the public
- * socket, stream and UDP calls only. */
+ * socket, stream and UDP calls (and the socket flags every bind uses). */
 #include "sockit/listen.h"
 
 #include <errno.h>
 #include <sys/socket.h>
 
+#include "internal.h"
 #include "sockit/socket.h"
 
 /* Tries at most this many free ports for port 0 when another process takes
@@ -31,18 +32,6 @@ static int member_bind(const struct group *g, size_t i, const sk_endpoint *ep,
   return sk_udp_bind(g->u[i], ep, flags);
 }
 
-/* The sk_socket_open() flags a member opens with: the probe must ask the
- * same question (a V6ONLY [::]:P is free while 0.0.0.0:P is held; a
- * dual-stack one is not). */
-static unsigned socket_flags(unsigned listen_flags) {
-  unsigned sf = 0;
-  if (listen_flags & SK_LISTEN_V6ONLY)
-    sf |= SK_SOCK_V6ONLY;
-  if (listen_flags & SK_LISTEN_DUALSTACK)
-    sf |= SK_SOCK_DUALSTACK;
-  return sf;
-}
-
 /* A plain bind (no SO_REUSEPORT; SO_REUSEADDR for streams, as listeners
  * have) of a throwaway socket, opened with the members' flags, to ep: fails
  * with -EADDRINUSE if anyone holds the port. *port gets the port bound (the
@@ -51,8 +40,8 @@ static int probe_bind(int type, const sk_endpoint *ep, unsigned flags,
                       uint16_t *port) {
   sk_socket probe;
   sk_endpoint local;
-  int rc =
-      sk_socket_open(&probe, sk_endpoint_family(ep), type, socket_flags(flags));
+  int rc = sk_socket_open(&probe, sk_endpoint_family(ep), type,
+                          sk__listen_sock_flags(flags));
   if (rc < 0)
     return rc;
   if (type == SOCK_STREAM)

@@ -122,6 +122,18 @@ static int is_again(int err) {
 
 /* ---- descriptors ---- */
 
+unsigned sk__listen_sock_flags(unsigned listen_flags) {
+  unsigned sf = 0;
+  /* The probe of a listener group asks the same question as its members
+   * (a V6ONLY [::]:P is free while 0.0.0.0:P is held; a dual-stack one is
+   * not), so every bind goes through here. */
+  if (listen_flags & SK_LISTEN_V6ONLY)
+    sf |= SK_SOCK_V6ONLY;
+  if (listen_flags & SK_LISTEN_DUALSTACK)
+    sf |= SK_SOCK_DUALSTACK;
+  return sf;
+}
+
 int sk__socket_create(int family, int type, unsigned flags) {
   const unsigned known = SK_SOCK_DUALSTACK | SK_SOCK_V6ONLY;
   if (family != AF_INET && family != AF_INET6 && family != AF_UNIX)

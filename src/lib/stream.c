@@ -219,17 +219,12 @@ int sk_stream_open_accepted(sk_stream *s, int fd, int family) {
 
 int sk_stream_listen(sk_stream *s, const sk_endpoint *ep, int backlog,
                      unsigned flags) {
-  unsigned sf = 0;
   int fd, rc, one = 1;
   int family = sk_endpoint_family(ep);
 
   if (is_closing(s) || s->sock.fd >= 0)
     return -EBUSY;
-  if (flags & SK_LISTEN_V6ONLY)
-    sf |= SK_SOCK_V6ONLY;
-  if (flags & SK_LISTEN_DUALSTACK)
-    sf |= SK_SOCK_DUALSTACK;
-  fd = sk__socket_create(family, SOCK_STREAM, sf);
+  fd = sk__socket_create(family, SOCK_STREAM, sk__listen_sock_flags(flags));
   if (fd < 0)
     return fd;
   if (family != AF_UNIX)
@@ -300,7 +295,7 @@ static void do_accept(sk_stream *s) {
         return;
       if (sk__accept_transient(err))
         continue;
-      if (err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM) {
+      if (sk_err_is_resource(-err)) {
         accept_shed(s);
         s->cb.accept_cb(s, -err, -1, NULL);
         return;
@@ -567,7 +562,6 @@ static ssize_t send_urgent(int fd, unsigned char byte) {
 /* Fails every queued request with err (write error or close). */
 static void wq_fail(sk_stream *s, int err) {
   sk__wq_fail(&s->h, &s->wq, err);
-  s->wq_held = 0;
 }
 
 static void write_failed(sk_stream *s, int err) {
@@ -605,9 +599,14 @@ static int write_file_kernel(sk_stream *s, struct sk__wreq *r) {
   return rc;
 }
 
-/* A transport that transforms bytes (TLS) cannot let the kernel send the
- * file: one chunk is read and passed through the transport, whose output
- * is queued ahead of the file's request (s->wq_ins). The next chunk is read
+static int hold(sk_stream *s, int kind, const struct iovec *iov, int iovcnt,
+                size_t total, sk_send_cb cb, void *arg);
+static int tp_pass(sk_stream *s, const struct iovec *v, sk_send_cb cb,
+                   void *arg, int shut);
+
+/* A file queued for a transport that transforms bytes (TLS): one chunk is
+ * read and passed through the transport, whose output is queued ahead of
+ * the file's request. The next chunk is read
  * only once that output is written, so a file of any size holds one
  * chunk's worth of memory and the peer's pace holds back the reading. */
 static int write_file_transport(sk_stream *s, struct sk__wreq *r) {
@@ -631,23 +630,9 @@ static int write_file_transport(sk_stream *s, struct sk__wreq *r) {
   s->wq.bytes -= (size_t)n;
   v.iov_base = buf;
   v.iov_len = (size_t)n;
-  s->wq_ins = &s->wq.head;
-  rc = s->tp->sendv(s, &v, 1, NULL, NULL);
-  s->wq_ins = NULL;
+  rc = tp_pass(s, &v, NULL, NULL, 0);
   return rc < 0 ? rc : W_AHEAD;
 }
-
-/* Sends and shutdowns made while a file waits for a transport that
- * transforms bytes must go through it after the file, in the order made
- * (TLS numbers its records): they wait in the queue as the user gave them,
- * and reach the transport when they come to the head. */
-static int held(const struct sk__wreq *r) {
-  return r->kind == SK__WREQ_HELD_BYTES || r->kind == SK__WREQ_HELD_SHUTDOWN ||
-         r->kind == SK__WREQ_FILE;
-}
-
-static int hold(sk_stream *s, int kind, const struct iovec *iov, int iovcnt,
-                size_t total, sk_send_cb cb, void *arg);
 
 /* The held request r at the head goes through the transport now; what the
  * transport makes takes its place. */
@@ -655,15 +640,12 @@ static int write_held(sk_stream *s, struct sk__wreq *r) {
   int rc;
   sk__wq_pop(&s->wq);
   s->wq.bytes -= r->len;
-  s->wq_held--;
-  s->wq_ins = &s->wq.head;
-  if (r->kind == SK__WREQ_HELD_BYTES) {
+  if (r->kind == SK__WREQ_TP_BYTES) {
     struct iovec v = {r->data + r->off, r->len};
-    rc = s->tp->sendv(s, &v, 1, r->cb.stream, r->arg);
+    rc = tp_pass(s, &v, r->cb.stream, r->arg, 0);
   } else {
-    rc = s->tp->shutdown(s, r->cb.stream, r->arg);
+    rc = tp_pass(s, NULL, r->cb.stream, r->arg, 1);
   }
-  s->wq_ins = NULL;
   if (rc < 0) {
     sk__wq_complete(&s->h, r, rc);
     return rc;
@@ -676,7 +658,6 @@ static int write_held(sk_stream *s, struct sk__wreq *r) {
  * W_FULL when the kernel is full, W_AHEAD when it queued bytes ahead of
  * itself, or a negative errno. */
 static int write_special(sk_stream *s, struct sk__wreq *r) {
-  int rc;
   if (r->kind == SK__WREQ_SHUTDOWN) {
     if (shutdown(s->io.fd, SHUT_WR) < 0 && errno != ENOTCONN)
       return sk__err();
@@ -691,14 +672,11 @@ static int write_special(sk_stream *s, struct sk__wreq *r) {
     s->wq.bytes -= 1;
     return W_DONE;
   }
-  if (r->kind != SK__WREQ_FILE)
-    return write_held(s, r);
-  if (s->tp->flags & SK__TP_RAW)
+  if (r->kind == SK__WREQ_FILE)
     return write_file_kernel(s, r);
-  rc = write_file_transport(s, r);
-  if (rc == W_DONE)
-    s->wq_held--;
-  return rc;
+  if (r->kind == SK__WREQ_TP_FILE)
+    return write_file_transport(s, r);
+  return write_held(s, r);
 }
 
 /* Writes what the queue holds until the kernel is full. from_io is 0 when
@@ -716,6 +694,12 @@ static void do_write(sk_stream *s, int from_io) {
       int rc = write_special(s, r);
       if (rc == W_FULL)
         break; /* wait for writable (below) */
+      if (rc == SK_EOF) {
+        /* The file is shorter than promised: its send ends with SK_EOF,
+         * and the stream, whose peer now misses bytes, fails with -EIO. */
+        sk__wq_complete(&s->h, sk__wq_pop(&s->wq), SK_EOF);
+        rc = -EIO;
+      }
       if (rc < 0) {
         write_failed(s, rc);
         break;
@@ -757,20 +741,32 @@ static void do_write(sk_stream *s, int from_io) {
     }
   }
   stream_update(s);
-  if (s->wq.head == NULL && from_io && s->drain_cb != NULL && !is_closing(s))
+  /* Drained means written: a queue emptied by a failure is not. */
+  if (s->wq.head == NULL && from_io && s->drain_cb != NULL && !is_closing(s) &&
+      !(s->sflags & SK__S_WR_FAILED))
     s->drain_cb(s);
 }
 
-static int send_check(const sk_stream *s) {
+/* May bytes still go to the socket? (A transport's output: the user's
+ * shutdown may be held behind a file, the socket's is not.) */
+static int raw_check(const sk_stream *s) {
   if (is_closing(s) || s->io.fd < 0)
     return -EBADF;
   if (s->sflags & SK__S_WR_FAILED)
     return s->wstatus;
-  if (s->sflags & SK__S_SHUT_WR)
+  if (s->sflags & SK__S_RAW_SHUT)
     return -EPIPE;
   if (!(s->sflags & SK__S_CONNECTED))
     return -ENOTCONN;
   return 0;
+}
+
+/* May the user send? */
+static int send_check(const sk_stream *s) {
+  int rc = raw_check(s);
+  if (rc == 0 && (s->sflags & SK__S_SHUT_WR))
+    rc = -EPIPE;
+  return rc;
 }
 
 static int iov_total(const struct iovec *iov, int iovcnt, size_t *total) {
@@ -793,23 +789,55 @@ int sk_stream_sendv(sk_stream *s, const struct iovec *iov, int iovcnt,
     rc = iov_total(iov, iovcnt, &total);
   if (rc != 0)
     return rc;
-  if (s->wq_held > 0)
-    return hold(s, SK__WREQ_HELD_BYTES, iov, iovcnt, total, cb, arg);
+  if (s->wq.held > 0)
+    return hold(s, SK__WREQ_TP_BYTES, iov, iovcnt, total, cb, arg);
   return s->tp->sendv(s, iov, iovcnt, cb, arg);
 }
 
-/* Where the transport's output goes when it cannot go behind the queue:
- * ahead of the held request being passed through it (write_held, a file
- * chunk), or, for output of its own (an answer made while reading), ahead
- * of the first held request, which the transport has not seen yet. NULL
- * when the queue's end is the place. */
+/* ---- held requests ----
+ *
+ * Files, and the sends and the shutdown made behind a file, for a transport
+ * that transforms bytes (TLS) wait in the queue as the user gave them
+ * (SK__WREQ_TP_*, counted by the queue in wq.held) and pass through the
+ * transport in order when they reach the head (TLS numbers its records, so
+ * nothing may be sealed out of turn). tp_pass() is the one place that
+ * passes one: for its duration, s->tp_out is the link ahead of the held
+ * request where the transport's output goes, in order. Output the
+ * transport makes on its own while requests are held (an answer made while
+ * reading) goes ahead of the first held request, which it has not seen. */
+
+/* Where output for the socket goes: a link inside the queue, or NULL for
+ * the queue's end. */
 static struct sk__wreq **transport_out_link(sk_stream *s) {
-  struct sk__wreq **at = &s->wq.head;
-  if (s->wq_ins != NULL || s->wq_held == 0)
-    return s->wq_ins;
-  while (!held(*at))
-    at = &(*at)->next;
-  return at;
+  if (s->tp_out != NULL || s->wq.held == 0)
+    return s->tp_out;
+  for (struct sk__wreq **at = &s->wq.head; *at != NULL; at = &(*at)->next)
+    if (sk__wreq_held_kind((*at)->kind))
+      return at;
+  return NULL; /* not reached: wq.held counts the queue's held requests */
+}
+
+/* Passes held content to the transport (a user send, a file chunk, or a
+ * shutdown when shut is set); its output goes to the queue's head, ahead
+ * of what is still held. */
+static int tp_pass(sk_stream *s, const struct iovec *v, sk_send_cb cb,
+                   void *arg, int shut) {
+  int rc;
+  s->tp_out = &s->wq.head;
+  rc = shut ? s->tp->shutdown(s, cb, arg) : s->tp->sendv(s, v, 1, cb, arg);
+  s->tp_out = NULL;
+  return rc;
+}
+
+/* Queues r at link at (from transport_out_link()), or at the end. */
+static void enqueue(sk_stream *s, struct sk__wreq **at, struct sk__wreq *r) {
+  if (at == NULL) {
+    sk__wq_push(&s->wq, r);
+    return;
+  }
+  at = sk__wq_insert(&s->wq, at, r);
+  if (s->tp_out != NULL)
+    s->tp_out = at; /* the pass's next output goes after this */
 }
 
 /* Bytes for the socket, checked by the caller. */
@@ -827,9 +855,7 @@ static int raw_sendv(sk_stream *s, const struct iovec *iov, int iovcnt,
       return -ENOMEM;
     r->len = total;
     sk__iov_copy(r->data, iov, iovcnt, 0);
-    at = sk__wq_insert(&s->wq, at, r);
-    if (s->wq_ins != NULL)
-      s->wq_ins = at;
+    enqueue(s, at, r);
     stream_update(s);
     return 0;
   }
@@ -873,11 +899,9 @@ static int raw_sendv(sk_stream *s, const struct iovec *iov, int iovcnt,
   return 0;
 }
 
-/* The stream checked what it passes through the transport (s->wq_ins set):
- * a shutdown held behind a file has set SK__S_SHUT_WR already. */
 int sk__stream_raw_sendv(sk_stream *s, const struct iovec *iov, int iovcnt,
                          sk_send_cb cb, void *arg) {
-  int rc = s->wq_ins != NULL ? 0 : send_check(s);
+  int rc = raw_check(s);
   return rc != 0 ? rc : raw_sendv(s, iov, iovcnt, cb, arg);
 }
 
@@ -888,10 +912,9 @@ static int hold(sk_stream *s, int kind, const struct iovec *iov, int iovcnt,
     return -ENOMEM;
   sk__iov_copy(r->data, iov, iovcnt, 0);
   r->len = total;
-  if (kind == SK__WREQ_HELD_SHUTDOWN)
+  if (kind == SK__WREQ_TP_SHUTDOWN)
     s->sflags |= SK__S_SHUT_WR;
   sk__wq_push(&s->wq, r);
-  s->wq_held++;
   return 0;
 }
 
@@ -967,24 +990,25 @@ int sk_stream_sendfile(sk_stream *s, int fd, off_t offset, size_t len,
                        sk_send_cb cb, void *arg) {
   struct sk__wreq *r;
   int rc = send_check(s);
+  /* The path is chosen now, by the transport the bytes are sent on: one
+   * installed later (TLS after STARTTLS) never sees this file. */
+  int kind = (s->tp->flags & SK__TP_RAW) ? SK__WREQ_FILE : SK__WREQ_TP_FILE;
   if (rc != 0)
     return rc;
   if (fd < 0 || offset < 0)
     return -EINVAL;
   /* A transport that transforms bytes says now whether it can take any
    * (an empty send queues nothing), not later through a failed stream. */
-  if (!(s->tp->flags & SK__TP_RAW) &&
+  if (kind == SK__WREQ_TP_FILE &&
       (rc = s->tp->sendv(s, NULL, 0, NULL, NULL)) != 0)
     return rc;
-  r = wreq_special(s, SK__WREQ_FILE, 0, cb, arg);
+  r = wreq_special(s, kind, 0, cb, arg);
   if (r == NULL)
     return -ENOMEM;
   r->len = len;
   r->file_fd = fd;
   r->file_off = offset;
   sk__wq_push(&s->wq, r);
-  if (!(s->tp->flags & SK__TP_RAW))
-    s->wq_held++;
   /* Same rule as for bytes: try at once, queue only the rest. */
   if (s->wq.head == r)
     do_write(s, 0);
@@ -995,8 +1019,8 @@ int sk_stream_shutdown(sk_stream *s, sk_send_cb cb, void *arg) {
   int rc = send_check(s);
   if (rc != 0)
     return rc;
-  if (s->wq_held > 0)
-    return hold(s, SK__WREQ_HELD_SHUTDOWN, NULL, 0, 0, cb, arg);
+  if (s->wq.held > 0)
+    return hold(s, SK__WREQ_TP_SHUTDOWN, NULL, 0, 0, cb, arg);
   return s->tp->shutdown(s, cb, arg);
 }
 
@@ -1004,20 +1028,33 @@ static int raw_shutdown(sk_stream *s, sk_send_cb cb, void *arg) {
   struct sk__wreq *r = wreq_special(s, SK__WREQ_SHUTDOWN, 0, cb, arg);
   if (r == NULL)
     return -ENOMEM;
-  s->sflags |= SK__S_SHUT_WR;
-  if (s->wq_ins != NULL) {
-    s->wq_ins = sk__wq_insert(&s->wq, s->wq_ins, r);
-    return 0;
-  }
-  sk__wq_push(&s->wq, r);
+  s->sflags |= SK__S_SHUT_WR | SK__S_RAW_SHUT;
+  enqueue(s, transport_out_link(s), r);
   if (s->wq.head == r)
     do_write(s, 0);
+  else
+    stream_update(s);
   return 0;
 }
 
 int sk__stream_raw_shutdown(sk_stream *s, sk_send_cb cb, void *arg) {
-  int rc = s->wq_ins != NULL ? 0 : send_check(s);
+  int rc = raw_check(s);
   return rc != 0 ? rc : raw_shutdown(s, cb, arg);
+}
+
+int sk__stream_write_fail(sk_stream *s, int err, sk_send_cb cb, void *arg) {
+  struct sk__wreq *r;
+  if (is_closing(s))
+    return err;
+  /* What is queued is whole and goes out; nothing after it may. */
+  if (!(s->sflags & (SK__S_WR_FAILED | SK__S_RAW_SHUT))) {
+    s->sflags |= SK__S_WR_FAILED;
+    s->wstatus = err;
+  }
+  if (cb == NULL || (r = wreq_special(s, SK__WREQ_BYTES, 0, cb, arg)) == NULL)
+    return err;
+  sk__wq_complete(&s->h, r, err);
+  return 0;
 }
 
 size_t sk_stream_write_queue_size(const sk_stream *s) {
@@ -1271,6 +1308,9 @@ int sk__stream_transport_check(const sk_stream *s) {
     return -ENOTCONN;
   if (s->tp != &sk__transport_plain)
     return -EALREADY;
+  /* A waiting peek would hand the user what the new transport reads. */
+  if (s->sflags & SK__S_PEEKING)
+    return -EBUSY;
   return send_check(s);
 }
 
@@ -1279,6 +1319,16 @@ void sk__stream_transport_set(sk_stream *s, const struct sk__transport *tp,
   s->tp = tp;
   s->tpdata = data;
   stream_update(s);
+}
+
+void sk__stream_transport_end(sk_stream *s) {
+  sk__stream_transport_set(s, &sk__transport_plain, NULL);
+}
+
+void sk__stream_transport_input(sk_stream *s, const unsigned char *buf,
+                                size_t n) {
+  if (n > 0 && !is_closing(s))
+    s->tp->input(s, buf, (ssize_t)n);
 }
 
 /* The plain transport: the user's bytes are the socket's. */

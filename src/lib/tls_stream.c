@@ -22,6 +22,10 @@
  * piece is flushed before the next is encrypted, which bounds the output
  * buffer whatever the size of the send. */
 #define SEND_PIECE (64 * 1024)
+/* Buffers smaller than one record are gathered into one piece (at most a
+ * record) so that a framed message (header, payload, trailer) becomes one
+ * record, not one each. */
+#define GATHER_MAX SK__TLS_RECORD_MAX
 
 /* ---- the async filter ---- */
 
@@ -65,6 +69,8 @@ struct tls_stream {
 /* Plaintext from SSL_read, handed to the recv callback. One per thread like
  * the loop's read buffer (callbacks never nest). */
 static _Thread_local unsigned char pt_buf[SK__TLS_RECORD_MAX];
+/* Small buffers of one send, gathered (tls_sendv; never across a call). */
+static _Thread_local unsigned char gather_buf[GATHER_MAX];
 
 static const struct sk__transport tls_transport;
 
@@ -176,7 +182,9 @@ static int tls_release(struct tls_stream *t) {
 /* Hands the ciphertext SSL produced to the stream (written at once when
  * the kernel takes it, copied to the write queue otherwise); cb (if any)
  * runs once it is all written. The loop's buffer is empty afterwards,
- * whatever happens, so no byte can reach another stream. */
+ * whatever happens, so no byte can reach another stream. Output that could
+ * not be kept is a record lost after SSL counted it: the peer would fail
+ * every later one (bad_record_mac), so the write side fails for good. */
 static int tls_flush(struct tls_stream *t, sk_send_cb cb, void *arg) {
   sk_loop *loop = t->s->h.loop;
   struct iovec v;
@@ -191,6 +199,11 @@ static int tls_flush(struct tls_stream *t, sk_send_cb cb, void *arg) {
     v.iov_base = loop->tbuf;
     v.iov_len = loop->tbuf_len;
     rc = sk__stream_raw_sendv(t->s, &v, 1, cb, arg);
+  }
+  if (rc != 0 && (loop->tbuf_len > 0 || t->out_err != 0) && !dead(t)) {
+    if (t->write_failed == 0)
+      t->write_failed = rc;
+    sk__stream_write_fail(t->s, rc, NULL, NULL);
   }
   loop->tbuf_len = 0;
   return rc;
@@ -449,38 +462,80 @@ static int tls_check_open(const struct tls_stream *t) {
   return 0;
 }
 
+/* Encrypts n bytes into the loop's buffer. */
+static int tls_write(struct tls_stream *t, const void *p, size_t n) {
+  size_t done = 0;
+  ERR_clear_error();
+  if (SSL_write_ex(t->ssl, p, n, &done) && done == n)
+    return 0;
+  t->write_failed = tls_fail(t, SSL_get_error(t->ssl, 0));
+  tls_flush(t, NULL, NULL); /* the alert, if any */
+  return t->write_failed;
+}
+
+/* A send failed after some of its ciphertext was queued: it cannot be taken
+ * back, so the send counts as taken (0) and cb reports err. Before that,
+ * nothing of it went out: err is returned. Either way the write side has
+ * failed for good (SSL's state moved on). */
+static int send_failed(struct tls_stream *t, int err, int queued, sk_send_cb cb,
+                       void *arg) {
+  if (t->write_failed == 0)
+    t->write_failed = err;
+  int rc = sk__stream_write_fail(t->s, err, queued ? cb : NULL, arg);
+  return queued && cb == NULL ? 0 : rc;
+}
+
 /* Each piece is encrypted into the loop's buffer and handed over before the
- * next, which bounds that buffer whatever the size of the send. */
+ * next, which bounds that buffer whatever the size of the send. Small
+ * buffers are gathered into one piece of at most a record; a buffer of a
+ * record or more is encrypted in place, up to SEND_PIECE at a time. */
 static int tls_sendv(sk_stream *s, const struct iovec *iov, int iovcnt,
                      sk_send_cb cb, void *arg) {
   struct tls_stream *t = s->tpdata;
+  size_t total = 0, fill = 0;
+  int queued = 0;
   int rc = tls_check_open(t);
   if (rc != 0)
     return rc;
+  for (int i = 0; i < iovcnt; i++)
+    total += iov[i].iov_len; /* the stream checked it does not wrap */
   for (int i = 0; i < iovcnt; i++) {
     const unsigned char *p = iov[i].iov_base;
     size_t left = iov[i].iov_len;
     while (left > 0) {
-      size_t piece = left < SEND_PIECE ? left : SEND_PIECE, done = 0;
-      ERR_clear_error();
-      if (!SSL_write_ex(t->ssl, p, piece, &done) || done != piece) {
-        t->write_failed = tls_fail(t, SSL_get_error(t->ssl, 0));
-        tls_flush(t, NULL, NULL); /* the alert, if any */
-        return t->write_failed;
+      const unsigned char *src = p;
+      size_t n;
+      int direct = fill == 0 && left >= GATHER_MAX;
+      if (direct) {
+        n = left < SEND_PIECE ? left : SEND_PIECE;
+      } else {
+        n = left < GATHER_MAX - fill ? left : GATHER_MAX - fill;
+        memcpy(gather_buf + fill, p, n);
+        fill += n;
       }
-      p += piece;
-      left -= piece;
+      p += n;
+      left -= n;
+      total -= n;
+      if (!direct) {
+        if (fill < GATHER_MAX && total > 0)
+          continue;
+        src = gather_buf;
+        n = fill;
+        fill = 0;
+      }
+      rc = tls_write(t, src, n);
       /* The last piece goes out with the callback, below. */
-      if (left > 0 || i + 1 < iovcnt) {
+      if (rc == 0 && total > 0)
         rc = tls_flush(t, NULL, NULL);
-        if (rc != 0)
-          return rc;
-      }
+      if (rc != 0)
+        return send_failed(t, rc, queued, cb, arg);
+      queued = 1;
     }
   }
   /* Attached to the last ciphertext of this send: the stream's queue is
    * FIFO, so cb runs once every byte before it was written too. */
-  return tls_flush(t, cb, arg);
+  rc = tls_flush(t, cb, arg);
+  return rc != 0 ? send_failed(t, rc, queued, cb, arg) : 0;
 }
 
 static int tls_shutdown(sk_stream *s, sk_send_cb cb, void *arg) {

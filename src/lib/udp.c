@@ -125,15 +125,11 @@ int sk_udp_open(sk_udp *u, int fd) {
 }
 
 int sk_udp_bind(sk_udp *u, const sk_endpoint *ep, unsigned flags) {
-  unsigned sf = 0;
   int fd, rc, one = 1;
   if (sk_is_closing(&u->h) || u->sock.fd >= 0)
     return -EBUSY;
-  if (flags & SK_LISTEN_V6ONLY)
-    sf |= SK_SOCK_V6ONLY;
-  if (flags & SK_LISTEN_DUALSTACK)
-    sf |= SK_SOCK_DUALSTACK;
-  fd = sk__socket_create(sk_endpoint_family(ep), SOCK_DGRAM, sf);
+  fd = sk__socket_create(sk_endpoint_family(ep), SOCK_DGRAM,
+                         sk__listen_sock_flags(flags));
   if (fd < 0)
     return fd;
   if ((flags & SK_LISTEN_REUSEPORT) &&

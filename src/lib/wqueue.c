@@ -63,6 +63,7 @@ void sk__wq_push(struct sk__wq *q, struct sk__wreq *r) {
   q->tail = r;
   q->bytes += r->len;
   q->mem += sk__wreq_mem(r);
+  q->held += sk__wreq_held_kind(r->kind);
 }
 
 struct sk__wreq **sk__wq_insert(struct sk__wq *q, struct sk__wreq **at,
@@ -73,6 +74,7 @@ struct sk__wreq **sk__wq_insert(struct sk__wq *q, struct sk__wreq **at,
     q->tail = r;
   q->bytes += r->len;
   q->mem += sk__wreq_mem(r);
+  q->held += sk__wreq_held_kind(r->kind);
   return &r->next;
 }
 
@@ -82,6 +84,7 @@ struct sk__wreq *sk__wq_pop(struct sk__wq *q) {
   if (q->head == NULL)
     q->tail = NULL;
   q->mem -= sk__wreq_mem(r);
+  q->held -= sk__wreq_held_kind(r->kind);
   return r;
 }
 
@@ -95,6 +98,7 @@ void sk__wq_remove(struct sk__wq *q, struct sk__wreq *prev,
     q->tail = prev;
   q->bytes -= r->len;
   q->mem -= sk__wreq_mem(r);
+  q->held -= sk__wreq_held_kind(r->kind);
 }
 
 static void wreq_done_cb(struct sk__pending *p) {
@@ -125,6 +129,7 @@ void sk__wq_fail(sk_handle *h, struct sk__wq *q, int err) {
     sk__wq_complete(h, sk__wq_pop(q), err);
   q->bytes = 0;
   q->mem = 0;
+  q->held = 0;
 }
 
 /* ---- gathering ---- */
