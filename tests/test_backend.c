@@ -23,6 +23,7 @@
 /* A watcher with a record of what it was told. */
 struct tw {
   struct sk__io io;
+  int fd; /* what io watches */
   int calls;
   unsigned last, all; /* revents of the last call, OR of all calls */
   int bytes;          /* read by the callback */
@@ -33,6 +34,11 @@ struct tw {
 
 static struct tw *tw_of(struct sk__io *w) {
   return sk__container_of(w, struct tw, io);
+}
+
+static void tw_init(struct tw *t, int fd, sk__io_cb cb) {
+  t->fd = fd;
+  sk__io_init(&t->io, &t->fd, cb);
 }
 
 /* One wait-and-dispatch of the backend alone. */
@@ -73,7 +79,7 @@ static void chunk_cb(sk_loop *loop, struct sk__io *w, unsigned revents) {
   char buf[64];
   record(t, revents);
   if (t->chunk > 0) {
-    ssize_t n = read(w->fd, buf, (size_t)t->chunk);
+    ssize_t n = read(*w->fd, buf, (size_t)t->chunk);
     if (n > 0)
       t->bytes += (int)n;
     if (t->bytes >= 100)
@@ -94,7 +100,7 @@ static void test_level_triggered_rereport(void **state) {
   SK_ASSERT_OK(sk_loop_init(&loop));
   pair(sv);
   put(sv[1], 100);
-  sk__io_init(&t.io, sv[0], chunk_cb);
+  tw_init(&t, sv[0], chunk_cb);
   t.chunk = 10;
   SK_ASSERT_OK(sk__io_start(&loop, &t.io, SK__IO_READ));
   for (int i = 1; i <= 10; i++) {
@@ -124,7 +130,7 @@ static void test_restart_reports_again(void **state) {
   SK_ASSERT_OK(sk_loop_init(&loop));
   pair(sv);
   put(sv[1], 5);
-  sk__io_init(&t.io, sv[0], chunk_cb);
+  tw_init(&t, sv[0], chunk_cb);
   SK_ASSERT_OK(sk__io_start(&loop, &t.io, SK__IO_READ));
   backend_poll(&loop, 2000);
   assert_int_equal(t.calls, 1);
@@ -156,7 +162,7 @@ static void test_interest_change_keeps_level(void **state) {
   SK_ASSERT_OK(sk_loop_init(&loop));
   pair(sv);
   put(sv[1], 5);
-  sk__io_init(&t.io, sv[0], add_write_cb);
+  tw_init(&t, sv[0], add_write_cb);
   SK_ASSERT_OK(sk__io_start(&loop, &t.io, SK__IO_READ));
   backend_poll(&loop, 2000);
   assert_int_equal(t.calls, 1);
@@ -211,11 +217,11 @@ static void test_stop_other_during_dispatch(void **state) {
   pair(q);
   pair(r);
   memset(&third, 0, sizeof(third));
-  sk__io_init(&third.io, r[0], chunk_cb);
+  tw_init(&third, r[0], chunk_cb);
   put(p[1], 1);
   put(q[1], 1);
-  sk__io_init(&a.io, p[0], first_acts_cb);
-  sk__io_init(&b.io, q[0], first_acts_cb);
+  tw_init(&a, p[0], first_acts_cb);
+  tw_init(&b, q[0], first_acts_cb);
   a.other = &b;
   b.other = &a;
   a.action = b.action = ACT_STOP_BOTH;
@@ -251,8 +257,8 @@ static void test_change_other_during_dispatch(void **state) {
   pair(q);
   put(p[1], 1);
   put(q[1], 1);
-  sk__io_init(&a.io, p[0], first_acts_cb);
-  sk__io_init(&b.io, q[0], first_acts_cb);
+  tw_init(&a, p[0], first_acts_cb);
+  tw_init(&b, q[0], first_acts_cb);
   a.other = &b;
   b.other = &a;
   a.action = b.action = ACT_OTHER_TO_WRITE;
@@ -295,8 +301,8 @@ static void test_remove_readd_same_iteration(void **state) {
   SK_ASSERT_OK(sk_loop_init(&loop));
   pair(sv);
   put(sv[1], 3);
-  sk__io_init(&a.io, sv[0], chunk_cb);
-  sk__io_init(&b.io, sv[0], chunk_cb);
+  tw_init(&a, sv[0], chunk_cb);
+  tw_init(&b, sv[0], chunk_cb);
 
   /* Start, stop, start again before any wait: reported once. */
   SK_ASSERT_OK(sk__io_start(&loop, &a.io, SK__IO_READ));
@@ -341,7 +347,7 @@ static void test_remove_readd_same_iteration(void **state) {
 static void stop_close_expect_eof(sk_loop *loop, struct tw *t, int peer) {
   char c;
   SK_ASSERT_OK(sk__io_stop(loop, &t->io, SK__IO_READ | SK__IO_WRITE));
-  close(t->io.fd);
+  close(t->fd);
   assert_int_equal(recv(peer, &c, 1, MSG_DONTWAIT), 0);
   close(peer);
 }
@@ -360,7 +366,7 @@ static void test_close_after_stop_closes_socket(void **state) {
 
   /* Armed in the kernel (a wait has passed), nothing to report. */
   pair(sv);
-  sk__io_init(&t.io, sv[0], chunk_cb);
+  tw_init(&t, sv[0], chunk_cb);
   SK_ASSERT_OK(sk__io_start(&loop, &t.io, SK__IO_READ));
   backend_poll(&loop, 0);
   assert_int_equal(t.calls, 0);
@@ -371,14 +377,14 @@ static void test_close_after_stop_closes_socket(void **state) {
    * kernel and pin the second socket. */
   pair(sv);
   int num = sv[0];
-  sk__io_init(&t.io, sv[0], chunk_cb);
+  tw_init(&t, sv[0], chunk_cb);
   SK_ASSERT_OK(sk__io_start(&loop, &t.io, SK__IO_READ));
   SK_ASSERT_OK(sk__io_stop(&loop, &t.io, SK__IO_READ));
   close(sv[0]);
   close(sv[1]);
   pair(sv);
   assert_int_equal(sv[0], num);
-  sk__io_init(&t.io, sv[0], chunk_cb);
+  tw_init(&t, sv[0], chunk_cb);
   SK_ASSERT_OK(sk__io_start(&loop, &t.io, SK__IO_READ));
   backend_poll(&loop, 0);
   stop_close_expect_eof(&loop, &t, sv[1]);
@@ -386,7 +392,7 @@ static void test_close_after_stop_closes_socket(void **state) {
   /* Interest changed back and forth while armed: READ, READ|WRITE (told
    * WRITE, which the callback stops), READ again. */
   pair(sv);
-  sk__io_init(&t.io, sv[0], stop_write_cb);
+  tw_init(&t, sv[0], stop_write_cb);
   t.calls = 0;
   SK_ASSERT_OK(sk__io_start(&loop, &t.io, SK__IO_READ));
   backend_poll(&loop, 0);
@@ -401,7 +407,7 @@ static void test_close_after_stop_closes_socket(void **state) {
 
   /* Armed, changed and stopped with no wait in between. */
   pair(sv);
-  sk__io_init(&t.io, sv[0], chunk_cb);
+  tw_init(&t, sv[0], chunk_cb);
   SK_ASSERT_OK(sk__io_start(&loop, &t.io, SK__IO_READ));
   backend_poll(&loop, 0);
   SK_ASSERT_OK(sk__io_start(&loop, &t.io, SK__IO_WRITE));
@@ -420,7 +426,7 @@ static void test_fd_number_reuse(void **state) {
   int sv[2], nv[2];
   SK_ASSERT_OK(sk_loop_init(&loop));
   pair(sv);
-  sk__io_init(&old.io, sv[0], chunk_cb);
+  tw_init(&old, sv[0], chunk_cb);
   SK_ASSERT_OK(sk__io_start(&loop, &old.io, SK__IO_READ));
   backend_poll(&loop, 0);
   int num = sv[0];
@@ -430,7 +436,7 @@ static void test_fd_number_reuse(void **state) {
   /* The lowest free number is taken: the one just closed. */
   assert_int_equal(nv[0] == num || nv[1] == num, 1);
   int reused = nv[0] == num ? nv[0] : nv[1];
-  sk__io_init(&neu.io, reused, chunk_cb);
+  tw_init(&neu, reused, chunk_cb);
   SK_ASSERT_OK(sk__io_start(&loop, &neu.io, SK__IO_READ));
   close(sv[1]); /* would hang up the old socket, were it still alive */
   backend_poll(&loop, 50);
@@ -461,8 +467,8 @@ static void test_hangup_delivery(void **state) {
   SK_ASSERT_OK(sk_loop_init(&loop));
   pair(sv);
   pair(wv);
-  sk__io_init(&r.io, sv[0], chunk_cb);
-  sk__io_init(&w.io, wv[0], chunk_cb);
+  tw_init(&r, sv[0], chunk_cb);
+  tw_init(&w, wv[0], chunk_cb);
   SK_ASSERT_OK(sk__io_start(&loop, &r.io, SK__IO_READ));
   backend_poll(&loop, 0);
   assert_int_equal(r.calls, 0);
@@ -513,7 +519,7 @@ static void test_reset_delivers_error(void **state) {
   afd = accept(lfd, NULL, NULL);
   assert_true(afd >= 0);
   SK_ASSERT_OK(sk__fd_prepare(cfd));
-  sk__io_init(&r.io, cfd, chunk_cb);
+  tw_init(&r, cfd, chunk_cb);
   SK_ASSERT_OK(sk__io_start(&loop, &r.io, SK__IO_READ));
   backend_poll(&loop, 0);
   assert_int_equal(r.calls, 0);
@@ -542,7 +548,7 @@ static void test_poll_timeout_accuracy(void **state) {
   int sv[2];
   SK_ASSERT_OK(sk_loop_init(&loop));
   pair(sv);
-  sk__io_init(&t.io, sv[0], chunk_cb);
+  tw_init(&t, sv[0], chunk_cb);
   SK_ASSERT_OK(sk__io_start(&loop, &t.io, SK__IO_READ));
   for (int i = 0; i < 3; i++) {
     double t0 = now_sec();
@@ -602,7 +608,7 @@ static void many_read_cb(sk_loop *loop, struct sk__io *w, unsigned revents) {
   char c;
   record(t, revents);
   many_calls++;
-  if (revents != SK__IO_READ || read(w->fd, &c, 1) != 1 || c != 'x')
+  if (revents != SK__IO_READ || read(*w->fd, &c, 1) != 1 || c != 'x')
     many_wrong++;
   sk__io_stop(loop, w, SK__IO_READ);
 }
@@ -638,7 +644,7 @@ static void test_thousand_watchers(void **state) {
   for (int i = 0; i < NW; i += 2)
     pair(&fds[i]);
   for (int i = 0; i < NW; i++) {
-    sk__io_init(&t[i].io, fds[i], many_read_cb);
+    tw_init(&t[i], fds[i], many_read_cb);
     SK_ASSERT_OK(sk__io_start(&loop, &t[i].io, SK__IO_READ));
   }
   for (int i = 0; i < NW; i++)

@@ -72,7 +72,9 @@ typedef void (*sk_poll_cb)(sk_poll *p, int status, int events);
 struct sk__io;
 typedef void (*sk__io_cb)(sk_loop *loop, struct sk__io *w, unsigned revents);
 struct sk__io {
-  int fd;
+  /* The descriptor, kept by the watcher's owner (a stream's or UDP
+   * handle's sock.fd, or a field beside the watcher): one truth. */
+  const int *fd;
   unsigned events;  /* wanted: SK__IO_READ | SK__IO_WRITE */
   unsigned kevents; /* registered with the kernel */
   int slot;         /* backend bookkeeping (poll: index; -1 = none) */
@@ -149,6 +151,7 @@ struct sk_loop {
   size_t rbuf_len;
   /* cross-thread wake-up: eventfd (or pipe) plus a locked post list */
   struct sk__io wake_io;
+  int wake_rfd;
   int wake_wfd;
   pthread_mutex_t post_lock;
   sk_post *post_head, *post_tail;
@@ -362,6 +365,7 @@ struct sk_poll {
   sk_handle h;
   /* private */
   struct sk__io io;
+  int fd;
   sk_poll_cb cb;
   int events;
 };

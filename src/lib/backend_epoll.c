@@ -46,13 +46,13 @@ static int ep_update(sk_loop *loop, struct sk__io *w, unsigned events) {
   if (events == 0) {
     /* Removed entirely rather than modified to 0: epoll reports errors
      * and hang-ups even for an empty interest set, which would spin. */
-    if (epoll_ctl(st->epfd, EPOLL_CTL_DEL, w->fd, &ev) < 0 && errno != ENOENT &&
-        errno != EBADF)
+    if (epoll_ctl(st->epfd, EPOLL_CTL_DEL, *w->fd, &ev) < 0 &&
+        errno != ENOENT && errno != EBADF)
       return sk__err();
     return 0;
   }
   op = w->kevents == 0 ? EPOLL_CTL_ADD : EPOLL_CTL_MOD;
-  if (epoll_ctl(st->epfd, op, w->fd, &ev) < 0) {
+  if (epoll_ctl(st->epfd, op, *w->fd, &ev) < 0) {
     /* The descriptor may have been registered before under another
      * watcher state; retry with the other operation once. */
     if (op == EPOLL_CTL_ADD && errno == EEXIST)
@@ -61,7 +61,7 @@ static int ep_update(sk_loop *loop, struct sk__io *w, unsigned events) {
       op = EPOLL_CTL_ADD;
     else
       return sk__err();
-    if (epoll_ctl(st->epfd, op, w->fd, &ev) < 0)
+    if (epoll_ctl(st->epfd, op, *w->fd, &ev) < 0)
       return sk__err();
   }
   return 0;

@@ -82,7 +82,7 @@ static int pl_update(sk_loop *loop, struct sk__io *w, unsigned events) {
       return -ENOMEM;
     w->slot = (int)st->n++;
     st->ios[w->slot] = w;
-    st->fds[w->slot].fd = w->fd;
+    st->fds[w->slot].fd = *w->fd;
   }
   st->fds[w->slot].events = to_poll(events);
   st->fds[w->slot].revents = 0;

@@ -130,7 +130,7 @@ static void arm(struct uring_state *st, int idx, unsigned events) {
   struct uring_slot *s = &st->slots[idx];
   struct io_uring_sqe *sqe = io_uring_get_sqe(&st->ring);
   s->gen++;
-  io_uring_prep_poll_add(sqe, s->w->fd, to_poll(events));
+  io_uring_prep_poll_add(sqe, *s->w->fd, to_poll(events));
   io_uring_sqe_set_data64(sqe, make_ud((uint32_t)idx, s->gen));
   s->armed = events;
   s->sqe = sqe;
@@ -307,7 +307,7 @@ static int ur_update(sk_loop *loop, struct sk__io *w, unsigned events) {
   s = &st->slots[idx];
   if (sqe_pending(st, s)) {
     /* Still in the submission queue: rewrite the request in place. */
-    io_uring_prep_poll_add(s->sqe, w->fd, to_poll(events));
+    io_uring_prep_poll_add(s->sqe, *w->fd, to_poll(events));
     io_uring_sqe_set_data64(s->sqe, make_ud((uint32_t)idx, s->gen));
     s->armed = events;
     return 0;

@@ -212,6 +212,7 @@ int sk_socket_connect_list(sk_socket *s, const sk_endpoint *eps, size_t n,
 
 struct he_attempt {
   struct sk__io io;
+  int fd;
   struct sk__connreq *r;
 };
 
@@ -219,6 +220,7 @@ struct he_attempt {
  * request: a watcher must stay valid during the poll that stopped it. */
 struct he_sock {
   struct sk__io io;
+  int fd; /* -1: a free node */
   struct sk__connreq *r;
   struct he_sock *next;
 };
@@ -305,9 +307,9 @@ static void sock_state_cb(void *data, ares_socket_t fd, int readable,
   struct he_sock *k, *spare = NULL;
   unsigned ev = (readable ? SK__IO_READ : 0u) | (writable ? SK__IO_WRITE : 0u);
   for (k = r->socks; k != NULL; k = k->next) {
-    if (k->io.fd == fd)
+    if (k->fd == fd)
       break;
-    if (k->io.fd < 0 && spare == NULL)
+    if (k->fd < 0 && spare == NULL)
       spare = k;
   }
   if (k == NULL && ev == 0)
@@ -325,11 +327,12 @@ static void sock_state_cb(void *data, ares_socket_t fd, int readable,
       k->next = r->socks;
       r->socks = k;
     }
-    sk__io_init(&k->io, fd, sock_io_cb);
+    k->fd = fd;
+    sk__io_init(&k->io, &k->fd, sock_io_cb);
   }
   sk__io_set(r->loop, &k->io, ev);
   if (ev == 0)
-    k->io.fd = -1;
+    k->fd = -1;
 }
 
 /* Descriptors c-ares creates are made close-on-exec like sockit's own. */
@@ -348,7 +351,7 @@ static void channel_close(struct sk__connreq *r) {
   }
   for (struct he_sock *k = r->socks; k != NULL; k = k->next) {
     sk__io_set(r->loop, &k->io, 0);
-    k->io.fd = -1;
+    k->fd = -1;
   }
 }
 
@@ -374,8 +377,8 @@ static void sock_io_cb(sk_loop *loop, struct sk__io *w, unsigned rev) {
   if (k->r->ch == NULL)
     return;
   ares_process_fd(
-      k->r->ch, (rev & (SK__IO_READ | SK__IO_ERR)) ? w->fd : ARES_SOCKET_BAD,
-      (rev & (SK__IO_WRITE | SK__IO_ERR)) ? w->fd : ARES_SOCKET_BAD);
+      k->r->ch, (rev & (SK__IO_READ | SK__IO_ERR)) ? *w->fd : ARES_SOCKET_BAD,
+      (rev & (SK__IO_WRITE | SK__IO_ERR)) ? *w->fd : ARES_SOCKET_BAD);
   after_ares(k->r);
 }
 
@@ -394,10 +397,10 @@ static void step_cb(struct sk__tnode *n) {
 static void attempt_io_cb(sk_loop *loop, struct sk__io *w, unsigned rev) {
   struct he_attempt *a = sk__container_of(w, struct he_attempt, io);
   struct sk__connreq *r = a->r;
-  int fd = w->fd, err = attempt_result(fd);
+  int fd = a->fd, err = attempt_result(fd);
   SK__UNUSED(rev);
   sk__io_set(loop, w, 0);
-  w->fd = -1;
+  a->fd = -1;
   r->live--;
   if (err == 0) {
     sk__stream_connect_end(r->s, fd, 0);
@@ -438,12 +441,13 @@ static void he_advance(struct sk__connreq *r) {
     }
     struct he_attempt *a = &r->att[r->started++];
     a->r = r;
-    sk__io_init(&a->io, fd, attempt_io_cb);
+    a->fd = fd;
+    sk__io_init(&a->io, &a->fd, attempt_io_cb);
     int set = sk__io_set(r->loop, &a->io, SK__IO_WRITE);
     if (set < 0) {
       r->last_err = set;
       sk__close_fd(fd);
-      a->io.fd = -1;
+      a->fd = -1;
       continue;
     }
     r->live++;
@@ -475,11 +479,11 @@ void sk__connreq_end(struct sk__connreq *r) {
   sk__tnode_stop(loop, &r->step);
   sk__tnode_stop(loop, &r->ares_timer);
   for (size_t i = 0; i < r->started; i++) {
-    struct sk__io *w = &r->att[i].io;
-    if (w->fd >= 0) {
-      sk__io_set(loop, w, 0);
-      sk__close_fd(w->fd);
-      w->fd = -1;
+    struct he_attempt *a = &r->att[i];
+    if (a->fd >= 0) {
+      sk__io_set(loop, &a->io, 0);
+      sk__close_fd(a->fd);
+      a->fd = -1;
     }
   }
   channel_close(r);

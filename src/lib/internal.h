@@ -81,7 +81,7 @@ extern const struct sk__backend sk__backend_epoll;
 extern const struct sk__backend sk__backend_poll;
 extern const struct sk__backend sk__backend_uring;
 
-void sk__io_init(struct sk__io *w, int fd, sk__io_cb cb);
+void sk__io_init(struct sk__io *w, const int *fd, sk__io_cb cb);
 /* Sets the wanted events of a watcher (0 stops it). */
 int sk__io_set(sk_loop *loop, struct sk__io *w, unsigned events);
 int sk__io_start(sk_loop *loop, struct sk__io *w, unsigned events);

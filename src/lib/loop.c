@@ -49,7 +49,8 @@ static int wake_open(sk_loop *loop) {
   sk__fd_prepare(rfd);
   sk__fd_prepare(wfd);
 #endif
-  sk__io_init(&loop->wake_io, rfd, wake_cb);
+  loop->wake_rfd = rfd;
+  sk__io_init(&loop->wake_io, &loop->wake_rfd, wake_cb);
   loop->wake_wfd = wfd;
   return sk__io_start(loop, &loop->wake_io, SK__IO_READ);
 }
@@ -60,7 +61,7 @@ int sk_loop_init_backend(sk_loop *loop, const char *name) {
   memset(loop, 0, sizeof(*loop));
   loop->wake_wfd = -1;
   loop->emfile_fd = -1;
-  loop->wake_io.fd = -1;
+  loop->wake_rfd = -1;
   if (name == NULL)
     name = getenv("SK_BACKEND");
   loop->backend = find_backend(name);
@@ -78,9 +79,9 @@ int sk_loop_init_backend(sk_loop *loop, const char *name) {
   if (rc == 0)
     rc = wake_open(loop);
   if (rc != 0) {
-    if (loop->wake_io.fd >= 0)
-      sk__close_fd(loop->wake_io.fd);
-    if (loop->wake_wfd >= 0 && loop->wake_wfd != loop->wake_io.fd)
+    if (loop->wake_rfd >= 0)
+      sk__close_fd(loop->wake_rfd);
+    if (loop->wake_wfd >= 0 && loop->wake_wfd != loop->wake_rfd)
       sk__close_fd(loop->wake_wfd);
     if (loop->backend_state != NULL)
       loop->backend->free(loop);
@@ -103,9 +104,9 @@ int sk_loop_free(sk_loop *loop) {
   if (loop->nhandles > 0 || loop->pend_head != NULL)
     return -EBUSY;
   sk__io_stop(loop, &loop->wake_io, SK__IO_READ);
-  if (loop->wake_wfd >= 0 && loop->wake_wfd != loop->wake_io.fd)
+  if (loop->wake_wfd >= 0 && loop->wake_wfd != loop->wake_rfd)
     sk__close_fd(loop->wake_wfd);
-  sk__close_fd(loop->wake_io.fd);
+  sk__close_fd(loop->wake_rfd);
   if (loop->emfile_fd >= 0)
     sk__close_fd(loop->emfile_fd);
   loop->backend->free(loop);
@@ -141,7 +142,7 @@ void sk_loop_stop(sk_loop *loop) {
 
 /* ---- io watchers ---- */
 
-void sk__io_init(struct sk__io *w, int fd, sk__io_cb cb) {
+void sk__io_init(struct sk__io *w, const int *fd, sk__io_cb cb) {
   w->fd = fd;
   w->events = 0;
   w->kevents = 0;
@@ -152,7 +153,7 @@ void sk__io_init(struct sk__io *w, int fd, sk__io_cb cb) {
 int sk__io_set(sk_loop *loop, struct sk__io *w, unsigned events) {
   int rc;
   w->events = events;
-  if (events == w->kevents || w->fd < 0)
+  if (events == w->kevents || *w->fd < 0)
     return 0;
   rc = loop->backend->update(loop, w, events);
   if (rc == 0)
@@ -346,7 +347,7 @@ static void wake_signal(sk_loop *loop) {
   ssize_t n;
   do
     n = write(loop->wake_wfd, &one,
-              loop->wake_wfd == loop->wake_io.fd ? sizeof(one) : 1);
+              loop->wake_wfd == loop->wake_rfd ? sizeof(one) : 1);
   while (n < 0 && errno == EINTR);
   /* EAGAIN means a wake-up is already pending: nothing is lost. */
 }
@@ -367,7 +368,7 @@ static void wake_cb(sk_loop *loop, struct sk__io *w, unsigned revents) {
   ssize_t n;
 
   do
-    n = read(w->fd, buf, sizeof(buf));
+    n = read(*w->fd, buf, sizeof(buf));
   while (n > 0 || (n < 0 && errno == EINTR));
 
   pthread_mutex_lock(&loop->post_lock);

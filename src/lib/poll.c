@@ -20,7 +20,7 @@ static void poll_io_cb(sk_loop *loop, struct sk__io *w, unsigned revents) {
   if (revents & SK__IO_ERR) {
     /* POLLNVAL (poll), EBADF (uring): the owner closed the descriptor while
      * it was watched. Stop, or the loop would spin on it. */
-    if (fcntl(w->fd, F_GETFD) < 0 && errno == EBADF) {
+    if (fcntl(*w->fd, F_GETFD) < 0 && errno == EBADF) {
       sk_poll_stop(p);
       p->cb(p, -EBADF, 0);
       return;
@@ -43,7 +43,8 @@ int sk_poll_init(sk_loop *loop, sk_poll *p, int fd) {
     return sk__err();
   memset(p, 0, sizeof(*p));
   sk__handle_init(loop, &p->h, SK_HANDLE_POLL);
-  sk__io_init(&p->io, fd, poll_io_cb);
+  p->fd = fd;
+  sk__io_init(&p->io, &p->fd, poll_io_cb);
   return 0;
 }
 

@@ -27,7 +27,8 @@ static int sig_valid(int signum) {
 
 /* Per-loop state (loop->signals), alive while a handle is started. */
 struct sk__sigstate {
-  struct sk__io io; /* the signalfd */
+  struct sk__io io; /* watches fd */
+  int fd;           /* the signalfd */
   sigset_t watched; /* the signalfd's mask */
   sigset_t blocked; /* signals this loop blocked: unblocked when unwatched */
   sk_signal *head;  /* started handles, in start order */
@@ -43,7 +44,7 @@ struct sk__sigstate {
 
 static void sig_teardown(sk_loop *loop, struct sk__sigstate *st) {
   sk__io_stop(loop, &st->io, SK__IO_READ);
-  sk__close_fd(st->io.fd);
+  sk__close_fd(st->fd);
   free(st);
   loop->signals = NULL;
 }
@@ -73,7 +74,7 @@ static void sig_io_cb(sk_loop *loop, struct sk__io *w, unsigned revents) {
 
   SK__UNUSED(revents);
   do
-    n = read(w->fd, si, sizeof(si));
+    n = read(*w->fd, si, sizeof(si));
   while (n < 0 && errno == EINTR);
   /* n < 0 (EAGAIN): another loop or sk_signal_stop took the signal. */
   st->dispatching = 1;
@@ -101,7 +102,8 @@ static int sig_state(sk_loop *loop, struct sk__sigstate **out) {
       free(st);
       return rc;
     }
-    sk__io_init(&st->io, fd, sig_io_cb);
+    st->fd = fd;
+    sk__io_init(&st->io, &st->fd, sig_io_cb);
     rc = sk__io_start(loop, &st->io, SK__IO_READ);
     if (rc != 0) {
       sk__close_fd(fd);
@@ -134,7 +136,7 @@ static int sig_watch(struct sk__sigstate *st, int signum) {
     return -EINVAL;
   mask = st->watched;
   sigaddset(&mask, signum);
-  if (signalfd(st->io.fd, &mask, 0) < 0) {
+  if (signalfd(st->fd, &mask, 0) < 0) {
     int rc = sk__err();
     if (sigismember(&old, signum) != 1)
       pthread_sigmask(SIG_UNBLOCK, &one, NULL);
@@ -154,7 +156,7 @@ static void sig_unwatch(struct sk__sigstate *st, int signum) {
   struct timespec zero = {0, 0};
 
   sigdelset(&st->watched, signum);
-  signalfd(st->io.fd, &st->watched, 0);
+  signalfd(st->fd, &st->watched, 0);
   if (sigismember(&st->blocked, signum) != 1)
     return;
   sigdelset(&st->blocked, signum);

@@ -147,7 +147,7 @@ static void stream_update(sk_stream *s) {
   ev |= tp_wants;
   if (s->wq.head != NULL || (f & SK__S_CONNECTING))
     ev |= SK__IO_WRITE;
-  if (s->io.fd >= 0)
+  if (s->sock.fd >= 0)
     sk__io_set(s->h.loop, &s->io, ev);
   if ((f &
        (SK__S_ACCEPTING | SK__S_CONNECTING | SK__S_READING | SK__S_PEEKING)) ||
@@ -163,27 +163,20 @@ int sk_stream_init(sk_loop *loop, sk_stream *s) {
   memset(s, 0, sizeof(*s));
   sk__handle_init(loop, &s->h, SK_HANDLE_STREAM);
   s->sock.fd = -1;
-  sk__io_init(&s->io, -1, stream_io_cb);
+  sk__io_init(&s->io, &s->sock.fd, stream_io_cb);
   s->tp = &sk__transport_plain;
   return 0;
 }
 
-/* The descriptor lives in s->sock (what the user reads) and in the watcher
- * (what the backend polls): only these two functions and
- * sk_stream_open_accepted() write it, always both, so the copies never
- * disagree. */
+/* The descriptor lives in s->sock alone: the watcher points at it. */
 static int stream_set_fd(sk_stream *s, int fd) {
-  int rc = sk__socket_from_fd(&s->sock, fd);
-  if (rc != 0)
-    return rc;
-  s->io.fd = fd;
-  return 0;
+  return sk__socket_from_fd(&s->sock, fd);
 }
 
 static void stream_drop_fd(sk_stream *s) {
   sk__io_set(s->h.loop, &s->io, 0);
-  sk__close_fd(s->io.fd);
-  s->io.fd = s->sock.fd = -1;
+  sk__close_fd(s->sock.fd);
+  s->sock.fd = -1;
 }
 
 int sk_stream_open(sk_stream *s, int fd) {
@@ -212,7 +205,6 @@ int sk_stream_open_accepted(sk_stream *s, int fd, int family) {
   s->sock.fd = fd;
   s->sock.family = family;
   s->sock.type = SOCK_STREAM;
-  s->io.fd = fd;
   s->sflags |= SK__S_CONNECTED;
   return 0;
 }
@@ -265,7 +257,7 @@ static void accept_shed(sk_stream *s) {
   if (loop->emfile_fd >= 0) {
     sk__close_fd(loop->emfile_fd);
     loop->emfile_fd = -1;
-    int fd = accept4(s->io.fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+    int fd = accept4(s->sock.fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
     if (fd >= 0)
       sk__close_fd(fd);
     loop->emfile_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
@@ -287,7 +279,7 @@ static void do_accept(sk_stream *s) {
 
     if (!(s->sflags & SK__S_ACCEPTING) || is_closing(s))
       return;
-    fd = accept4(s->io.fd, (struct sockaddr *)&ss, &len,
+    fd = accept4(s->sock.fd, (struct sockaddr *)&ss, &len,
                  SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd < 0) {
       int err = errno;
@@ -374,7 +366,7 @@ static void connect_finish(sk_stream *s, int status) {
   s->sflags &= ~SK__S_CONNECTING;
   if (status == 0) {
     s->sflags |= SK__S_CONNECTED;
-  } else if (s->io.fd >= 0) {
+  } else if (s->sock.fd >= 0) {
     stream_drop_fd(s);
   }
   x->cstatus = status;
@@ -420,7 +412,7 @@ static void connect_timeout(struct sk__tnode *n) {
 static void connect_ready(sk_stream *s) {
   int err = 0;
   socklen_t len = sizeof(err);
-  if (getsockopt(s->io.fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
+  if (getsockopt(s->sock.fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
     err = errno;
   if (err == 0) {
     connect_finish(s, 0);
@@ -580,7 +572,7 @@ static int write_file_kernel(sk_stream *s, struct sk__wreq *r) {
   sk__sigpipe_block(&sp);
   while (r->len > 0) {
     size_t chunk = r->len > SK__SENDFILE_CHUNK ? SK__SENDFILE_CHUNK : r->len;
-    ssize_t n = sendfile(s->io.fd, r->file_fd, &r->file_off, chunk);
+    ssize_t n = sendfile(s->sock.fd, r->file_fd, &r->file_off, chunk);
     if (n < 0) {
       if (errno == EINTR)
         continue;
@@ -659,12 +651,12 @@ static int write_held(sk_stream *s, struct sk__wreq *r) {
  * itself, or a negative errno. */
 static int write_special(sk_stream *s, struct sk__wreq *r) {
   if (r->kind == SK__WREQ_SHUTDOWN) {
-    if (shutdown(s->io.fd, SHUT_WR) < 0 && errno != ENOTCONN)
+    if (shutdown(s->sock.fd, SHUT_WR) < 0 && errno != ENOTCONN)
       return sk__err();
     return W_DONE;
   }
   if (r->kind == SK__WREQ_URGENT) {
-    ssize_t n = send_urgent(s->io.fd, r->data[0]);
+    ssize_t n = send_urgent(s->sock.fd, r->data[0]);
     if (n == -EAGAIN)
       return W_FULL;
     if (n < 0)
@@ -718,7 +710,7 @@ static void do_write(sk_stream *s, int from_io) {
       iov[cnt].iov_len = q->len;
       cnt++;
     }
-    ssize_t n = sendmsg_nosig(s->io.fd, iov, cnt);
+    ssize_t n = sendmsg_nosig(s->sock.fd, iov, cnt);
     if (n == -EAGAIN)
       break;
     if (n < 0) {
@@ -750,7 +742,7 @@ static void do_write(sk_stream *s, int from_io) {
 /* May bytes still go to the socket? (A transport's output: the user's
  * shutdown may be held behind a file, the socket's is not.) */
 static int raw_check(const sk_stream *s) {
-  if (is_closing(s) || s->io.fd < 0)
+  if (is_closing(s) || s->sock.fd < 0)
     return -EBADF;
   if (s->sflags & SK__S_WR_FAILED)
     return s->wstatus;
@@ -861,7 +853,7 @@ static int raw_sendv(sk_stream *s, const struct iovec *iov, int iovcnt,
   }
   /* Write directly first; queue only what the kernel did not take. */
   if (s->wq.head == NULL && total > 0) {
-    ssize_t n = sendmsg_nosig(s->io.fd, iov, iovcnt > 1024 ? 1024 : iovcnt);
+    ssize_t n = sendmsg_nosig(s->sock.fd, iov, iovcnt > 1024 ? 1024 : iovcnt);
     if (n < 0 && n != -EAGAIN) {
       s->sflags |= SK__S_WR_FAILED;
       s->wstatus = (int)n;
@@ -927,7 +919,7 @@ int sk_stream_send_urgent(sk_stream *s, unsigned char byte, sk_send_cb cb,
   if (!(s->tp->flags & SK__TP_RAW) || s->sock.family == AF_UNIX)
     return -ENOTSUP;
   if (s->wq.head == NULL) {
-    ssize_t n = send_urgent(s->io.fd, byte);
+    ssize_t n = send_urgent(s->sock.fd, byte);
     if (n < 0 && n != -EAGAIN) {
       s->sflags |= SK__S_WR_FAILED;
       s->wstatus = (int)n;
@@ -1104,7 +1096,7 @@ static void do_read(sk_stream *s) {
     if (!socket_wanted(s) || is_closing(s))
       return;
     do
-      n = recv(s->io.fd, loop->rbuf, loop->rbuf_len, 0);
+      n = recv(s->sock.fd, loop->rbuf, loop->rbuf_len, 0);
     while (n < 0 && errno == EINTR);
     if (n > 0) {
       budget = (size_t)n >= budget ? 0 : budget - (size_t)n;
@@ -1126,7 +1118,7 @@ static void do_read(sk_stream *s) {
 
 /* What receiving and peeking both need: an open, connected stream. */
 static int recv_check(const sk_stream *s, sk_recv_cb cb) {
-  if (is_closing(s) || s->io.fd < 0)
+  if (is_closing(s) || s->sock.fd < 0)
     return -EBADF;
   if (cb == NULL || (s->sflags & SK__S_LISTENING))
     return -EINVAL;
@@ -1206,7 +1198,7 @@ static void do_peek(sk_stream *s) {
   sk_loop *loop = s->h.loop;
   ssize_t n;
   do
-    n = recv(s->io.fd, loop->rbuf, loop->rbuf_len, MSG_PEEK);
+    n = recv(s->sock.fd, loop->rbuf, loop->rbuf_len, MSG_PEEK);
   while (n < 0 && errno == EINTR);
   if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
     return;
@@ -1275,11 +1267,11 @@ void sk__stream_close(sk_stream *s) {
     sk__pending_add(loop, &s->x->rpend, rpend_cb);
   s->sflags &= ~(SK__S_ACCEPTING | SK__S_READING | SK__S_PEEKING);
   wq_fail(s, -ECANCELED);
-  if (s->io.fd >= 0) {
+  if (s->sock.fd >= 0) {
     /* Unread data makes close() send RST; drain what is queued so a
      * normal close stays a FIN. */
     if (s->sflags & SK__S_CONNECTED)
-      sk__drain_fd(s->io.fd, 1u << 20);
+      sk__drain_fd(s->sock.fd, 1u << 20);
     stream_drop_fd(s);
   }
   /* s->x is freed by sk__stream_closed(): its callbacks may be queued. */
@@ -1289,9 +1281,9 @@ void sk__stream_close(sk_stream *s) {
 }
 
 void sk_stream_abort(sk_stream *s, sk_close_cb cb) {
-  if (s->io.fd >= 0 && !is_closing(s)) {
+  if (s->sock.fd >= 0 && !is_closing(s)) {
     struct linger l = {1, 0};
-    setsockopt(s->io.fd, SOL_SOCKET, SO_LINGER, &l, sizeof(l));
+    setsockopt(s->sock.fd, SOL_SOCKET, SO_LINGER, &l, sizeof(l));
     s->sflags &= ~SK__S_CONNECTED; /* no drain: the reset is the point */
   }
   sk_close(&s->h, cb);
@@ -1304,7 +1296,7 @@ int sk__stream_transport_check(const sk_stream *s) {
     return -EINVAL;
   if (is_closing(s))
     return -EBADF;
-  if (!(s->sflags & SK__S_CONNECTED) || s->io.fd < 0)
+  if (!(s->sflags & SK__S_CONNECTED) || s->sock.fd < 0)
     return -ENOTCONN;
   if (s->tp != &sk__transport_plain)
     return -EALREADY;

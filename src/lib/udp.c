@@ -89,7 +89,7 @@ static void udp_update(sk_udp *u) {
     ev |= SK__IO_READ;
   if (u->wq.head != NULL)
     ev |= SK__IO_WRITE;
-  if (u->io.fd >= 0)
+  if (u->sock.fd >= 0)
     sk__io_set(u->h.loop, &u->io, ev);
   if (ev != 0)
     sk__handle_start(&u->h);
@@ -101,7 +101,7 @@ int sk_udp_init(sk_loop *loop, sk_udp *u) {
   memset(u, 0, sizeof(*u));
   sk__handle_init(loop, &u->h, SK_HANDLE_UDP);
   u->sock.fd = -1;
-  sk__io_init(&u->io, -1, udp_io_cb);
+  sk__io_init(&u->io, &u->sock.fd, udp_io_cb);
   u->wq_max = UDP_QUEUE_MAX_DEFAULT;
   u->lport = -1;
   return 0;
@@ -120,7 +120,6 @@ int sk_udp_open(sk_udp *u, int fd) {
     u->sock.fd = -1;
     return -EINVAL;
   }
-  u->io.fd = fd;
   return 0;
 }
 
@@ -142,7 +141,6 @@ int sk_udp_bind(sk_udp *u, const sk_endpoint *ep, unsigned flags) {
     sk__close_fd(fd);
     return rc;
   }
-  u->io.fd = fd;
   return 0;
 fail:
   rc = sk__err();
@@ -163,7 +161,6 @@ int sk_udp_connect(sk_udp *u, const sk_endpoint *peer) {
       sk__close_fd(fd);
       return rc;
     }
-    u->io.fd = fd;
   }
   if (connect(u->sock.fd, &peer->u.sa, peer->len) < 0)
     return sk__err();
@@ -176,7 +173,7 @@ static ssize_t udp_sendto(sk_udp *u, const void *buf, size_t len,
                           const sk_endpoint *dst) {
   ssize_t n;
   do
-    n = sendto(u->io.fd, buf, len, MSG_NOSIGNAL | MSG_DONTWAIT,
+    n = sendto(u->sock.fd, buf, len, MSG_NOSIGNAL | MSG_DONTWAIT,
                dst != NULL ? &dst->u.sa : NULL, dst != NULL ? dst->len : 0);
   while (n < 0 && errno == EINTR);
   return n < 0 ? sk__err() : n;
@@ -258,7 +255,7 @@ static void udp_do_write(sk_udp *u) {
       r = q;
     }
     do
-      n = sendmmsg(u->io.fd, mm, (unsigned)nmsg, MSG_NOSIGNAL | MSG_DONTWAIT);
+      n = sendmmsg(u->sock.fd, mm, (unsigned)nmsg, MSG_NOSIGNAL | MSG_DONTWAIT);
     while (n < 0 && errno == EINTR);
     if (n < 0) {
       status = sk__err();
@@ -334,7 +331,7 @@ int sk_udp_send(sk_udp *u, const void *buf, size_t len, const sk_endpoint *dst,
   ssize_t n = -EAGAIN;
   int rc;
 
-  if (sk_is_closing(&u->h) || u->io.fd < 0)
+  if (sk_is_closing(&u->h) || u->sock.fd < 0)
     return -EBADF;
   rc = udp_defer(u, buf, len, dst, cb, arg);
   if (rc != 0)
@@ -549,7 +546,7 @@ static void udp_do_read(sk_udp *u) {
       m->msg_controllen = sizeof(b->ctl[i].buf);
     }
     do
-      n = recvmmsg(u->io.fd, b->mm, want, MSG_DONTWAIT, NULL);
+      n = recvmmsg(u->sock.fd, b->mm, want, MSG_DONTWAIT, NULL);
     while (n < 0 && errno == EINTR);
     if (n < 0) {
       if (errno == EAGAIN || errno == EWOULDBLOCK)
@@ -590,7 +587,7 @@ static void udp_hpend_cb(struct sk__pending *p) {
 }
 
 int sk_udp_recv_start(sk_udp *u, sk_udp_recv_cb cb) {
-  if (sk_is_closing(&u->h) || u->io.fd < 0)
+  if (sk_is_closing(&u->h) || u->sock.fd < 0)
     return -EBADF;
   if (cb == NULL)
     return -EINVAL;
@@ -605,7 +602,7 @@ int sk_udp_recv_start(sk_udp *u, sk_udp_recv_cb cb) {
   if (udp_inet(u) && !(u->uflags & UDP_GRO_TRIED)) {
     int one = 1;
     u->uflags |= UDP_GRO_TRIED;
-    (void)setsockopt(u->io.fd, SOL_UDP, UDP_GRO, &one, sizeof(one));
+    (void)setsockopt(u->sock.fd, SOL_UDP, UDP_GRO, &one, sizeof(one));
   }
   if (u->held != NULL) {
     sk__pending_remove(u->h.loop, &u->hpend);
@@ -642,15 +639,14 @@ void sk__udp_close(sk_udp *u) {
   u->uflags &= ~UDP_READING;
   /* Replies gathered in the batch the user closed in still get their
    * chance, as they would have had outside a callback. */
-  if (u->ndefer > 0 && u->io.fd >= 0)
+  if (u->ndefer > 0 && u->sock.fd >= 0)
     udp_do_write(u);
   sk__wq_fail(&u->h, &u->wq, -ECANCELED);
   sk__pending_remove(u->h.loop, &u->hpend);
   udp_free_held(u);
-  if (u->io.fd >= 0) {
+  if (u->sock.fd >= 0) {
     sk__io_set(u->h.loop, &u->io, 0);
-    sk__close_fd(u->io.fd);
-    u->io.fd = -1;
+    sk__close_fd(u->sock.fd);
     u->sock.fd = -1;
   }
 }
