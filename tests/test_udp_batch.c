@@ -351,16 +351,11 @@ static int reply_run(size_t reply_len, size_t cap, int gro, int close_at) {
   return fd;
 }
 
-/* Echo replies sent inside the receive callbacks are gathered (the queue
- * holds them after sk_udp_send returns) and all arrive, in order, with
- * their callbacks run with status 0. */
-static void test_udp_replies_gathered_and_flushed(void **state) {
-  (void)state;
+/* Reads the NREPLY echo replies in order from fd, closes it, and checks
+ * every reply's callback ran with status 0. */
+static void expect_replies(int fd) {
   static unsigned char buf[65536];
   int seg;
-  int fd = reply_run(0, 0, 0, -1);
-  assert_int_equal(r_seen, NREPLY);
-  assert_int_equal(r_deferred, NREPLY);
   for (int i = 0; i < NREPLY; i++) {
     ssize_t n = raw_recv(fd, buf, sizeof(buf), &seg);
     assert_true(dgram_ok(i, buf, n));
@@ -370,20 +365,22 @@ static void test_udp_replies_gathered_and_flushed(void **state) {
   assert_int_equal(r_cb_bad, 0);
 }
 
+/* Echo replies sent inside the receive callbacks are gathered (the queue
+ * holds them after sk_udp_send returns) and all arrive, in order, with
+ * their callbacks run with status 0. */
+static void test_udp_replies_gathered_and_flushed(void **state) {
+  (void)state;
+  int fd = reply_run(0, 0, 0, -1);
+  assert_int_equal(r_seen, NREPLY);
+  assert_int_equal(r_deferred, NREPLY);
+  expect_replies(fd);
+}
+
 /* The server closes inside its last callback: the replies gathered in that
  * batch still leave, as they would have outside a callback. */
 static void test_udp_replies_flushed_on_close(void **state) {
   (void)state;
-  static unsigned char buf[65536];
-  int seg;
-  int fd = reply_run(0, 0, 0, NREPLY);
-  for (int i = 0; i < NREPLY; i++) {
-    ssize_t n = raw_recv(fd, buf, sizeof(buf), &seg);
-    assert_true(dgram_ok(i, buf, n));
-  }
-  close(fd);
-  assert_int_equal(r_cb, NREPLY);
-  assert_int_equal(r_cb_bad, 0);
+  expect_replies(reply_run(0, 0, 0, NREPLY));
 }
 
 /* Same-size replies to one peer leave as GSO trains: a plain receiver sees
@@ -433,19 +430,12 @@ static void test_udp_gso_seen_as_trains(void **state) {
  * reply still arrives. */
 static void test_udp_gathered_replies_respect_cap(void **state) {
   (void)state;
-  static unsigned char buf[65536];
-  int seg;
   struct sk__wreq probe;
   size_t one = sizeof(probe) + 4096; /* a small request's memory */
   int fd = reply_run(0, 3 * one, 0, -1);
   assert_int_equal(r_cap_bad, 0);
   assert_true(r_deferred > 0);
-  for (int i = 0; i < NREPLY; i++) {
-    ssize_t n = raw_recv(fd, buf, sizeof(buf), &seg);
-    assert_true(dgram_ok(i, buf, n));
-  }
-  close(fd);
-  assert_int_equal(r_cb, NREPLY);
+  expect_replies(fd);
 }
 
 /* A datagram too big for UDP, sent inside the receive callback after a
