@@ -534,8 +534,10 @@ int main(int argc, char **argv) {
   uint64_t v;
 
   signal(SIGPIPE, SIG_IGN);
-  /* Fresh state on every call: the CLI fuzzer runs main() many times. */
+  /* Fresh state on every call: the CLI fuzzer runs main() many times (the
+   * --cert/--key lists once kept an earlier run's freed arguments). */
   memset(&srv, 0, sizeof(srv));
+  ncert_args = nkey_args = 0;
 
   cfg->mode = &mode_echo;
   cfg->frame = SK_FRAME_RAW;
