@@ -206,10 +206,13 @@ SK_EXTERN size_t sk_stream_write_queue_size(const sk_stream *s);
  * reads. */
 SK_EXTERN size_t sk_stream_write_queue_memory(const sk_stream *s);
 
-/* cb runs each time the loop empties the write queue by writing it (from
- * readiness; not when a send, a cancel or a close inside an API call
- * leaves it empty, since callbacks never run inside the call, and not when
- * a write failed: the sends' callbacks report that). NULL turns it off. */
+/* cb runs each time the loop empties the write queue (from readiness; not
+ * when a send, a cancel or a close inside an API call leaves it empty,
+ * since callbacks never run inside the call): by writing it, or because a
+ * write failed and the queue was dropped; then sends return the error, and
+ * a reader paused for back-pressure that resumes sees the broken
+ * connection (a paused stream watches nothing, so without this it would
+ * never learn). NULL turns it off. */
 SK_EXTERN void sk_stream_on_drain(sk_stream *s, sk_drain_cb cb);
 
 /* Half-closes the sending side once every queued byte was written. cb (may

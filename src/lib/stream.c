@@ -733,9 +733,10 @@ static void do_write(sk_stream *s, int from_io) {
     }
   }
   stream_update(s);
-  /* Drained means written: a queue emptied by a failure is not. */
-  if (s->wq.head == NULL && from_io && s->drain_cb != NULL && !is_closing(s) &&
-      !(s->sflags & SK__S_WR_FAILED))
+  /* Also after a failure: a user that paused reading for back-pressure
+   * and sends without callbacks learns of the broken connection only by
+   * resuming (a paused stream watches nothing). */
+  if (s->wq.head == NULL && from_io && s->drain_cb != NULL && !is_closing(s))
     s->drain_cb(s);
 }
 
@@ -873,8 +874,14 @@ static int raw_sendv(sk_stream *s, const struct iovec *iov, int iovcnt,
       return 0;
   }
   r = sk__wreq_new(s->h.loop, total - done);
-  if (r == NULL)
+  if (r == NULL) {
+    /* Part of this send is in the kernel and the rest cannot follow: the
+     * byte stream has a hole, so the write side fails for good (a retry
+     * would send the first part twice). */
+    if (done > 0)
+      write_failed(s, -ENOMEM);
     return -ENOMEM;
+  }
   r->kind = SK__WREQ_BYTES;
   r->cb.stream = cb;
   r->arg = arg;
@@ -952,7 +959,8 @@ int sk_stream_send_cancel(sk_stream *s, sk_send_cb cb, void *arg) {
   if (is_closing(s))
     return -EBADF;
   for (r = s->wq.head; r != NULL; prev = r, r = r->next)
-    if (r->cb.stream == cb && r->arg == arg && r->kind != SK__WREQ_SHUTDOWN)
+    if (r->cb.stream == cb && r->arg == arg && r->kind != SK__WREQ_SHUTDOWN &&
+        r->kind != SK__WREQ_TP_SHUTDOWN)
       break;
   if (r == NULL)
     return -ENOENT;

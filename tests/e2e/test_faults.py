@@ -214,6 +214,36 @@ class FaultTest(unittest.TestCase):
             assert_serves(self, srv.tcp)
             s.close()
 
+    def test_reset_while_paused_for_back_pressure_is_seen(self):
+        # A client fills the server's output queue without reading (so the
+        # server pauses reading it: the client's sends stall), then resets.
+        # The queued output fails; the server must notice and close at
+        # once, not hold the connection until the idle timeout.
+        with Server(["-l", "127.0.0.1:0", "--max-queue", "4096",
+                     "--frame", "line", "--idle-timeout", "120"]) as srv:
+            s = connect(srv.tcp)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            s.setblocking(False)
+            chunk = (b"x" * 1000 + b"\n") * 64
+            deadline = time.monotonic() + 20
+            stalled_since = None
+            while time.monotonic() < deadline:
+                try:
+                    s.send(chunk)
+                    stalled_since = None
+                except BlockingIOError:
+                    if stalled_since is None:
+                        stalled_since = time.monotonic()
+                    elif time.monotonic() - stalled_since > 0.5:
+                        break
+                    selectors.DefaultSelector().select(0.01)
+            self.assertIsNotNone(stalled_since, "the server never paused")
+            rst_close(s)
+            # Well inside the 120 s idle timeout.
+            closed = srv.wait_log(" closed: ", timeout=20)
+            self.assertNotIn("idle", closed)
+            assert_serves(self, srv.tcp)
+
     def test_max_conns_and_emfile_neither_crash_nor_spin(self):
         # 64 descriptors: the server runs out long before 300 clients.
         def limit():
