@@ -93,6 +93,27 @@ def assert_serves(testcase, addr, frame=None):
         testcase.assertEqual(recv_exact(s, len(msg)), msg)
 
 
+def send_until_stalled(s, chunk, seconds, limit):
+    """Sends chunk on s (made non-blocking) until the peer has taken no
+    byte for 0.5 s, `seconds` passed or `limit` bytes went in. Returns
+    (bytes sent, whether it stalled)."""
+    s.setblocking(False)
+    sent = 0
+    deadline = time.monotonic() + seconds
+    stalled_since = None
+    while time.monotonic() < deadline and sent < limit:
+        try:
+            sent += s.send(chunk)
+            stalled_since = None
+        except BlockingIOError:
+            if stalled_since is None:
+                stalled_since = time.monotonic()
+            elif time.monotonic() - stalled_since > 0.5:
+                return sent, True
+            selectors.DefaultSelector().select(0.01)
+    return sent, False
+
+
 def rst_close(s):
     s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     s.close()
@@ -188,23 +209,9 @@ class FaultTest(unittest.TestCase):
             pid = srv.proc.pid
             rss0 = proc_rss_kib(pid)
             s = connect(srv.tcp)
-            s.setblocking(False)
-            chunk = b"z" * 65536
-            sent = 0
-            deadline = time.monotonic() + 5
-            stalled_since = None
             # Write until the server stops taking data (back-pressure
             # reached the kernel buffers) or 256 MiB went in.
-            while time.monotonic() < deadline and sent < (256 << 20):
-                try:
-                    sent += s.send(chunk)
-                    stalled_since = None
-                except BlockingIOError:
-                    if stalled_since is None:
-                        stalled_since = time.monotonic()
-                    elif time.monotonic() - stalled_since > 0.5:
-                        break
-                    selectors.DefaultSelector().select(0.01)
+            sent, _ = send_until_stalled(s, b"z" * 65536, 5, 256 << 20)
             rss1 = proc_rss_kib(pid)
             # The server stopped reading: far less than what was offered
             # got in, and its memory grew by at most a few MiB.
@@ -223,21 +230,9 @@ class FaultTest(unittest.TestCase):
                      "--frame", "line", "--idle-timeout", "120"]) as srv:
             s = connect(srv.tcp)
             s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-            s.setblocking(False)
-            chunk = (b"x" * 1000 + b"\n") * 64
-            deadline = time.monotonic() + 20
-            stalled_since = None
-            while time.monotonic() < deadline:
-                try:
-                    s.send(chunk)
-                    stalled_since = None
-                except BlockingIOError:
-                    if stalled_since is None:
-                        stalled_since = time.monotonic()
-                    elif time.monotonic() - stalled_since > 0.5:
-                        break
-                    selectors.DefaultSelector().select(0.01)
-            self.assertIsNotNone(stalled_since, "the server never paused")
+            _, stalled = send_until_stalled(s, (b"x" * 1000 + b"\n") * 64,
+                                            20, 1 << 30)
+            self.assertTrue(stalled, "the server never paused")
             rst_close(s)
             # Well inside the 120 s idle timeout.
             closed = srv.wait_log(" closed: ", timeout=20)
