@@ -37,6 +37,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -96,6 +97,7 @@ struct pump {
 
   /* Socket state and the replies. */
   short send_ev, recv_ev; /* poll() events each direction waits for */
+  size_t out_step;        /* largest write to stdout (stdout_step()) */
   int wr_shut;            /* the half-close is done */
   int shut_wait;          /* it is under way: waiting for send_ev */
   int sock_eof;
@@ -462,10 +464,24 @@ static void process_replies(struct pump *p) {
   }
 }
 
+/* The most one write to stdout may carry without blocking once poll() said
+ * POLLOUT: on a pipe or a terminal that only promises room for PIPE_BUF
+ * bytes, and a blocking write of more would stall the whole pump (no
+ * progress redraw, no timeout, no reading) until the reader catches up.
+ * A regular file takes any size. */
+static size_t stdout_step(void) {
+  struct stat st;
+  if (fstat(STDOUT_FILENO, &st) == 0 && S_ISREG(st.st_mode))
+    return SIZE_MAX;
+  return PIPE_BUF;
+}
+
 static void write_stdout(struct pump *p) {
+  size_t len = output_pending(&p->out);
   progress_clear(&p->prog);
-  ssize_t n =
-      write(STDOUT_FILENO, output_data(&p->out), output_pending(&p->out));
+  if (len > p->out_step)
+    len = p->out_step;
+  ssize_t n = write(STDOUT_FILENO, output_data(&p->out), len);
   if (n < 0) {
     if (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK)
       return;
@@ -595,6 +611,7 @@ int pump_run(const struct client_opts *o) {
   p->send_ev = POLLOUT;
   p->recv_ev = POLLIN;
   client_set_output(&p->out);
+  p->out_step = stdout_step();
   uint64_t start = now_ms();
   p->last_progress_ms = start;
   if (o->input != INPUT_MESSAGES)
