@@ -30,5 +30,7 @@
 #include "sockit/frame.h"
 #include "sockit/tls.h"
 #include "sockit/listen.h"
+#include "sockit/proxy.h"
+#include "sockit/relay.h"
 
 #endif

@@ -83,6 +83,9 @@ struct mode {
   /* A datagram arrived on a UDP listener (modes with MODE_UDP). */
   void (*dgram)(struct udp_listener *u, const unsigned char *buf, size_t len,
                 const sk_endpoint *from);
+  /* A UDP listener is closing (the server stops): release what the mode
+   * keeps for it (forward: its sessions). May be NULL. */
+  void (*udp_close)(struct udp_listener *u);
 };
 
 /* 1 if the mode parses its own protocol (no --frame). */

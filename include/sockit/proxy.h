@@ -1,0 +1,93 @@
+/* The PROXY protocol, versions 1 and 2 (HAProxy's specification,
+ * https://www.haproxy.org/download/2.8/doc/proxy-protocol.txt): a load
+ * balancer or proxy prefixes each connection it opens to a server with a
+ * header naming the client's address, so the server sees who really
+ * connected.
+ *
+ *  - sk_proxy_parse() reads a header from memory;
+ *  - sk_proxy_format() writes one (v1 text or v2 binary);
+ *  - sk_stream_proxy_accept() reads one from the start of a connected
+ *    stream, as a transport step: bytes after the header stay in the
+ *    stream, so TLS (sk_stream_tls_start() from the callback) or plain
+ *    receiving continues with them.
+ */
+#ifndef SOCKIT_PROXY_H
+#define SOCKIT_PROXY_H
+
+#include <stddef.h>
+#include <sys/types.h>
+
+#include "endpoint.h"
+#include "stream.h"
+#include "version.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* The longest header sk_proxy_format() writes: a v2 header with two Unix
+ * addresses (16 + 216 bytes); a v1 header is at most 107 bytes. */
+#define SK_PROXY_MAX_FORMAT 232
+
+typedef struct sk_proxy_header {
+  int version; /* 1 or 2 */
+  /* 1: the header carries no addresses (v2 LOCAL, e.g. a health check
+   * from the proxy itself; v1 "UNKNOWN"; v2 PROXY with family UNSPEC):
+   * keep the connection's own addresses. src and dst are then empty. */
+  int local;
+  int socktype;    /* SOCK_STREAM, SOCK_DGRAM, or 0 (unknown/unspecified) */
+  sk_endpoint src; /* the client, as the proxy saw it */
+  sk_endpoint dst; /* the address the client connected to */
+  /* The whole header's length in bytes, TLVs included (v2: 16 + the
+   * length field). */
+  size_t length;
+} sk_proxy_header;
+
+/* Reads a header at the start of buf[0..len).
+ * Returns:
+ *   > 0  the header is valid: h is filled in, and the value is the number
+ *        of bytes of buf that make it up, at most h->length. For v2 it may
+ *        be less than h->length when the TLVs have not all arrived: the
+ *        caller skips the h->length - returned bytes still to come (TLVs
+ *        are not interpreted);
+ *   0    buf is a valid beginning of a header, more bytes are needed;
+ *   -EPROTO  not a PROXY header, or a malformed one (bad signature,
+ *        version, command, family or length, a v1 line over 107 bytes or
+ *        without CRLF, addresses that do not parse or do not match the
+ *        family, ports out of range).
+ * Never reads past buf[len - 1]; no allocation. */
+SK_EXTERN ssize_t sk_proxy_parse(const void *buf, size_t len,
+                                 sk_proxy_header *h);
+
+/* Writes a header of version 1 or 2 into buf (size bytes;
+ * SK_PROXY_MAX_FORMAT is always enough) telling that src connected to dst
+ * over a stream. src == NULL (or src and dst of different families, or
+ * families v1 cannot carry, such as Unix) writes v1 "PROXY UNKNOWN" or a
+ * v2 LOCAL header. Returns the header's length, or -EINVAL (bad version),
+ * -ENOSPC (size too small). */
+SK_EXTERN ssize_t sk_proxy_format(void *buf, size_t size, int version,
+                                  const sk_endpoint *src,
+                                  const sk_endpoint *dst);
+
+/* The header has been read (status 0, h valid during the call) or could
+ * not be (status -EPROTO: not a valid header; SK_EOF or a negative errno:
+ * the connection ended or failed before the header was complete). On
+ * status 0 the stream is plain again, with the bytes that followed the
+ * header still to be received: the callback may start TLS
+ * (sk_stream_tls_start()) or receiving. On failure the caller closes the
+ * stream. */
+typedef void (*sk_proxy_cb)(sk_stream *s, int status, const sk_proxy_header *h);
+
+/* Reads a PROXY header (v1 or v2) from the start of the connected stream
+ * s (nothing received from it yet, no transport installed), then calls
+ * cb once. Memory held while waiting is bounded by a small fixed buffer
+ * (v2 TLVs are skipped as they arrive, not kept). The caller bounds the
+ * time (a timer that closes s). Returns 0, or -EBUSY (receiving or a
+ * transport installed), -ENOTCONN, -EBADF (closing), -ENOMEM. */
+SK_EXTERN int sk_stream_proxy_accept(sk_stream *s, sk_proxy_cb cb);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif
