@@ -542,6 +542,8 @@ def run_sockit_bench(cfg, server, case):
         argv += ["--pipeline", p["pipeline"]]
     if p.get("udp"):
         argv.append("--udp")
+    if p.get("sockperf_hdr"):
+        argv.append("--sockperf")
     c, cpu_us, window, _ = timed_client(
         cfg, server, "sockit-client", argv, cfg.warmup,
         cfg.warmup + cfg.duration + 60)
@@ -1010,7 +1012,16 @@ def udp_cases():
              "udp": True},
             [Variant("sockit-server UDP echo", "sockit-udp", "echo",
                      "sockit-bench", sockit=True,
-                     client="sockit-client --udp")]))
+                     client="sockit-client --udp"),
+             # One batching client for both sockperf-speaking servers:
+             # sockperf's own client sends one datagram at a time, so it
+             # cannot show what either server does under load.
+             Variant("sockperf server --udp", "sockperf-udp", "echo",
+                     "sockit-bench", {"sockperf_hdr": True},
+                     client="sockit-client --udp --sockperf"),
+             Variant("sockit-server --mode sockperf (UDP)", "sockit-udp",
+                     "sockperf", "sockit-bench", {"sockperf_hdr": True},
+                     sockit=True, client="sockit-client --udp --sockperf")]))
     cases.append(Case(
         "udp-oneway-1472B", "udp-oneway", "UDP one way, 1472 B, 1 socket",
         {"size": 1472, "conns": 1},
@@ -1841,6 +1852,36 @@ def targets_md(results):
         rows.append((f"server CPU per message, echo 64 B × 100 connections, "
                      f"≤ {limit}× {name} (same run)",
                      f"{v}: {d} (below 1 is better)"))
+    # UDP (issue 16): both sockperf-speaking servers driven by one batching
+    # client (sockit-client --udp --sockperf).
+    sp = "sockit-client --udp --sockperf"
+    rate, cpu = [], []
+    for conns in (1, 100):
+        e = cases.get(f"udp-echo-64B-c{conns}")
+        mine, peer = _find(e, "sockit-udp", sp), _find(e, "sockperf-udp", sp)
+        rate.append((f"{conns} socket(s)",
+                     _ratio(_med(mine, "msgs_per_sec"),
+                            _med(peer, "msgs_per_sec"))))
+        cpu.append((f"{conns} socket(s)",
+                    _ratio(_med(mine, "server_cpu_us_per_msg"),
+                           _med(peer, "server_cpu_us_per_msg"))))
+    v, d = judge(rate, lambda x: x >= 1.5)
+    rows.append(("UDP echo 64 B replies/s ≥ 1.5× sockperf's server "
+                 "(one batching client for both)", f"{v}: {d}"))
+    v, d = judge(cpu, lambda x: x <= 0.6)
+    rows.append(("UDP server CPU per datagram ≤ 0.6× sockperf's server",
+                 f"{v}: {d} (below 1 is better)"))
+    ow = cases.get("udp-oneway-1472B")
+    mine, peer = _find(ow, "sockit-udp"), _find(ow, "iperf3")
+    v, d = judge([("received Gbit/s vs iperf3 -u",
+                   _ratio(_med(mine, "gbit_per_sec"),
+                          _med(peer, "gbit_per_sec")))], lambda x: x >= 1.0)
+    loss = [_med(x, "loss_pct") for x in (mine, peer)]
+    rows.append(("one-way UDP 1472 B with GSO ≥ 1.0× iperf3 -u, loss "
+                 "reported",
+                 f"{v}: {d} (loss: sockit "
+                 f"{'n/a' if loss[0] is None else f'{loss[0]:.1f} %'}, "
+                 f"iperf3 {'n/a' if loss[1] is None else f'{loss[1]:.1f} %'})"))
     rows += tls_target_rows(results.get("tls"), judge)
     out = ["| target | result |", "|---|---|"]
     out += [f"| {t} | {r} |" for t, r in rows]

@@ -48,6 +48,7 @@ struct opts {
   int json;
   int tls, insecure;
   int tls_resume; /* --tls-resume: offer the last session (else full) */
+  int sockperf;   /* --sockperf: messages carry sockperf's header */
   const char *ca, *pin, *servername;
 };
 
@@ -106,6 +107,22 @@ struct bench {
   struct interval *intervals; /* kept for --json */
   size_t nintervals, cap_intervals;
 };
+
+/* sockperf's message header (its client's format, big-endian): an 8-byte
+ * sequence number, 2 bytes of flags (1: from a client, 2: asks for a
+ * reply) and the 4-byte length of the whole message, header included.
+ * sockperf's server answers only messages that carry it; the sequence
+ * number is not checked by the server, so every message uses 0. */
+#define SOCKPERF_HDR 14
+static void sockperf_header(unsigned char *m, size_t len) {
+  memset(m, 0, 8);
+  m[8] = 0;
+  m[9] = 0x03;
+  m[10] = (unsigned char)(len >> 24);
+  m[11] = (unsigned char)(len >> 16);
+  m[12] = (unsigned char)(len >> 8);
+  m[13] = (unsigned char)len;
+}
 
 static uint64_t now_ns(void) {
   struct timespec ts;
@@ -686,6 +703,10 @@ static void usage(void) {
          "                     the session of an earlier one (openssl s_time\n"
          "                     -reuse); default: every handshake is full\n"
          "                     (-new)\n"
+         "  --sockperf         every message starts with sockperf's 14-byte\n"
+         "                     header asking for a reply (--size counts it),\n"
+         "                     so sockperf's own server answers too: both\n"
+         "                     servers measured by one client\n"
          "  --json             one JSON object on stdout\n");
 }
 
@@ -708,6 +729,7 @@ static int parse(int argc, char **argv, struct opts *o) {
       {"insecure", no_argument, NULL, 'I'},
       {"servername", required_argument, NULL, 'S'},
       {"tls-resume", no_argument, NULL, 'R'},
+      {"sockperf", no_argument, NULL, 'K'},
       {"help", no_argument, NULL, 'h'},
       {NULL, 0, NULL, 0}};
   int ch;
@@ -792,6 +814,9 @@ static int parse(int argc, char **argv, struct opts *o) {
     case 'R':
       o->tls_resume = 1;
       break;
+    case 'K':
+      o->sockperf = 1;
+      break;
     case 'h':
       usage();
       exit(0);
@@ -817,6 +842,10 @@ static int parse(int argc, char **argv, struct opts *o) {
     cli_usage_error(PROG, "--insecure and --pin exclude each other");
   if (o->udp && o->size > 65507)
     cli_usage_error(PROG, "--size: a UDP datagram holds at most 65507 bytes");
+  if (o->sockperf &&
+      (o->size < SOCKPERF_HDR || o->frame != SK_FRAME_RAW || o->mode != B_ECHO))
+    cli_usage_error(PROG, "--sockperf needs --bench-mode echo, --frame raw "
+                          "and a --size of at least 14");
   return 0;
 }
 
@@ -836,6 +865,8 @@ static int build_message(struct bench *b) {
   memcpy(b->msg, hdr, (size_t)hl);
   for (size_t i = 0; i < b->o.size; i++)
     b->msg[(size_t)hl + i] = (unsigned char)('a' + i % 26);
+  if (b->o.sockperf)
+    sockperf_header(b->msg, b->wire);
   if (tl)
     memcpy(b->msg + hl + b->o.size, trailer, tl);
   b->burst = malloc(b->o.pipeline * sizeof(*b->burst));
