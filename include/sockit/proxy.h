@@ -44,6 +44,26 @@ typedef struct sk_proxy_header {
 } sk_proxy_header;
 
 /* Reads a header at the start of buf[0..len).
+ *
+ * v1 is read strictly: "PROXY", then "TCP4", "TCP6" or "UNKNOWN", each
+ * after one space; for TCP4/TCP6 four more fields after single spaces
+ * (source and destination address, as inet_pton() of that family takes
+ * them, then source and destination port, decimal 0..65535 without sign
+ * or leading zero), then CRLF, all within 107 bytes. After "UNKNOWN"
+ * anything up to the CRLF is ignored.
+ * v2: the 12-byte signature, version 2, command LOCAL or PROXY, family
+ * UNSPEC/INET/INET6/UNIX and transport UNSPEC/STREAM/DGRAM (other values
+ * are malformed), a length at least the family's address block (12, 36,
+ * 216 bytes). LOCAL ignores the family and the addresses, as the
+ * specification says. A Unix address is a path NUL-terminated within its
+ * 108 bytes; one starting with a NUL is a Linux abstract name (up to its
+ * last non-NUL byte, "unix:@name"), all NULs an unnamed socket (AF_UNIX,
+ * no path).
+ * Addresses come out normalised (endpoint.h: an IPv4-mapped IPv6 address
+ * is IPv4), so a TCP6 line may give IPv4 endpoints.
+ * A first byte other than 'P' or CR fails at once: a client that sends no
+ * header fails on its first bytes, without waiting for more.
+ *
  * Returns:
  *   > 0  the header is valid: h is filled in, and the value is the number
  *        of bytes of buf that make it up, at most h->length. For v2 it may
@@ -63,7 +83,9 @@ SK_EXTERN ssize_t sk_proxy_parse(const void *buf, size_t len,
  * SK_PROXY_MAX_FORMAT is always enough) telling that src connected to dst
  * over a stream. src == NULL (or src and dst of different families, or
  * families v1 cannot carry, such as Unix) writes v1 "PROXY UNKNOWN" or a
- * v2 LOCAL header. Returns the header's length, or -EINVAL (bad version),
+ * v2 LOCAL header; so does a Unix path filling sun_path without a NUL. v2
+ * carries Unix paths and abstract names. Addresses are normalised first
+ * (endpoint.h). Returns the header's length, or -EINVAL (bad version),
  * -ENOSPC (size too small). */
 SK_EXTERN ssize_t sk_proxy_format(void *buf, size_t size, int version,
                                   const sk_endpoint *src,
@@ -82,8 +104,17 @@ typedef void (*sk_proxy_cb)(sk_stream *s, int status, const sk_proxy_header *h);
  * s (nothing received from it yet, no transport installed), then calls
  * cb once. Memory held while waiting is bounded by a small fixed buffer
  * (v2 TLVs are skipped as they arrive, not kept). The caller bounds the
- * time (a timer that closes s). Returns 0, or -EBUSY (receiving or a
- * transport installed), -ENOTCONN, -EBADF (closing), -ENOMEM. */
+ * time (a timer that closes s). Closing s while waiting: no callback, the
+ * state is freed.
+ * Sends made while the header is awaited go out unchanged (plain).
+ * Bytes that came after the header in the same read go to what the
+ * callback started: TLS, or the user's receiving. If it started neither,
+ * they are kept (at most one read's worth) and delivered when receiving
+ * starts; TLS must then be started from the callback itself, since until
+ * those bytes are delivered the stream has a transport installed
+ * (sk_stream_tls_start() would fail with -EALREADY).
+ * Returns 0, or -EBUSY (receiving or a transport installed), -ENOTCONN,
+ * -EBADF (closing), -EINVAL (cb NULL), -ENOMEM. */
 SK_EXTERN int sk_stream_proxy_accept(sk_stream *s, sk_proxy_cb cb);
 
 #ifdef __cplusplus

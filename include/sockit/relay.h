@@ -19,9 +19,21 @@
  *    closes the other with sk_stream_abort().
  *
  * The relay owns both streams' receiving and their drain callbacks while
- * it runs. Data a stream's transport already holds (e.g. decrypted TLS
- * bytes) and sends queued on either stream before the relay starts go
- * first, in order. */
+ * it runs (and, when splicing, their sockets: do not send on them then).
+ * Data a stream's transport already holds (e.g. decrypted TLS bytes) and
+ * sends queued on either stream before the relay starts (e.g. a PROXY
+ * header) go first, in order. Start it once a TLS stream's handshake has
+ * succeeded: sends before that fail, and a failed send ends the relay.
+ * Closing either stream while the relay runs stops it (no callback).
+ * Idle timeouts are the caller's (a timer, the counters, sk_relay_stop and
+ * close): remove a stream's receive deadline (sk_stream_recv_timeout -1)
+ * before the start, since it would end a copying relay with -ETIMEDOUT
+ * and does not run while splicing.
+ *
+ * Costs: splicing holds two pipes (four descriptors) and at most
+ * min(max_queue, 64 KiB) bytes per direction in each pipe, in the kernel;
+ * copying holds at most max_queue plus one read (64 KiB) per direction in
+ * the streams' write queues, and no descriptor. */
 #ifndef SOCKIT_RELAY_H
 #define SOCKIT_RELAY_H
 
@@ -51,8 +63,12 @@ enum {
 
 typedef struct sk_relay_options {
   /* Bytes per direction read and not yet written: 0 selects
-   * SK_RELAY_DEFAULT_QUEUE. With splice, the pipe is sized to it (the
-   * kernel rounds to pages and caps it at /proc/sys/fs/pipe-max-size). */
+   * SK_RELAY_DEFAULT_QUEUE. With splice, no more than this is asked of
+   * splice(2), and the pipe, whose kernel default is 64 KiB, is shrunk
+   * (never grown) to it when it is smaller: an unprivileged user's pipes
+   * share /proc/sys/fs/pipe-user-pages-soft (64 MiB), so growing them
+   * would shrink every later pipe of a busy server. The pipe is then the
+   * bound, and a failure to shrink it is harmless. */
   size_t max_queue;
   unsigned flags; /* SK_RELAY_* */
 } sk_relay_options;
@@ -61,8 +77,10 @@ typedef struct sk_relay_options {
 
 /* One direction: the bytes moved, and whether its end was passed on. */
 typedef struct sk_relay_dir {
-  uint64_t bytes; /* read from the source and written to the other stream */
-  int ended;      /* 1 once the source's end was passed on as a shutdown */
+  /* Read from the source and written to the other stream (copying:
+   * handed to it with sk_stream_send, which writes or queues them). */
+  uint64_t bytes;
+  int ended; /* 1 once the source's end was passed on as a shutdown */
 } sk_relay_dir;
 
 struct sk_relay {
@@ -78,14 +96,18 @@ struct sk_relay {
   unsigned rflags;
   int pipes[2][2]; /* splice: a->b, b->a pipes (read end, write end) */
   size_t inpipe[2];
-  void *priv;
+  int status;
+  struct sk__pending pend; /* cb, from the loop */
 };
 
 /* Starts relaying a and b (both connected, on the same loop, neither
- * receiving nor closing). opt may be NULL for the defaults. Returns 0, or
- * -EINVAL (same stream twice, different loops), -EBUSY (a stream is
- * receiving or peeking), -ENOTCONN, -EBADF (closing), -EMFILE/-ENFILE (no
- * descriptors for the pipes; retry with SK_RELAY_NO_SPLICE). */
+ * receiving nor closing). opt may be NULL for the defaults. r->data is
+ * kept; the rest of r is set here. Returns 0, or -EINVAL (same stream
+ * twice, different loops, NULL), -EBUSY (a stream is receiving or peeking,
+ * or another relay owns it), -ENOTCONN, -EBADF (closing, or not open),
+ * -EMFILE/-ENFILE (no descriptors for the pipes; retry with
+ * SK_RELAY_NO_SPLICE). On an error the streams are left as they were and
+ * cb will not run. */
 SK_EXTERN int sk_relay_start(sk_relay *r, sk_stream *a, sk_stream *b,
                              const sk_relay_options *opt, sk_relay_cb cb);
 

@@ -329,6 +329,27 @@ int sk__stream_user_reading(const sk_stream *s);
  * recv callback; n < 0 ends the user's receive operation. */
 void sk__stream_deliver(sk_stream *s, ssize_t n, const void *buf);
 
+/* ---- the relay (relay.c) and its hook in stream.c ---- */
+
+/* While a relay (sockit/relay.h) owns a stream, the stream's extra state
+ * points to it (sk__stream_relay_set; NULL lets go). Then stream.c:
+ *  - if the relay splices (r->spliced), hands the socket's readiness to
+ *    sk__relay_io() after writing the stream's own queue (bytes queued
+ *    before the relay started go first), and asks sk__relay_wants() which
+ *    socket events it needs besides the queue's (the stream counts as
+ *    active meanwhile); the relay moves the bytes with splice(2) itself;
+ *  - when the stream starts closing, calls sk__relay_closing() first: the
+ *    relay stops (no callback) and lets go of both streams.
+ * Copying relays receive and send through the ordinary API and use the
+ * hook only to find the relay and to learn of the close. */
+struct sk_relay;
+/* Returns 0, or -ENOMEM (the extra state could not be allocated). */
+int sk__stream_relay_set(sk_stream *s, struct sk_relay *r);
+struct sk_relay *sk__stream_relay(const sk_stream *s);
+void sk__relay_io(struct sk_relay *r, sk_stream *s, unsigned revents);
+unsigned sk__relay_wants(const struct sk_relay *r, const sk_stream *s);
+void sk__relay_closing(struct sk_relay *r, sk_stream *s);
+
 /* ---- connecting by name (connect.c) and its hooks in stream.c ---- */
 
 struct sk__connreq;

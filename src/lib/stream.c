@@ -48,6 +48,7 @@ struct sk__sextra {
   struct sk__tnode rtimer;
   uint64_t rlast;
   int rtimeout;
+  struct sk_relay *relay; /* the relay that owns the stream (internal.h) */
 };
 
 /* The extra state, allocated on first need and freed when the handle's
@@ -88,6 +89,12 @@ static int is_closing(const sk_stream *s) {
 }
 
 static void stream_update(sk_stream *s);
+
+/* The splicing relay that owns the stream's socket, or NULL. */
+static struct sk_relay *splicer(const sk_stream *s) {
+  struct sk_relay *r = s->x != NULL ? s->x->relay : NULL;
+  return r != NULL && r->spliced ? r : NULL;
+}
 
 static int user_reading(const sk_stream *s) {
   return (s->sflags & SK__S_READING) && s->pauses == 0 && !is_closing(s);
@@ -140,6 +147,9 @@ static void stream_update(sk_stream *s) {
   if (is_closing(s))
     return;
   unsigned tp_wants = s->tp->wants(s); /* e.g. a handshake reads */
+  struct sk_relay *rl = splicer(s);
+  if (rl != NULL)
+    ev |= sk__relay_wants(rl, s);
   if ((f & SK__S_ACCEPTING) && !timer_active(s))
     ev |= SK__IO_READ;
   if (((f & SK__S_READING) && s->pauses == 0) || (f & SK__S_PEEKING))
@@ -151,7 +161,7 @@ static void stream_update(sk_stream *s) {
     sk__io_set(s->h.loop, &s->io, ev);
   if ((f &
        (SK__S_ACCEPTING | SK__S_CONNECTING | SK__S_READING | SK__S_PEEKING)) ||
-      tp_wants != 0 || s->wq.head != NULL)
+      tp_wants != 0 || s->wq.head != NULL || rl != NULL)
     sk__handle_start(&s->h);
   else
     sk__handle_stop(&s->h);
@@ -1254,6 +1264,15 @@ static void stream_io_cb(sk_loop *loop, struct sk__io *w, unsigned revents) {
     do_accept(s);
     return;
   }
+  if (splicer(s) != NULL) {
+    /* A splicing relay: the stream's own queue first, then the relay. */
+    if ((revents & SK__IO_WRITE) && s->wq.head != NULL && !is_closing(s))
+      do_write(s, 1);
+    struct sk_relay *rl = splicer(s);
+    if (rl != NULL && !is_closing(s))
+      sk__relay_io(rl, s, revents);
+    return;
+  }
   if ((revents & SK__IO_READ) && (s->sflags & SK__S_PEEKING))
     do_peek(s);
   if (revents & SK__IO_READ)
@@ -1264,6 +1283,8 @@ static void stream_io_cb(sk_loop *loop, struct sk__io *w, unsigned revents) {
 
 void sk__stream_close(sk_stream *s) {
   sk_loop *loop = s->h.loop;
+  if (s->x != NULL && s->x->relay != NULL)
+    sk__relay_closing(s->x->relay, s);
   if (s->sflags & SK__S_CONNECTING)
     connect_finish(s, -ECANCELED);
   timer_stop(s);
@@ -1295,6 +1316,22 @@ void sk_stream_abort(sk_stream *s, sk_close_cb cb) {
     s->sflags &= ~SK__S_CONNECTED; /* no drain: the reset is the point */
   }
   sk_close(&s->h, cb);
+}
+
+/* ---- the relay's hook (internal.h) ---- */
+
+int sk__stream_relay_set(sk_stream *s, struct sk_relay *r) {
+  if (r == NULL && s->x == NULL)
+    return 0;
+  if (extra(s) == NULL)
+    return -ENOMEM;
+  s->x->relay = r;
+  stream_update(s);
+  return 0;
+}
+
+struct sk_relay *sk__stream_relay(const sk_stream *s) {
+  return s->x != NULL ? s->x->relay : NULL;
 }
 
 /* ---- transports ---- */
