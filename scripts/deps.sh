@@ -4,9 +4,10 @@
 # the exact command to run (as root) and fails.
 #   scripts/deps.sh build   what `make`/`make run` need, nothing more
 #   scripts/deps.sh test    plus the test suite's (cmocka, python3, the test
-#                           peers, clang for fuzzing, g++ for the C++ smoke
-#                           test, man-db for the man page checks, dpkg-dev
-#                           for `make deb`)
+#                           peers (haproxy and nginx's stream module for
+#                           the PROXY protocol), clang for fuzzing, g++ for
+#                           the C++ smoke test, man-db for the man page
+#                           checks, dpkg-dev for `make deb`)
 #   scripts/deps.sh deb     what `make deb` needs: build, plus dpkg-dev, file
 #   scripts/deps.sh bench   plus the benchmark peers
 #   scripts/deps.sh GROUP --check   only tells: exit 0 if all are installed
@@ -19,10 +20,10 @@ case "$what" in
   deb) pkgs="$pkgs dpkg-dev file" ;;
 esac
 case "$what" in
-  test|bench|all) pkgs="$pkgs libcmocka-dev python3 socat netcat-openbsd openssl iproute2 clang libclang-rt-14-dev valgrind sockperf g++ man-db groff-base dpkg-dev file curl prometheus systemd zsh" ;;
+  test|bench|all) pkgs="$pkgs libcmocka-dev python3 socat netcat-openbsd openssl iproute2 clang libclang-rt-14-dev valgrind sockperf g++ man-db groff-base dpkg-dev file curl prometheus systemd zsh haproxy nginx libnginx-mod-stream" ;;
 esac
 case "$what" in
-  bench|all) pkgs="$pkgs libuv1-dev libevent-dev iperf3 gnuplot-nox nginx libnginx-mod-stream stunnel4 haproxy" ;;
+  bench|all) pkgs="$pkgs libuv1-dev libevent-dev iperf3 gnuplot-nox stunnel4" ;;
 esac
 
 missing=""

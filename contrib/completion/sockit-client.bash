@@ -47,7 +47,7 @@ _sockit_client() {
             --cert --key
             -q --quiet -v --verbose --check -h --help -V --version
             --bench --bench-mode --conns --size --pipeline --duration
-            --warmup --interval --json --tls-resume
+            --warmup --interval --json --tls-resume --sockperf
             ' -- "$cur"))
     fi
 } &&

@@ -20,7 +20,7 @@ _sockit_server() {
 
     case $prev in
         -m | --mode)
-            COMPREPLY=($(compgen -W 'echo discard chargen chat files sockperf' -- "$cur"))
+            COMPREPLY=($(compgen -W 'echo discard chargen chat files sockperf forward' -- "$cur"))
             return
             ;;
         -f | --frame)
@@ -31,7 +31,8 @@ _sockit_server() {
             COMPREPLY=($(compgen -W 'text json' -- "$cur"))
             return
             ;;
-        --cert | --key | --client-ca | --log-file)
+        --cert | --key | --client-ca | --log-file | --upstream-ca | \
+            --upstream-cert | --upstream-key)
             COMPREPLY=($(compgen -f -- "$cur"))
             compopt -o filenames 2>/dev/null
             return
@@ -43,7 +44,8 @@ _sockit_server() {
             ;;
         -l | --listen | -w | --workers | --max-frame | --max-conns | --max-queue | \
             --idle-timeout | --frame-timeout | --grace | --max-file | \
-            --handshake-timeout | --udp-rate | --udp-burst | --metrics)
+            --handshake-timeout | --udp-rate | --udp-burst | --metrics | \
+            --to | --connect-timeout | --upstream-servername)
             return # a value of the user's own
             ;;
     esac
@@ -52,7 +54,11 @@ _sockit_server() {
         COMPREPLY=($(compgen -W '
             -l --listen -u --udp -w --workers
             -m --mode -f --frame --root
+            --to --connect-timeout --upstream-tls --upstream-ca
+            --upstream-servername --upstream-insecure --upstream-cert
+            --upstream-key --send-proxy --send-proxy-v2
             --tls --cert --key --client-ca --self-signed --handshake-timeout
+            --proxy-protocol
             --max-frame --max-conns --max-queue --idle-timeout --frame-timeout
             --grace --max-file --udp-rate --udp-burst
             -q --quiet -v --verbose --log-format --log-file --metrics

@@ -19,22 +19,26 @@ static void conn_freed(sk_handle *h) {
   free(h->data);
 }
 
+int conn_peer(const struct conn *c, sk_endpoint *ep) {
+  memset(ep, 0, sizeof(*ep));
+  if (c->peer_family == AF_INET) {
+    ep->u.in4.sin_family = AF_INET;
+    memcpy(&ep->u.in4.sin_addr, c->peer_addr, 4);
+    ep->u.in4.sin_port = htons(c->peer_port);
+    ep->len = sizeof(ep->u.in4);
+  } else if (c->peer_family == AF_INET6) {
+    ep->u.in6.sin6_family = AF_INET6;
+    memcpy(&ep->u.in6.sin6_addr, c->peer_addr, 16);
+    ep->u.in6.sin6_port = htons(c->peer_port);
+    ep->len = sizeof(ep->u.in6);
+  }
+  return ep->len > 0 ? 0 : -1;
+}
+
 const char *conn_name(const struct conn *c) {
   static _Thread_local char buf[SK_ENDPOINT_STRLEN];
   sk_endpoint ep;
-  memset(&ep, 0, sizeof(ep));
-  if (c->peer_family == AF_INET) {
-    ep.u.in4.sin_family = AF_INET;
-    memcpy(&ep.u.in4.sin_addr, c->peer_addr, 4);
-    ep.u.in4.sin_port = htons(c->peer_port);
-    ep.len = sizeof(ep.u.in4);
-  } else if (c->peer_family == AF_INET6) {
-    ep.u.in6.sin6_family = AF_INET6;
-    memcpy(&ep.u.in6.sin6_addr, c->peer_addr, 16);
-    ep.u.in6.sin6_port = htons(c->peer_port);
-    ep.len = sizeof(ep.u.in6);
-  }
-  if (ep.len == 0 || sk_endpoint_format(&ep, buf, sizeof(buf)) <= 0)
+  if (conn_peer(c, &ep) < 0 || sk_endpoint_format(&ep, buf, sizeof(buf)) <= 0)
     snprintf(buf, sizeof(buf), "%.100s#%d", c->spec->url, c->peer_fd);
   return buf;
 }
@@ -183,11 +187,14 @@ void conn_close(struct conn *c, const char *why) {
    * purpose (idle timeout, end of the grace period) rather than cut. It is
    * sent only when nothing else waits in the queue: the close drops queued
    * bytes, and a peer that reads nothing would not see it anyway. */
-  if (conn_tls(c) && c->state == CONN_OPEN &&
+  if (conn_tls(c) && c->state == CONN_OPEN && !c->reset &&
       sk_stream_write_queue_size(&c->s) == 0)
     (void)sk_stream_shutdown(&c->s, NULL, NULL);
   /* From here conn_closing(c) is 1, for the mode's close too. */
-  sk_close(&c->s.h, conn_freed);
+  if (c->reset)
+    sk_stream_abort(&c->s, conn_freed);
+  else
+    sk_close(&c->s.h, conn_freed);
   if (c->prev != NULL)
     c->prev->next = c->next;
   else
@@ -205,6 +212,11 @@ void conn_close(struct conn *c, const char *why) {
   stat_add(&w->stats.closed[c->close_kind], 1);
   log_conn_closed(c, why);
   worker_maybe_finish(w);
+}
+
+void conn_abort(struct conn *c, const char *why) {
+  c->reset = 1;
+  conn_close(c, why);
 }
 
 int conn_send(struct conn *c, const struct iovec *iov, int n) {
@@ -296,6 +308,16 @@ static void conn_set_peer(struct conn *c, const sk_endpoint *peer,
   c->peer_port = sk_endpoint_port(peer);
 }
 
+void conn_proxied(struct conn *c, const sk_proxy_header *h) {
+  int fam = sk_endpoint_family(&h->src);
+  if (h->local)
+    return;
+  c->peer_family = 0;
+  c->peer_port = 0;
+  if (fam == AF_INET || fam == AF_INET6)
+    conn_set_peer(c, &h->src, c->spec, c->peer_fd);
+}
+
 struct conn *conn_new(struct worker *w, int fd, int family,
                       const struct listen_spec *spec, const sk_endpoint *peer) {
   const struct server_config *cfg = &w->srv->cfg;
@@ -339,11 +361,13 @@ struct conn *conn_new(struct worker *w, int fd, int family,
 void conn_ready(struct conn *c) {
   const struct server_config *cfg = conn_cfg(c);
   int rc;
-  sk_stream_on_drain(&c->s, on_drain);
-  rc = sk_stream_recv_start(&c->s, framing_recv);
-  if (rc < 0) {
-    conn_close(c, sk_strerror(rc));
-    return;
+  if (!cfg->mode->owns_stream) {
+    sk_stream_on_drain(&c->s, on_drain);
+    rc = sk_stream_recv_start(&c->s, framing_recv);
+    if (rc < 0) {
+      conn_close(c, sk_strerror(rc));
+      return;
+    }
   }
   c->state = CONN_OPEN;
   if (cfg->mode->open != NULL)
@@ -362,11 +386,25 @@ static int frame_timed(const struct conn *c) {
 /* Applies the idle and frame timeouts to one connection. */
 static void conn_check_timeouts(struct conn *c, uint64_t now) {
   const struct server_config *cfg = conn_cfg(c);
-  size_t q = sk_stream_write_queue_size(&c->s);
+  /* A mode that moves the bytes itself tells how many it moved. */
+  size_t q = cfg->mode->progress != NULL && c->state != CONN_NEW
+                 ? (size_t)cfg->mode->progress(c)
+                 : sk_stream_write_queue_size(&c->s);
   char why[80];
 
+  /* --proxy-protocol: a header trickling in is bounded like a frame. */
+  if (c->proxy_wait && cfg->frame_ms > 0 &&
+      now - c->opened_ms >= cfg->frame_ms) {
+    snprintf(why, sizeof(why), "PROXY header not complete after %llu s",
+             (unsigned long long)((now - c->opened_ms) / 1000));
+    log_error("%s: %s, closing the connection", conn_name(c), why);
+    c->close_kind = CLOSE_FRAME_TIMEOUT;
+    conn_close(c, why);
+    return;
+  }
   /* Output still moving to a peer that reads counts as life; a queue
-   * that has not shrunk since the last look does not. */
+   * that has not shrunk since the last look does not (nor a mode's byte
+   * count that has not grown). */
   if (q != 0 && q != c->last_wq)
     c->last_active = now;
   c->last_wq = q;
@@ -407,8 +445,8 @@ static void sweep_cb(sk_timer *t) {
  * 50 ms and 1 s; 0 when no timeout is set. */
 static uint64_t sweep_interval(const struct server_config *cfg) {
   uint64_t t = cfg->idle_ms;
-  if (cfg->frame != SK_FRAME_RAW && cfg->frame_ms > 0 &&
-      (t == 0 || cfg->frame_ms < t))
+  if ((cfg->frame != SK_FRAME_RAW || cfg->proxy_protocol) &&
+      cfg->frame_ms > 0 && (t == 0 || cfg->frame_ms < t))
     t = cfg->frame_ms;
   if (t == 0)
     return 0;

@@ -1,15 +1,475 @@
 /* --mode forward over UDP: a session per client address (forward.h).
- * Placeholder: datagrams are dropped until the sessions land. */
+ *
+ * Every client address (IP and port) heard on a UDP listener gets a
+ * session: a UDP socket of its own, connected to the upstream that
+ * forward_pick() gave when the session began, on the listener's loop. The
+ * client's datagrams go out on that socket, one for one, in order; what the
+ * upstream sends back arrives on it (a connected socket hears from nobody
+ * else) and goes to the client from the listener's socket, so the client
+ * hears from the address it sent to.
+ *
+ * A listener's sessions are in a hash table keyed by the client address
+ * (a keyed hash, doubled as sessions come) and in a list, least recently
+ * active first, from whose front the listener's one sweep timer ends the
+ * sessions idle for --idle-timeout. Sessions count against --max-conns
+ * with the connections (each holds a descriptor); a client past the cap is
+ * dropped, with a log line now and then. An ICMP error for the upstream
+ * (port unreachable: ECONNREFUSED on the connected socket) ends the session
+ * and marks the upstream down.
+ *
+ * Replies obey the limits of every UDP reply (udp.c): the reply rate per
+ * source address, and the byte budget, kept here per session: a client is
+ * never sent more bytes than it sent through its session, plus the small
+ * allowance its address shares (RL_BYTE_BURST). A forged source address so
+ * earns its victim no more than the forger itself sent. */
 #include "forward.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+
+/* Bytes (whole packets) a session may hold in its budget: what its client
+ * sent and was not yet answered. No amplification either way; the cap only
+ * stops credit being banked without end. */
+#define FWD_CREDIT_MAX  (1u << 20)
+#define FWD_MIN_BUCKETS 64
+#define FWD_MAX_BUCKETS (1u << 20)
+/* At most one "dropped" line per listener this often (ms). */
+#define FWD_LOG_MS 5000
+
+/* A client address, compact and comparable with memcmp (zeroed first). */
+struct ckey {
+  unsigned char addr[16]; /* IPv4 in the first 4 */
+  uint32_t scope;         /* IPv6 scope id */
+  uint16_t port;          /* host order */
+  unsigned char family;
+  unsigned char pad;
+};
+
+struct fwd;
+
+struct session {
+  sk_udp up;             /* connected to the upstream */
+  struct fwd *f;         /* NULL once ended */
+  struct session *hnext; /* hash chain */
+  struct session *older; /* activity list */
+  struct session *newer;
+  struct upstream *upstream;
+  uint64_t opened_ms, last_ms;
+  uint64_t bytes_in, bytes_out; /* from the client, to the client */
+  uint32_t dgrams_in, dgrams_out;
+  uint32_t credit; /* byte budget (udp_reply_later) */
+  struct ckey key;
+};
+
+/* A listener's sessions (udp_listener.mode_state). */
+struct fwd {
+  struct udp_listener *u;
+  sk_timer sweep;
+  struct session **buckets;
+  size_t nbuckets, n;
+  struct session *oldest, *newest;
+  uint64_t logged_ms; /* last "dropped" line */
+  uint64_t dropped;   /* datagrams dropped for want of a session */
+};
+
+static uint64_t mix64(uint64_t x) {
+  x ^= x >> 30;
+  x *= 0xbf58476d1ce4e5b9ull;
+  x ^= x >> 27;
+  x *= 0x94d049bb133111ebull;
+  x ^= x >> 31;
+  return x;
+}
+
+/* Keyed with the listener's random rate-limit key: a client cannot choose
+ * addresses that fall in one chain. */
+static size_t key_hash(const struct fwd *f, const struct ckey *k) {
+  const uint64_t *key = f->u->rl.key;
+  uint64_t a, b, c;
+  memcpy(&a, k->addr, 8);
+  memcpy(&b, k->addr + 8, 8);
+  c = (uint64_t)k->port << 40 | (uint64_t)k->family << 32 | k->scope;
+  return (size_t)mix64(mix64(mix64(key[0] ^ a) ^ b ^ key[1]) ^ c);
+}
+
+static void key_of(const sk_endpoint *ep, struct ckey *k) {
+  memset(k, 0, sizeof(*k));
+  k->family = (unsigned char)ep->u.sa.sa_family;
+  k->port = sk_endpoint_port(ep);
+  if (k->family == AF_INET6) {
+    memcpy(k->addr, &ep->u.in6.sin6_addr, 16);
+    k->scope = ep->u.in6.sin6_scope_id;
+  } else {
+    memcpy(k->addr, &ep->u.in4.sin_addr, 4);
+  }
+}
+
+static void key_endpoint(const struct ckey *k, sk_endpoint *ep) {
+  memset(ep, 0, sizeof(*ep));
+  if (k->family == AF_INET6) {
+    ep->u.in6.sin6_family = AF_INET6;
+    memcpy(&ep->u.in6.sin6_addr, k->addr, 16);
+    ep->u.in6.sin6_port = htons(k->port);
+    ep->u.in6.sin6_scope_id = k->scope;
+    ep->len = sizeof(ep->u.in6);
+  } else {
+    ep->u.in4.sin_family = AF_INET;
+    memcpy(&ep->u.in4.sin_addr, k->addr, 4);
+    ep->u.in4.sin_port = htons(k->port);
+    ep->len = sizeof(ep->u.in4);
+  }
+}
+
+static struct server *loop_server(sk_loop *loop) {
+  return ((struct worker *)loop->data)->srv;
+}
+
+/* ---- the activity list and the sweep ---- */
+
+static void list_unlink(struct fwd *f, struct session *s) {
+  if (s->older != NULL)
+    s->older->newer = s->newer;
+  else
+    f->oldest = s->newer;
+  if (s->newer != NULL)
+    s->newer->older = s->older;
+  else
+    f->newest = s->older;
+  s->older = s->newer = NULL;
+}
+
+static void list_append(struct fwd *f, struct session *s) {
+  s->older = f->newest;
+  s->newer = NULL;
+  if (f->newest != NULL)
+    f->newest->newer = s;
+  else
+    f->oldest = s;
+  f->newest = s;
+}
+
+static void touch(struct fwd *f, struct session *s) {
+  s->last_ms = sk_loop_now(f->u->u.h.loop);
+  if (f->newest != s) {
+    list_unlink(f, s);
+    list_append(f, s);
+  }
+}
+
+/* ---- a session's life ---- */
+
+static void session_freed(sk_handle *h) {
+  struct session *s = h->data;
+  atomic_fetch_sub(&loop_server(h->loop)->nconns, 1);
+  free(s);
+}
+
+static void session_log(const struct session *s, const char *name,
+                        const char *reason, const char *why) {
+  uint64_t ms = sk_loop_now(s->up.h.loop) - s->opened_ms;
+  struct log_field fl[] = {
+      {"event", "close", 0},
+      {"peer", name, 0},
+      {"upstream", s->upstream->text, 0},
+      {"duration_ms", NULL, ms},
+      {"bytes_in", NULL, s->bytes_in},
+      {"bytes_out", NULL, s->bytes_out},
+      {"msgs_in", NULL, s->dgrams_in},
+      {"msgs_out", NULL, s->dgrams_out},
+      {"reason", reason, 0},
+      {"why", why, 0},
+      {"mode", "forward", 0},
+      {"transport", "udp", 0},
+  };
+  log_event(LOG_INFO, fl, sizeof(fl) / sizeof(fl[0]),
+            "udp session from %s closed: %s (after %llu.%03llu s; in %llu "
+            "bytes, %lu msgs; out %llu bytes, %lu msgs)",
+            name, why, (unsigned long long)(ms / 1000),
+            (unsigned long long)(ms % 1000), (unsigned long long)s->bytes_in,
+            (unsigned long)s->dgrams_in, (unsigned long long)s->bytes_out,
+            (unsigned long)s->dgrams_out);
+}
+
+/* reason: the close line's word for it, as for connections
+ * ("idle_timeout", "error", "stopping"); why: in words. */
+static void session_end(struct session *s, const char *reason,
+                        const char *why) {
+  struct fwd *f = s->f;
+  struct session **p;
+
+  for (p = &f->buckets[key_hash(f, &s->key) & (f->nbuckets - 1)]; *p != s;
+       p = &(*p)->hnext)
+    ;
+  *p = s->hnext;
+  list_unlink(f, s);
+  f->n--;
+  s->f = NULL;
+  if (log_level() >= LOG_INFO) {
+    char a[SK_ENDPOINT_STRLEN];
+    sk_endpoint ep;
+    key_endpoint(&s->key, &ep);
+    sk_endpoint_format(&ep, a, sizeof(a));
+    session_log(s, a, reason, why);
+  }
+  sk_close(&s->up.h, session_freed);
+}
+
+static void sweep_cb(sk_timer *t) {
+  struct fwd *f = t->h.data;
+  uint64_t idle = f->u->w->srv->cfg.idle_ms;
+  uint64_t now = sk_loop_now(t->h.loop);
+  while (f->oldest != NULL && now - f->oldest->last_ms >= idle)
+    session_end(f->oldest, "idle_timeout", "idle timeout");
+  if (f->oldest != NULL)
+    sk_timer_start(&f->sweep, sweep_cb, f->oldest->last_ms + idle - now, 0);
+}
+
+/* Datagrams from the upstream, or an ICMP error for it. */
+static void on_upstream(sk_udp *su, ssize_t n, const void *buf,
+                        const sk_endpoint *from, const sk_endpoint *to,
+                        unsigned flags) {
+  struct session *s = su->h.data;
+  struct fwd *f = s->f;
+  sk_endpoint client;
+  char why[160];
+  (void)from;
+  (void)to;
+  (void)flags; /* never truncated: the loop's buffer holds 64 KiB */
+
+  if (f == NULL || n == -ECANCELED)
+    return;
+  if (n < 0) {
+    snprintf(why, sizeof(why), "upstream %s: %s", s->upstream->text,
+             sk_strerror((int)n));
+    forward_down(s->upstream, sk_loop_now(su->h.loop), sk_strerror((int)n));
+    session_end(s, "error", why);
+    return;
+  }
+  touch(f, s);
+  key_endpoint(&s->key, &client);
+  if (udp_reply_later(f->u, buf, (size_t)n, &client, &s->credit) == 0) {
+    s->bytes_out += (uint64_t)n;
+    s->dgrams_out++;
+  }
+}
+
+/* A datagram with no session to take it: counted, and logged now and
+ * then. */
+static void drop(struct fwd *f, const sk_endpoint *from, const char *why) {
+  uint64_t now = sk_loop_now(f->u->u.h.loop);
+  f->dropped++;
+  if (f->logged_ms == 0 || now - f->logged_ms >= FWD_LOG_MS) {
+    char a[SK_ENDPOINT_STRLEN];
+    sk_endpoint_format(from, a, sizeof(a));
+    log_warn("%s: datagram from %s dropped: %s (%llu dropped so far; next "
+             "report in %d s at the earliest)",
+             f->u->spec->url, a, why, (unsigned long long)f->dropped,
+             FWD_LOG_MS / 1000);
+    f->logged_ms = now == 0 ? 1 : now;
+  }
+}
+
+/* Doubles the table once it holds more sessions than chains. A failed
+ * allocation keeps the table as it is (longer chains, still correct). */
+static void grow(struct fwd *f) {
+  size_t nb = f->nbuckets * 2;
+  struct session **b, *s, *next;
+  if (f->n <= f->nbuckets || nb > FWD_MAX_BUCKETS)
+    return;
+  b = calloc(nb, sizeof(*b));
+  if (b == NULL)
+    return;
+  for (size_t i = 0; i < f->nbuckets; i++)
+    for (s = f->buckets[i]; s != NULL; s = next) {
+      size_t h = key_hash(f, &s->key) & (nb - 1);
+      next = s->hnext;
+      s->hnext = b[h];
+      b[h] = s;
+    }
+  free(f->buckets);
+  f->buckets = b;
+  f->nbuckets = nb;
+}
+
+static struct session *session_new(struct fwd *f, const struct ckey *k,
+                                   const sk_endpoint *from) {
+  struct udp_listener *u = f->u;
+  struct server *srv = u->w->srv;
+  sk_loop *loop = u->u.h.loop;
+  uint64_t now = sk_loop_now(loop);
+  struct session *s;
+  struct upstream *up;
+  size_t h;
+  int rc;
+
+  if (atomic_fetch_add(&srv->nconns, 1) >= srv->cfg.max_conns) {
+    char why[64];
+    atomic_fetch_sub(&srv->nconns, 1);
+    atomic_fetch_add(&srv->refused, 1);
+    snprintf(why, sizeof(why), "--max-conns %llu reached",
+             (unsigned long long)srv->cfg.max_conns);
+    drop(f, from, why);
+    return NULL;
+  }
+  s = calloc(1, sizeof(*s));
+  if (s == NULL) {
+    atomic_fetch_sub(&srv->nconns, 1);
+    drop(f, from, "out of memory");
+    return NULL;
+  }
+  up = forward_pick(now);
+  s->upstream = up;
+  s->key = *k;
+  s->opened_ms = now;
+  s->credit = 0;
+  sk_udp_init(loop, &s->up);
+  s->up.h.data = s;
+  if (up->ep.u.sa.sa_family != AF_INET && up->ep.u.sa.sa_family != AF_INET6)
+    rc = -EAFNOSUPPORT; /* a Unix upstream: nowhere to hear replies */
+  else if ((rc = sk_udp_connect(&s->up, &up->ep)) == 0)
+    rc = sk_udp_recv_start(&s->up, on_upstream);
+  if (rc < 0) {
+    char why[160];
+    snprintf(why, sizeof(why), "upstream %s: %s", up->text, sk_strerror(rc));
+    if (!sk_err_is_resource(rc))
+      forward_down(up, now, sk_strerror(rc));
+    drop(f, from, why);
+    sk_close(&s->up.h, session_freed);
+    return NULL;
+  }
+  s->f = f;
+  h = key_hash(f, k) & (f->nbuckets - 1);
+  s->hnext = f->buckets[h];
+  f->buckets[h] = s;
+  f->n++;
+  s->last_ms = now;
+  list_append(f, s);
+  grow(f);
+  if (srv->cfg.idle_ms > 0 && !sk_timer_active(&f->sweep))
+    sk_timer_start(&f->sweep, sweep_cb, srv->cfg.idle_ms, 0);
+  if (log_level() >= LOG_INFO) {
+    char a[SK_ENDPOINT_STRLEN];
+    sk_endpoint_format(from, a, sizeof(a));
+    struct log_field fl[] = {
+        {"event", "open", 0},          {"peer", a, 0},
+        {"listener", u->spec->url, 0}, {"upstream", up->text, 0},
+        {"mode", "forward", 0},        {"transport", "udp", 0},
+    };
+    log_event(LOG_INFO, fl, sizeof(fl) / sizeof(fl[0]),
+              "udp session from %s on %s to %s", a, u->spec->url, up->text);
+  }
+  return s;
+}
+
+/* The listener's sessions, made at its first datagram. */
+static struct fwd *fwd_of(struct udp_listener *u) {
+  struct fwd *f = (struct fwd *)u->mode_state;
+  if (f != NULL)
+    return f;
+  f = calloc(1, sizeof(*f));
+  if (f == NULL)
+    return NULL;
+  f->buckets = calloc(FWD_MIN_BUCKETS, sizeof(*f->buckets));
+  if (f->buckets == NULL) {
+    free(f);
+    return NULL;
+  }
+  f->nbuckets = FWD_MIN_BUCKETS;
+  f->u = u;
+  sk_timer_init(u->u.h.loop, &f->sweep);
+  f->sweep.h.data = f;
+  u->mode_state = (uintptr_t)f;
+  return f;
+}
+
+static struct session *session_find(struct fwd *f, const struct ckey *k) {
+  struct session *s = f->buckets[key_hash(f, k) & (f->nbuckets - 1)];
+  while (s != NULL && memcmp(&s->key, k, sizeof(*k)) != 0)
+    s = s->hnext;
+  return s;
+}
 
 void forward_dgram(struct udp_listener *u, const unsigned char *buf, size_t len,
                    const sk_endpoint *from) {
-  (void)u;
-  (void)buf;
-  (void)len;
-  (void)from;
+  struct fwd *f;
+  struct session *s;
+  struct ckey k;
+  uint64_t credit;
+  int rc;
+
+  if (sk_is_closing(&u->u.h) || u->w->stopping)
+    return;
+  f = fwd_of(u);
+  if (f == NULL) {
+    log_debug("%s: out of memory for udp sessions", u->spec->url);
+    return;
+  }
+  key_of(from, &k);
+  s = session_find(f, &k);
+  if (s == NULL && (s = session_new(f, &k, from)) == NULL)
+    return;
+  touch(f, s);
+  credit = (uint64_t)s->credit + udp_claim_credit(u, from->u.sa.sa_family, len);
+  s->credit = credit > FWD_CREDIT_MAX ? FWD_CREDIT_MAX : (uint32_t)credit;
+  s->bytes_in += len;
+  s->dgrams_in++;
+  rc = sk_udp_send(&s->up, buf, len, NULL, NULL, NULL);
+  if (rc == -EAGAIN || rc == -ENOBUFS || rc == -ENOMEM || rc == -EMSGSIZE) {
+    /* UDP is best effort: this one datagram is lost. */
+    log_debug("%s: datagram to upstream %s dropped: %s", u->spec->url,
+              s->upstream->text, sk_strerror(rc));
+  } else if (rc < 0) {
+    /* An ICMP error reported at this send (the upstream refused an
+     * earlier one), or the route is gone. */
+    char why[160];
+    snprintf(why, sizeof(why), "upstream %s: %s", s->upstream->text,
+             sk_strerror(rc));
+    forward_down(s->upstream, sk_loop_now(u->u.h.loop), sk_strerror(rc));
+    session_end(s, "error", why);
+  }
+}
+
+static void fwd_freed(sk_handle *h) {
+  free(h->data);
 }
 
 void forward_udp_close(struct udp_listener *u) {
-  (void)u;
+  struct fwd *f = (struct fwd *)u->mode_state;
+  if (f == NULL)
+    return;
+  while (f->oldest != NULL)
+    session_end(f->oldest, "stopping", "server stopping");
+  free(f->buckets);
+  f->buckets = NULL;
+  u->mode_state = 0;
+  sk_close(&f->sweep.h, fwd_freed);
+}
+
+int forward_udp_check(const struct server_config *cfg,
+                      const struct upstream *ups, size_t nups,
+                      int stream_only) {
+  size_t i;
+  for (i = 0; i < cfg->nspecs && cfg->specs[i].kind != LISTEN_UDP; i++)
+    ;
+  if (i == cfg->nspecs)
+    return 0;
+  if (stream_only) {
+    log_error("--upstream-tls and --send-proxy are for stream listeners: "
+              "UDP sessions forward bare datagrams (%s)",
+              cfg->specs[i].text);
+    return -1;
+  }
+  for (size_t j = 0; j < nups; j++) {
+    int af = ups[j].ep.u.sa.sa_family;
+    if (af != AF_INET && af != AF_INET6) {
+      log_error("--to %s: UDP listeners forward to IP upstreams only (%s)",
+                ups[j].text, cfg->specs[i].text);
+      return -1;
+    }
+  }
+  return 0;
 }

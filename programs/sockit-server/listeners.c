@@ -1,7 +1,8 @@
 /* Listeners and admission: binding every listener (one per worker, sharing
  * the port, or one socket all workers poll), accepting within --max-conns
- * and the descriptor limit, the TLS handshake before a mode sees a
- * connection, and the readiness line. */
+ * and the descriptor limit, the PROXY header (--proxy-protocol) and the
+ * TLS handshake before a mode sees a connection, and the readiness
+ * line. */
 #include "server.h"
 
 #include <errno.h>
@@ -121,6 +122,52 @@ static void start_tls(struct conn *c) {
     conn_stop(c);
 }
 
+/* The connection carries data now (its PROXY header read, if any): TLS
+ * first if the listeners serve it, else the mode. */
+static void start_conn(struct conn *c) {
+  conn_log_opened(c);
+  if (conn_tls(c))
+    start_tls(c);
+  else
+    conn_ready(c);
+}
+
+/* --proxy-protocol: a missing, malformed or truncated header costs one
+ * error line (no byte of it is printed) and that connection alone. */
+static void on_proxy(sk_stream *s, int status, const sk_proxy_header *h) {
+  struct conn *c = s->h.data;
+  char real[SK_ENDPOINT_STRLEN];
+  c->proxy_wait = 0;
+  if (status < 0) {
+    const char *why = status == -EPROTO ? "not a valid PROXY header"
+                      : status == SK_EOF
+                          ? "connection closed before the PROXY header ended"
+                          : sk_strerror(status);
+    log_error("%s: %s", conn_name(c), why);
+    conn_close(c, why);
+    return;
+  }
+  snprintf(real, sizeof(real), "%s", conn_name(c));
+  conn_proxied(c, h);
+  log_debug("%s: PROXY v%d header%s; real peer %s", conn_name(c), h->version,
+            h->local ? " without an address" : "", real);
+  conn_touch(c);
+  start_conn(c);
+}
+
+static void start_proxy(struct conn *c) {
+  int rc = sk_stream_proxy_accept(&c->s, on_proxy);
+  if (rc < 0) {
+    log_error("%s: cannot read a PROXY header: %s", conn_name(c),
+              sk_strerror(rc));
+    conn_close(c, NULL);
+    return;
+  }
+  c->proxy_wait = 1;
+  if (c->w->stopping)
+    conn_stop(c);
+}
+
 static void on_accept(sk_stream *ls, int status, int fd,
                       const sk_endpoint *peer) {
   struct stream_listener *l = ls->h.data;
@@ -143,11 +190,10 @@ static void on_accept(sk_stream *ls, int status, int fd,
     return;
   }
   stat_add(&w->stats.accepted, 1);
-  conn_log_opened(c);
-  if (srv->cfg.tls != NULL)
-    start_tls(c);
+  if (srv->cfg.proxy_protocol)
+    start_proxy(c); /* the open line waits for the real peer */
   else
-    conn_ready(c);
+    start_conn(c);
 }
 
 /* ---- binding ---- */

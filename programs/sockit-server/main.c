@@ -44,12 +44,22 @@ enum {
   OPT_LOG_FORMAT,
   OPT_LOG_FILE,
   OPT_METRICS,
+  OPT_PROXY_PROTOCOL,
   OPT_MODE_FIRST, /* the modes' own options, OPT_MODE_FIRST + k */
 };
 
 /* The mode-only options of the table (struct mode_option), at most this
- * many names in all. */
-#define MAX_MODE_OPTIONS 32
+ * many names in all, given at most MAX_MODE_OPTION_USES times in all (some
+ * repeat: --to). */
+#define MAX_MODE_OPTIONS     32
+#define MAX_MODE_OPTION_USES 256
+
+/* One mode-only option as given: the k-th name (mode_opt_names) and its
+ * value ("1" for a flag). */
+struct mode_opt_use {
+  size_t k;
+  const char *value;
+};
 
 static const struct option long_opts[] = {
     {"listen", required_argument, NULL, 'l'},
@@ -74,6 +84,7 @@ static const struct option long_opts[] = {
     {"log-format", required_argument, NULL, OPT_LOG_FORMAT},
     {"log-file", required_argument, NULL, OPT_LOG_FILE},
     {"metrics", required_argument, NULL, OPT_METRICS},
+    {"proxy-protocol", no_argument, NULL, OPT_PROXY_PROTOCOL},
     {"quiet", no_argument, NULL, 'q'},
     {"verbose", no_argument, NULL, 'v'},
     {"help", no_argument, NULL, 'h'},
@@ -105,33 +116,44 @@ static const struct option *all_options(void) {
       if (k == MAX_MODE_OPTIONS)
         cli_fatal(PROG, 1, "more than %d mode options", MAX_MODE_OPTIONS);
       mode_opt_names[nmode_opts++] = o->name;
-      all[n++] = (struct option){o->name + 2, required_argument, NULL,
-                                 OPT_MODE_FIRST + (int)k};
+      /* An option without a value (arg NULL) is a flag. */
+      all[n++] = (struct option){
+          o->name + 2, o->arg != NULL ? required_argument : no_argument, NULL,
+          OPT_MODE_FIRST + (int)k};
     }
   all[n] = (struct option){NULL, 0, NULL, 0};
   return all;
 }
 
 /* The modes' own options, given or not: each option of mode m is set to
- * its default, then to the value given (the last one); an option given to
- * a mode that does not take it is an error. given[k] is the value of
- * mode_opt_names[k], or NULL. */
-static void apply_mode_options(const struct mode *m, const char *const *given) {
-  for (size_t k = 0; k < nmode_opts; k++) {
-    const struct mode_option *o = mode_option(m, mode_opt_names[k]);
-    const char *why;
+ * its default, then parse() sees every value given, in command-line order
+ * (a repeatable option such as --to keeps each one; others keep the
+ * last); an option given to a mode that does not take it is an error.
+ * given[0..ngiven) are the options as given. */
+static void apply_mode_options(const struct mode *m,
+                               const struct mode_opt_use *given,
+                               size_t ngiven) {
+  for (size_t i = 0; i < ngiven; i++) {
     char names[256];
-    if (o == NULL) {
-      if (given[k] == NULL)
-        continue;
-      mode_names_taking(names, sizeof(names), mode_opt_names[k]);
-      cli_usage_error(PROG, "%s applies only to --mode %s", mode_opt_names[k],
-                      names);
-    }
+    if (mode_option(m, mode_opt_names[given[i].k]) != NULL)
+      continue;
+    mode_names_taking(names, sizeof(names), mode_opt_names[given[i].k]);
+    cli_usage_error(PROG, "%s applies only to --mode %s",
+                    mode_opt_names[given[i].k], names);
+  }
+  for (const struct mode_option *o = m->options; o != NULL && o->name != NULL;
+       o++) {
+    const char *why;
     if (o->def != NULL && (why = o->parse(o->def)) != NULL)
       cli_fatal(PROG, 1, "%s: bad default '%s': %s", o->name, o->def, why);
-    if (given[k] != NULL && (why = o->parse(given[k])) != NULL)
-      cli_usage_error(PROG, "%s: '%s' %s", o->name, given[k], why);
+  }
+  for (size_t i = 0; i < ngiven; i++) {
+    const struct mode_option *o = mode_option(m, mode_opt_names[given[i].k]);
+    const char *why = o->parse(given[i].value);
+    if (why != NULL && o->arg == NULL)
+      cli_usage_error(PROG, "%s: %s", o->name, why);
+    if (why != NULL)
+      cli_usage_error(PROG, "%s: '%s' %s", o->name, given[i].value, why);
   }
 }
 
@@ -162,10 +184,14 @@ static void usage(void) {
     for (const struct mode_option *o = modes[i]->options;
          o != NULL && o->name != NULL; o++) {
       char opt[64];
-      snprintf(opt, sizeof(opt), "%s %s", o->name, o->arg);
-      printf("      %-18s %s: %s%s%s%s\n", opt, modes[i]->name, o->help,
-             o->def != NULL ? " (default: " : "", o->def != NULL ? o->def : "",
-             o->def != NULL ? ")" : "");
+      snprintf(opt, sizeof(opt), "%s%s%s", o->name, o->arg != NULL ? " " : "",
+               o->arg != NULL ? o->arg : "");
+      /* A long option name gets a line of its own. */
+      printf("      %-18s%s %s%s: %s%s%s%s\n", opt,
+             strlen(opt) > 18 ? "\n" : "",
+             strlen(opt) > 18 ? "                        " : "", modes[i]->name,
+             o->help, o->def != NULL ? " (default: " : "",
+             o->def != NULL ? o->def : "", o->def != NULL ? ")" : "");
     }
   printf(
       "\n"
@@ -192,6 +218,15 @@ static void usage(void) {
       "                         done after S seconds (default 10; 0 = "
       "never)\n"
       "\n"
+      "Behind a load balancer (stream listeners, not UDP):\n"
+      "      --proxy-protocol   every connection must start with a PROXY "
+      "protocol\n"
+      "                         header (v1 or v2: HAProxy send-proxy, nginx\n"
+      "                         proxy_protocol); its client address replaces "
+      "the\n"
+      "                         TCP peer; read before TLS, within "
+      "--frame-timeout\n"
+      "\n"
       "Limits:\n"
       "      --max-frame BYTES  largest frame (default 1M); bigger closes\n"
       "                         that connection\n"
@@ -204,7 +239,8 @@ static void usage(void) {
       "      --frame-timeout S  close a connection whose frame is not "
       "complete\n"
       "                         this long after it began (default 30; 0 =\n"
-      "                         never; not for raw)\n"
+      "                         never; not for raw, but it bounds a PROXY\n"
+      "                         header too)\n"
       "      --grace S          on SIGINT/SIGTERM, time given to finish\n"
       "                         (default 5)\n"
       "      --udp-rate N       UDP replies per second to one source address\n"
@@ -528,7 +564,8 @@ int main(int argc, char **argv) {
   int tls = 0, self_signed = 0, hs_given = 0, check_only = 0;
   const char *cert = NULL, *key = NULL, *client_ca = NULL;
   const char *log_file = NULL, *metrics_addr = NULL;
-  const char *mode_opt_given[MAX_MODE_OPTIONS] = {NULL};
+  static struct mode_opt_use mode_opt_given[MAX_MODE_OPTION_USES];
+  size_t nmode_given = 0;
   const struct option *options = all_options();
   int log_format = LOG_FORMAT_TEXT;
   uint64_t v;
@@ -671,6 +708,9 @@ int main(int argc, char **argv) {
     case OPT_METRICS:
       metrics_addr = optarg;
       break;
+    case OPT_PROXY_PROTOCOL:
+      cfg->proxy_protocol = 1;
+      break;
     case 'q':
       level = LOG_ERROR;
       break;
@@ -690,7 +730,11 @@ int main(int argc, char **argv) {
       cli_usage_error(PROG, "option '%s' needs a value", argv[optind - 1]);
     default:
       if (opt >= OPT_MODE_FIRST && opt < OPT_MODE_FIRST + (int)nmode_opts) {
-        mode_opt_given[opt - OPT_MODE_FIRST] = optarg;
+        if (nmode_given == MAX_MODE_OPTION_USES)
+          cli_usage_error(PROG, "too many mode options (at most %d)",
+                          MAX_MODE_OPTION_USES);
+        mode_opt_given[nmode_given++] = (struct mode_opt_use){
+            (size_t)(opt - OPT_MODE_FIRST), optarg != NULL ? optarg : "1"};
         break;
       }
       if (optopt != 0)
@@ -715,8 +759,15 @@ int main(int argc, char **argv) {
   cfg->nspecs = nlisten;
 
   check_mode(cfg, frame_given, workers_given, tls);
-  apply_mode_options(cfg->mode, mode_opt_given);
+  apply_mode_options(cfg->mode, mode_opt_given, nmode_given);
   check_tls_options(cfg, tls, cert, key, client_ca, self_signed, hs_given);
+  /* A datagram carries no PROXY header: refused rather than ignored. */
+  for (size_t i = 0; cfg->proxy_protocol && i < cfg->nspecs; i++)
+    if (cfg->specs[i].kind == LISTEN_UDP)
+      cli_usage_error(PROG,
+                      "--proxy-protocol works on TCP and Unix streams; %s is "
+                      "a UDP listener",
+                      cfg->specs[i].text);
   fit_max_conns(cfg, conns_given);
 
   if (tls)

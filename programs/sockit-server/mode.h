@@ -12,6 +12,7 @@
 #define SOCKIT_SERVER_MODE_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "sockit.h"
 
@@ -61,6 +62,11 @@ struct mode {
   unsigned fds_per_conn;
   /* Connections share state: the mode runs on one worker thread. */
   int one_worker;
+  /* The mode reads the connection itself (forward: the relay does): the
+   * server starts no reading and sets no drain callback, so bytes wait in
+   * the kernel until the mode takes them; piece and data are never
+   * called. */
+  int owns_stream;
   /* Options that only this mode takes, ended by one with name NULL; given
    * with another mode, they are an error. May be NULL. */
   const struct mode_option *options;
@@ -80,6 +86,9 @@ struct mode {
   void (*stop)(struct conn *c);
   /* The connection is going away (any reason). Free mode state here. */
   void (*close)(struct conn *c);
+  /* Bytes the mode moved on c so far, both ways (owns_stream modes): the
+   * idle sweep counts a change as activity. May be NULL. */
+  uint64_t (*progress)(struct conn *c);
   /* A datagram arrived on a UDP listener (modes with MODE_UDP). */
   void (*dgram)(struct udp_listener *u, const unsigned char *buf, size_t len,
                 const sk_endpoint *from);
@@ -115,5 +124,6 @@ extern const struct mode mode_chargen;
 extern const struct mode mode_chat;
 extern const struct mode mode_files;
 extern const struct mode mode_sockperf;
+extern const struct mode mode_forward;
 
 #endif

@@ -5,8 +5,8 @@
 #include <string.h>
 
 const struct mode *const modes[] = {
-    &mode_echo, &mode_discard, &mode_chargen,
-    &mode_chat, &mode_files,   &mode_sockperf,
+    &mode_echo,  &mode_discard,  &mode_chargen, &mode_chat,
+    &mode_files, &mode_sockperf, &mode_forward,
 };
 const size_t nmodes = sizeof(modes) / sizeof(modes[0]);
 

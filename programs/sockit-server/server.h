@@ -83,6 +83,10 @@ struct server_config {
   uint64_t hs_ms;     /* --handshake-timeout, 0 = never */
   uint32_t udp_rate;  /* --udp-rate: replies/s per source, 0 = no limit */
   uint32_t udp_burst; /* --udp-burst: replies at once per source */
+  /* --proxy-protocol: every stream connection starts with a PROXY header
+   * (v1 or v2), read before the TLS handshake and the mode; its source
+   * replaces the TCP peer. */
+  int proxy_protocol;
 };
 
 /* ---- runtime ---- */
@@ -191,6 +195,8 @@ struct conn {
   uint64_t bytes_in, bytes_out;
   uint64_t msgs_in, msgs_out;
   unsigned char close_kind; /* enum close_kind, set before conn_close() */
+  unsigned char reset;      /* conn_abort(): close with a reset (RST) */
+  unsigned char proxy_wait; /* --proxy-protocol: the header is not read yet */
   /* Framed modes only: with --frame raw every read is a whole frame, and a
    * connection is allocated without this tail (CONN_RAW_SIZE), which is
    * what keeps an idle connection near 270 bytes. */
@@ -261,6 +267,16 @@ int conn_send(struct conn *c, const struct iovec *iov, int n);
 void conn_finish(struct conn *c);
 /* Closes now. why (may be NULL) is logged at info level. */
 void conn_close(struct conn *c, const char *why);
+/* conn_close() with a reset (RST) instead of a FIN: queued bytes are
+ * dropped (a proxy passing on a reset). */
+void conn_abort(struct conn *c, const char *why);
+/* The peer's address as conn_name() shows it: 0, or -1 when it has none
+ * (a Unix peer). */
+int conn_peer(const struct conn *c, sk_endpoint *ep);
+/* --proxy-protocol: the header's source becomes c's peer everywhere
+ * (conn_name(), conn_peer()); a LOCAL or UNKNOWN header keeps the real
+ * one, and a Unix source shows as a Unix peer does. */
+void conn_proxied(struct conn *c, const sk_proxy_header *h);
 /* Counts bytes a mode queued on c without conn_send() (one message). */
 void conn_sent(struct conn *c, size_t bytes);
 void conn_sentv(struct conn *c, const struct iovec *iov, int n);

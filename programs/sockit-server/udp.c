@@ -15,7 +15,10 @@
  *     runs dry and one reply is dropped;
  *   - a source is never sent more bytes than it sent (plus a small burst),
  *     which takes the amplification out of chargen.
- * The per-source state is in ratelimit.c. */
+ * The per-source state is in ratelimit.c. Forwarded replies (--mode
+ * forward) come after the datagram they answer, from a session's upstream:
+ * udp_claim_credit() and udp_reply_later() hold them to the same rules,
+ * with the bytes a client sent kept in its session's budget meanwhile. */
 #include "server.h"
 
 #include <errno.h>
@@ -23,6 +26,7 @@
 #include <pthread.h>
 #include <string.h>
 
+#include "forward.h"
 #include "log.h"
 
 /* The addresses of this host's interfaces, read once at start. */
@@ -207,17 +211,10 @@ size_t udp_reply_room(struct udp_listener *u, const sk_endpoint *to,
   return room;
 }
 
-void udp_reply(struct udp_listener *u, const void *buf, size_t len,
-               const sk_endpoint *to) {
-  int rc;
-  if (u->cur != NULL) {
-    if (rl_room(u->cur, to->u.sa.sa_family) < len) {
-      note_drop(u, u->cur, to, "no more bytes than it sent");
-      return;
-    }
-    rl_spend(u->cur, u->w->srv->cfg.udp_rate, to->u.sa.sa_family, len);
-  }
-  rc = sk_udp_send(&u->u, buf, len, to, NULL, NULL);
+/* Sends a reply its budget allowed. */
+static void send_reply(struct udp_listener *u, const void *buf, size_t len,
+                       const sk_endpoint *to) {
+  int rc = sk_udp_send(&u->u, buf, len, to, NULL, NULL);
   if (rc < 0 && log_level() >= LOG_DEBUG) {
     char a[SK_ENDPOINT_STRLEN];
     sk_endpoint_format(to, a, sizeof(a));
@@ -231,4 +228,58 @@ void udp_reply(struct udp_listener *u, const void *buf, size_t len,
       log_msg(LOG_DEBUG, "sent %zu bytes to %s (udp)", len, a);
     }
   }
+}
+
+void udp_reply(struct udp_listener *u, const void *buf, size_t len,
+               const sk_endpoint *to) {
+  if (u->cur != NULL) {
+    if (rl_room(u->cur, to->u.sa.sa_family) < len) {
+      note_drop(u, u->cur, to, "no more bytes than it sent");
+      return;
+    }
+    rl_spend(u->cur, u->w->srv->cfg.udp_rate, to->u.sa.sa_family, len);
+  }
+  send_reply(u, buf, len, to);
+}
+
+uint32_t udp_claim_credit(struct udp_listener *u, int af, size_t len) {
+  size_t wire = len + rl_header(af);
+  if (u->cur == NULL)
+    return 0;
+  if (wire > u->cur->credit)
+    wire = u->cur->credit;
+  u->cur->credit -= (uint32_t)wire;
+  return (uint32_t)wire;
+}
+
+int udp_reply_later(struct udp_listener *u, const void *buf, size_t len,
+                    const sk_endpoint *to, uint32_t *credit) {
+  const struct server_config *cfg = &u->w->srv->cfg;
+  int af = to->u.sa.sa_family;
+  size_t wire = len + rl_header(af);
+  struct rl_entry *e = rl_lookup(&u->rl, to, sk_loop_now(u->u.h.loop),
+                                 cfg->udp_rate, cfg->udp_burst, 0);
+  uint32_t shared = e->credit;
+  uint64_t both = (uint64_t)shared + *credit;
+  int rc = -1;
+
+  if (!rl_may_reply(e, cfg->udp_rate)) {
+    note_drop(u, e, to, "reply rate");
+  } else {
+    /* Spent from the caller's budget first, then from the address's
+     * shared allowance: both are lent to the entry for the check. */
+    e->credit = both > UINT32_MAX ? UINT32_MAX : (uint32_t)both;
+    if (rl_room(e, af) < len) {
+      e->credit = shared;
+      note_drop(u, e, to, "no more bytes than it sent");
+    } else {
+      rl_spend(e, cfg->udp_rate, af, len);
+      *credit = *credit > wire ? *credit - (uint32_t)wire : 0;
+      e->credit -= *credit;
+      send_reply(u, buf, len, to);
+      rc = 0;
+    }
+  }
+  rl_done(e);
+  return rc;
 }

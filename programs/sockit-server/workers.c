@@ -54,6 +54,11 @@ static void worker_stop_cb(sk_post *p) {
    * the others (and stopped with them just below). */
   listeners_close(w);
   w->stopping = 1;
+  /* What a mode keeps for its UDP listeners (forward: the sessions, each
+   * a socket on this loop) goes with them. */
+  for (size_t i = 0; i < cfg->nspecs; i++)
+    if (cfg->specs[i].kind == LISTEN_UDP && cfg->mode->udp_close != NULL)
+      cfg->mode->udp_close(&w->udp[i]);
   /* conn_stop() may close only the connection it is given, so the saved
    * next pointer stays valid. */
   for (c = w->conns; c != NULL; c = next) {

@@ -76,10 +76,16 @@ class ModeTable(unittest.TestCase):
         with tempfile.TemporaryDirectory() as root:
             for mode in help_modes():
                 args = ["--mode", mode, "-l", "127.0.0.1:0", "--workers", "1"]
-                if mode == "files":
-                    args += ["--root", root]
+                args += mode_required_args(mode, root)
                 with Server(args) as srv:
                     self.assertIn("(%s" % mode, srv.log[-1])
+
+
+def mode_required_args(mode, root):
+    """What a mode cannot start without: files serves a directory, forward
+    needs an upstream (only resolved at start; nothing connects to it)."""
+    return {"files": ["--root", root],
+            "forward": ["--to", "127.0.0.1:1"]}.get(mode, [])
 
 
 def lowered_max_conns(mode, root):
@@ -88,8 +94,7 @@ def lowered_max_conns(mode, root):
         resource.setrlimit(resource.RLIMIT_NOFILE, (256, 256))
     args = ["--mode", mode, "--max-conns", "100000", "--workers", "1",
             "-l", "127.0.0.1:0", "--check"]
-    if mode == "files":
-        args += ["--root", root]
+    args += mode_required_args(mode, root)
     r = run(*args, preexec=limit)
     m = re.search(r"--max-conns lowered from 100000 to (\d+)", r.stderr)
     assert m is not None, r.stderr
@@ -100,15 +105,16 @@ class Descriptors(unittest.TestCase):
     def test_descriptors_per_connection_come_from_the_mode(self):
         """--max-conns is capped by the descriptor limit divided by what
         one connection of the mode may hold: three for files (socket, file,
-        directory), one for every other mode, sockperf included (it parses
-        its own protocol like files, but holds no file)."""
+        directory), six for forward (client, upstream, two pipes), one for
+        every other mode, sockperf included (it parses its own protocol
+        like files, but holds no file)."""
+        per_conn = {"files": 3, "forward": 6}
         with tempfile.TemporaryDirectory() as root:
             one = lowered_max_conns("echo", root)
             self.assertGreater(one, 100)
             for mode in help_modes():
                 got = lowered_max_conns(mode, root)
-                self.assertEqual(got, one // 3 if mode == "files" else one,
-                                 mode)
+                self.assertEqual(got, one // per_conn.get(mode, 1), mode)
 
 
 class Rules(unittest.TestCase):
