@@ -164,11 +164,15 @@ def start_front(cfg, tmp, kind, key, mode):
     return rb.Server(kind, (back.procs if back else []) + [p], port, bp)
 
 
-def front_argv(tmp, kind, key, port, back_port):
-    """The command line (and config file) of a TLS front end on port."""
+def front_argv(tmp, kind, key, port, back_port, tls=True):
+    """The command line (and config file) of a TLS front end on port; with
+    tls=False, the same front end relaying plaintext (HAProxy and socat;
+    bench/forward.py): stunnel has no such mode, nginx is not asked for."""
     crt, k, pem = (tmp / f"{key}.crt", tmp / f"{key}.key",
                    tmp / f"{key}.pem")
     conf = tmp / f"{kind}-{port}.conf"
+    if not tls and kind not in ("haproxy", "socat"):
+        raise rb.BenchError(f"{kind}: no plaintext-to-plaintext mode")
     if kind == "nginx":
         what = (f"proxy_pass 127.0.0.1:{back_port};" if back_port
                 else 'return "";')
@@ -218,16 +222,17 @@ defaults
     timeout client 60s
     timeout server 60s
 frontend tls
-    bind 127.0.0.1:{port} ssl crt {pem}
+    bind 127.0.0.1:{port}{f" ssl crt {pem}" if tls else ""}
     default_backend plain
 backend plain
     server s1 127.0.0.1:{back_port}
 """)
         return ["haproxy", "-db", "-f", conf]
     if kind == "socat":
-        return ["socat", f"OPENSSL-LISTEN:{port},bind=127.0.0.1,reuseaddr,"
-                f"fork,cert={crt},key={k},verify=0",
-                f"TCP:127.0.0.1:{back_port}"]
+        listen = (f"OPENSSL-LISTEN:{port},bind=127.0.0.1,reuseaddr,fork,"
+                  f"cert={crt},key={k},verify=0" if tls else
+                  f"TCP-LISTEN:{port},bind=127.0.0.1,reuseaddr,fork")
+        return ["socat", listen, f"TCP:127.0.0.1:{back_port}"]
     raise rb.BenchError(f"unknown server {kind}")
 
 
