@@ -61,7 +61,8 @@ struct conn {
   uint64_t rx_partial; /* bytes of the current reply message */
   uint64_t last_rx;    /* UDP: time of the last reply, to detect loss */
   int open;
-  int resumed; /* connect mode over TLS: this handshake resumed a session */
+  int resumed;  /* connect mode over TLS: this handshake resumed a session */
+  int pump_due; /* oneway: its pump used its turn; b->tick runs it again */
 };
 
 /* One --interval report. */
@@ -75,7 +76,7 @@ struct bench {
   struct opts o;
   sk_loop loop;
   sk_timer phase; /* warm-up end, then measurement end */
-  sk_timer tick;  /* UDP loss detection */
+  sk_timer tick;  /* UDP loss detection; stream oneway: pumps' next turn */
   sk_timer itick; /* --interval reports */
   struct conn *conns;
   sk_endpoint eps[16];
@@ -235,12 +236,28 @@ static void echo_recv(sk_stream *s, ssize_t n, const void *buf) {
 
 /* Keeps the kernel's send buffer full and nothing more in user space:
  * write whenever the queue is empty (the library writes directly and
- * queues only the remainder), resume on drain. */
+ * queues only the remainder), resume on drain. A connection whose kernel
+ * keeps taking everything (a receiver as fast as the sender, as with TLS
+ * on both sides) would keep the loop here for ever, its timers (the end
+ * of the measurement) starved: each turn writes at most ONEWAY_TURN bytes,
+ * then the connection waits for b->tick, which runs the next turns from
+ * the loop. */
+#define ONEWAY_TURN (1u << 20)
+static void oneway_next_turn(sk_timer *t);
+
 static void oneway_pump(sk_stream *s) {
   struct conn *c = s->h.data;
   struct bench *b = c->b;
+  size_t turn = 0;
   while (!b->stopping && !sk_is_closing(&s->h) &&
          sk_stream_write_queue_size(s) == 0) {
+    if (turn >= ONEWAY_TURN) {
+      c->pump_due = 1;
+      if (!sk_timer_active(&b->tick) && !sk_is_closing(&b->tick.h))
+        sk_timer_start(&b->tick, oneway_next_turn, 0, 0);
+      return;
+    }
+    turn += b->wire;
     int rc = sk_stream_send(s, b->msg, b->wire, NULL, NULL);
     if (rc != 0) {
       conn_fail(c, rc);
@@ -249,6 +266,18 @@ static void oneway_pump(sk_stream *s) {
     if (b->measuring) {
       b->messages++;
       b->bytes += b->wire;
+    }
+  }
+}
+
+static void oneway_next_turn(sk_timer *t) {
+  struct bench *b = t->h.data;
+  for (uint64_t i = 0; i < b->o.conns; i++) {
+    struct conn *c = &b->conns[i];
+    if (c->pump_due) {
+      c->pump_due = 0;
+      if (c->open)
+        oneway_pump(&c->s);
     }
   }
 }

@@ -163,7 +163,8 @@ static void usage(void) {
   printf(
       "Usage: %s [OPTIONS]\n"
       "A fast, safe multi-client server: echo (RFC 862), discard, chargen,\n"
-      "chat and file transfer over TCP, Unix sockets and UDP.\n"
+      "chat, file transfer and forwarding (TLS on either side) over TCP,\n"
+      "Unix sockets and UDP.\n"
       "With no options: TCP echo on " DEFAULT_ADDR ".\n"
       "\n"
       "Listening:\n"
