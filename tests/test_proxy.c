@@ -24,8 +24,13 @@ void *__wrap_calloc(size_t k, size_t n);
 void *__wrap_realloc(void *p, size_t n);
 
 static size_t alloc_bytes; /* requested by the library since reset */
+static int fail_mallocs;   /* the next this many malloc() calls fail */
 
 void *__wrap_malloc(size_t n) {
+  if (fail_mallocs > 0) {
+    fail_mallocs--;
+    return NULL;
+  }
   alloc_bytes += n;
   return __real_malloc(n);
 }
@@ -259,6 +264,30 @@ static size_t v2_unix(unsigned char *out, const char *src, size_t sn,
   return 232;
 }
 
+/* Every family/transport byte: PROXY takes the specification's seven
+ * (UNSPEC with UNSPEC, or INET, INET6, UNIX with STREAM or DGRAM) and
+ * rejects the rest; LOCAL ignores the byte. */
+static void test_parse_v2_families(void **state) {
+  static const unsigned ok[] = {0x00, 0x11, 0x12, 0x21, 0x22, 0x31, 0x32};
+  unsigned char p[16 + 216];
+  sk_proxy_header h;
+  SK__UNUSED(state);
+  for (unsigned cmd = 0x20; cmd <= 0x21; cmd++)
+    for (unsigned fam = 0; fam < 256; fam++) {
+      int want = cmd == 0x20;
+      for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++)
+        want |= fam == ok[i];
+      memset(p, 0, sizeof(p));
+      memcpy(p, SIG, 12);
+      p[12] = (unsigned char)cmd;
+      p[13] = (unsigned char)fam;
+      p[15] = 216; /* room for any address block (Unix is the largest) */
+      ssize_t rc = sk_proxy_parse(p, sizeof(p), &h);
+      if (rc != (want ? (ssize_t)sizeof(p) : -EPROTO))
+        fail_msg("ver_cmd 0x%02x fam 0x%02x: returned %zd", cmd, fam, rc);
+    }
+}
+
 static void test_parse_unix(void **state) {
   unsigned char buf[232], path[108];
   char text[SK_ENDPOINT_STRLEN];
@@ -319,7 +348,7 @@ static void test_format_round_trip(void **state) {
     round_trip(v, "192.0.2.7:40000", "10.0.0.1:443", 0);
     round_trip(v, "[2001:db8::7]:1", "[::1]:65535", 0);
     round_trip(v, "[::ffff:192.0.2.7]:9", "10.0.0.1:0", 0); /* normalised */
-    round_trip(v, "192.0.2.7:1", "[::1]:2", 1); /* families differ */
+    round_trip(v, "192.0.2.7:1", "[::1]:2", 0); /* mixed: IPv4 mapped */
   }
   round_trip(1, "unix:/tmp/a", "unix:/tmp/b", 1); /* v1 has no Unix */
   round_trip(2, "unix:/tmp/a", "unix:/run/some/longer/path.sock", 0);
@@ -341,6 +370,33 @@ static void test_format_local_and_errors(void **state) {
   assert_int_equal(sk_proxy_format(buf, sizeof(buf), 3, NULL, NULL), -EINVAL);
   assert_int_equal(sk_proxy_format(buf, sizeof(buf), 0, NULL, NULL), -EINVAL);
   assert_int_equal(sk_proxy_format(buf, 15, 2, NULL, NULL), -ENOSPC);
+}
+
+/* An IPv4 client reaching an IPv6 listener (or the reverse) is written as
+ * IPv6 with the IPv4 side mapped, not as UNKNOWN/LOCAL (which an upstream
+ * takes for a health check); the parser reads the mapped side back as
+ * IPv4. */
+static void test_format_mixed_families(void **state) {
+  unsigned char buf[SK_PROXY_MAX_FORMAT];
+  static const char v1[] =
+      "PROXY TCP6 ::ffff:192.0.2.1 2001:db8::2 1111 443\r\n";
+  sk_endpoint s, d, want;
+  sk_proxy_header h;
+  ssize_t n;
+  SK__UNUSED(state);
+  SK_ASSERT_OK(sk_endpoint_parse(&s, "192.0.2.1:1111"));
+  SK_ASSERT_OK(sk_endpoint_parse(&d, "[2001:db8::2]:443"));
+  n = sk_proxy_format(buf, sizeof(buf), 1, &s, &d);
+  assert_int_equal(n, (ssize_t)strlen(v1));
+  assert_memory_equal(buf, v1, strlen(v1));
+  n = sk_proxy_format(buf, sizeof(buf), 2, &d, &s); /* the reverse */
+  assert_int_equal(n, 16 + 36);
+  assert_int_equal(buf[13], 0x21); /* INET6, STREAM */
+  assert_int_equal(sk_proxy_parse(buf, (size_t)n, &h), n);
+  assert_int_equal(h.local, 0);
+  assert_true(sk_endpoint_equal(&h.src, &d));
+  SK_ASSERT_OK(sk_endpoint_parse(&want, "192.0.2.1:1111"));
+  assert_true(sk_endpoint_equal(&h.dst, &want));
 }
 
 /* ---- the stream step ---- */
@@ -583,6 +639,120 @@ static void test_stream_accept_refused(void **state) {
   pair_done();
 }
 
+/* Out of memory for the bytes after the header (the user does not read
+ * yet): the stream fails, never skips them (they used to be dropped, and
+ * the reader got the next bytes as if they had followed the header). */
+static void fail_alloc_cb(sk_stream *s, int status, const sk_proxy_header *h) {
+  rd_cb(s, status, h);
+  fail_mallocs = 1; /* the hold's, right after this callback */
+}
+
+static void err_recv(sk_stream *s, ssize_t n, const void *buf) {
+  SK__UNUSED(buf);
+  if (n > 0) {
+    rd.got_len += (size_t)n;
+    return;
+  }
+  rd.status = (int)n;
+  sk_close(&s->h, closed_cb);
+}
+
+static void test_stream_hold_no_memory(void **state) {
+  SK__UNUSED(state);
+  pair_open();
+  rd.recv_in_cb = 0;
+  SK_ASSERT_OK(sk_stream_proxy_accept(&b, fail_alloc_cb));
+  put("PROXY UNKNOWN\r\nhello", 20);
+  while (rd.calls == 0)
+    sk_loop_run(&loop, SK_RUN_ONCE);
+  fail_mallocs = 0;
+  assert_int_equal(rd.status, 0);
+  assert_int_equal(sk_stream_send(&b, "x", 1, NULL, NULL), -ENOMEM);
+  shutdown(peer, SHUT_WR);
+  SK_ASSERT_OK(sk_stream_recv_start(&b, err_recv));
+  sk_test_run(&loop, 10000);
+  assert_int_equal(rd.got_len, 0); /* nothing after a gap */
+  assert_int_equal(rd.status, -ENOMEM);
+  pair_done();
+}
+
+/* ---- a relay after the header: the bytes that came with it go first,
+ * and the relay still splices ---- */
+
+static sk_stream c; /* the relay's other stream */
+static int c_peer;  /* its raw other end */
+static sk_relay rel;
+static int rel_done, rel_status, relay_in_cb;
+
+static void rel_cb(sk_relay *r, int status) {
+  SK__UNUSED(r);
+  rel_done = 1;
+  rel_status = status;
+  sk_close(&b.h, closed_cb);
+  sk_close(&c.h, closed_cb);
+}
+
+static void rel_proxy_cb(sk_stream *s, int status, const sk_proxy_header *h) {
+  SK__UNUSED(h);
+  rd.calls++;
+  rd.status = status;
+  if (relay_in_cb)
+    SK_ASSERT_OK(sk_relay_start(&rel, s, &c, NULL, rel_cb));
+}
+
+static void relay_after_header(int in_cb) {
+  static const char hdr[] = "PROXY TCP4 192.0.2.1 192.0.2.2 1000 2000\r\nHELLO";
+  int sv[2];
+  char got[32];
+  size_t got_len = 0;
+  pair_open();
+  rel_done = rel_status = 0;
+  relay_in_cb = in_cb;
+  assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+  SK_ASSERT_OK(sk_stream_init(&loop, &c));
+  SK_ASSERT_OK(sk_stream_open(&c, sv[1]));
+  c_peer = sv[0];
+  SK_ASSERT_OK(sk_stream_proxy_accept(&b, rel_proxy_cb));
+  put(hdr, sizeof(hdr) - 1); /* one read: the header and HELLO */
+  while (rd.calls == 0)
+    sk_loop_run(&loop, SK_RUN_ONCE);
+  assert_int_equal(rd.status, 0);
+  if (!in_cb) {
+    assert_ptr_not_equal(b.tp, &sk__transport_plain); /* HELLO is held */
+    SK_ASSERT_OK(sk_relay_start(&rel, &b, &c, NULL, rel_cb));
+  }
+  assert_int_equal(rel.spliced, 1);
+  assert_ptr_equal(b.tp, &sk__transport_plain);
+  put("WORLD", 5);
+  shutdown(peer, SHUT_WR);
+  shutdown(c_peer, SHUT_WR);
+  sk_test_run(&loop, 10000);
+  assert_int_equal(rel_done, 1);
+  assert_int_equal(rel_status, 0);
+  assert_int_equal(rel.a_to_b.bytes, 10);
+  for (;;) {
+    ssize_t n = read(c_peer, got + got_len, sizeof(got) - got_len);
+    assert_true(n >= 0);
+    if (n == 0)
+      break;
+    got_len += (size_t)n;
+  }
+  assert_int_equal(got_len, 10);
+  assert_memory_equal(got, "HELLOWORLD", 10);
+  close(c_peer);
+  pair_done();
+}
+
+static void test_stream_relay_in_cb(void **state) {
+  SK__UNUSED(state);
+  relay_after_header(1);
+}
+
+static void test_stream_relay_later(void **state) {
+  SK__UNUSED(state);
+  relay_after_header(0);
+}
+
 /* ---- then TLS on the same stream ---- */
 
 static struct pair good;
@@ -687,8 +857,10 @@ SK_TEST_MAIN(cmocka_unit_test(test_parse_valid),
              cmocka_unit_test(test_parse_prefixes),
              cmocka_unit_test(test_parse_reads_only_len),
              cmocka_unit_test(test_parse_unix),
+             cmocka_unit_test(test_parse_v2_families),
              cmocka_unit_test(test_format_round_trip),
              cmocka_unit_test(test_format_local_and_errors),
+             cmocka_unit_test(test_format_mixed_families),
              cmocka_unit_test(test_stream_header_and_payload),
              cmocka_unit_test(test_stream_trickle),
              cmocka_unit_test(test_stream_big_tlvs_bounded),
@@ -697,4 +869,7 @@ SK_TEST_MAIN(cmocka_unit_test(test_parse_valid),
              cmocka_unit_test(test_stream_close_while_waiting),
              cmocka_unit_test(test_stream_bytes_kept_until_recv),
              cmocka_unit_test(test_stream_accept_refused),
+             cmocka_unit_test(test_stream_hold_no_memory),
+             cmocka_unit_test(test_stream_relay_in_cb),
+             cmocka_unit_test(test_stream_relay_later),
              cmocka_unit_test(test_stream_then_tls))

@@ -15,6 +15,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -214,9 +215,13 @@ static void test_bulk_copy(void **state) {
 static struct pair good;
 static sk_tls_ctx *sctx, *cctx;
 
+static sk_relay_options tls_ropt; /* the relay's options in tls_hs_a */
+static sk_relay_cb tls_rcb;       /* and its callback (relay_cb if NULL) */
+
 static void tls_hs_a(sk_stream *s, int status) {
   SK_ASSERT_OK(status);
-  SK_ASSERT_OK(sk_relay_start(&w.r, s, &w.b, NULL, relay_cb));
+  SK_ASSERT_OK(sk_relay_start(&w.r, s, &w.b, &tls_ropt,
+                              tls_rcb != NULL ? tls_rcb : relay_cb));
   assert_int_equal(w.r.spliced, 0);
 }
 
@@ -226,11 +231,11 @@ static void tls_hs_pa(sk_stream *s, int status) {
   send_and_end(s, 0, BULK);
 }
 
-static void test_tls_one_side(void **state) {
-  SK__UNUSED(state);
+/* The world with a TLS server on a and its client pa, the handshakes
+ * started (pa_hs: pa's handshake callback); the relay starts with tls_ropt
+ * once a's handshake succeeded. */
+static void tls_world(sk_tls_handshake_cb pa_hs) {
   (void)cli_field;
-  if (!tls_built())
-    skip();
   if (certs_begin("/tmp/sk-relay-XXXXXX"))
     make_leaf(&good, "localhost", "localhost", "ca",
               "subjectAltName=DNS:localhost\n"
@@ -242,7 +247,16 @@ static void test_tls_one_side(void **state) {
   cctx = ctx_new(&co);
   world_open(0, NULL);
   SK_ASSERT_OK(sk_stream_tls_start(&w.a, sctx, NULL, tls_hs_a));
-  SK_ASSERT_OK(sk_stream_tls_start(&w.pa, cctx, "localhost", tls_hs_pa));
+  SK_ASSERT_OK(sk_stream_tls_start(&w.pa, cctx, "localhost", pa_hs));
+}
+
+static void test_tls_one_side(void **state) {
+  SK__UNUSED(state);
+  if (!tls_built())
+    skip();
+  memset(&tls_ropt, 0, sizeof(tls_ropt));
+  tls_rcb = NULL;
+  tls_world(tls_hs_pa);
   SK_ASSERT_OK(sk_stream_recv_start(&w.pb, peer_recv));
   send_and_end(&w.pb, 1, BULK);
   sk_test_run(&w.loop, DEADLINE_MS);
@@ -251,6 +265,196 @@ static void test_tls_one_side(void **state) {
   world_done();
   sk_tls_ctx_free(sctx);
   sk_tls_ctx_free(cctx);
+}
+
+/* ---- a TLS source that ends with a bare FIN (no close_notify) ---- */
+
+/* pa's bytes are all out: its end is a FIN without close_notify. */
+static void fin_after_send(sk_stream *s, int status, void *arg) {
+  SK__UNUSED(arg);
+  SK_ASSERT_OK(status);
+  assert_int_equal(shutdown(s->sock.fd, SHUT_WR), 0);
+}
+
+static void tls_hs_pa_trunc(sk_stream *s, int status) {
+  SK_ASSERT_OK(status);
+  SK_ASSERT_OK(sk_stream_recv_start(s, peer_recv));
+  SK_ASSERT_OK(sk_stream_send(s, pat[0], HALF, fin_after_send, NULL));
+}
+
+/* Without the flag the relay fails: the caller closes everything. */
+static void trunc_fail_cb(sk_relay *r, int status) {
+  relay_cb(r, status);
+  close_all();
+}
+
+/* pa sends HALF and ends without close_notify; pb answers HALF only after
+ * that end reached it (w.half), so direction 1 still has bytes to deliver
+ * to pa over TLS after a's truncation. */
+static void truncation(int as_eof) {
+  if (!tls_built())
+    skip();
+  memset(&tls_ropt, 0, sizeof(tls_ropt));
+  tls_ropt.flags = as_eof ? SK_RELAY_TRUNCATION_AS_EOF : 0;
+  tls_rcb = as_eof ? NULL : trunc_fail_cb;
+  tls_world(tls_hs_pa_trunc);
+  w.half = 1;
+  SK_ASSERT_OK(sk_stream_recv_start(&w.pb, peer_recv));
+  sk_test_run(&w.loop, DEADLINE_MS);
+  if (as_eof) {
+    /* Like a FIN: passed on after HALF bytes, and the answer flowed. */
+    check_clean_end(HALF, HALF);
+  } else {
+    assert_int_equal(w.rdone, 1);
+    assert_int_equal(w.rstatus, SK_ETLSTRUNCATED);
+    assert_ptr_equal(w.rfailed, &w.a);
+    assert_int_equal(w.r.a_to_b.ended, 0);
+  }
+  world_done();
+  sk_tls_ctx_free(sctx);
+  sk_tls_ctx_free(cctx);
+}
+
+static void test_truncation_as_eof(void **state) {
+  SK__UNUSED(state);
+  truncation(1);
+}
+
+static void test_truncation_fails(void **state) {
+  SK__UNUSED(state);
+  truncation(0);
+}
+
+static void ignore_recv(sk_stream *s, ssize_t n, const void *buf);
+
+/* ---- a TCP urgent byte in the stream (splice stops at its mark) ---- */
+
+#define URG_BEFORE 1000 /* bytes before the urgent byte, then as many after */
+
+static int urg_pa;   /* pa's raw descriptor */
+static int urg_open; /* pa stays open until pb has everything */
+
+/* Fails the test unless fd becomes readable within DEADLINE_MS. */
+static void wait_readable(int fd) {
+  struct pollfd p = {fd, POLLIN, 0};
+  assert_int_equal(poll(&p, 1, DEADLINE_MS), 1);
+}
+
+static void urg_recv(sk_stream *s, ssize_t n, const void *buf) {
+  peer_recv(s, n, buf);
+  if (urg_open && n > 0 && w.got[0] == 2 * URG_BEFORE) {
+    /* Everything arrived with pa still open: only now do both end. */
+    assert_int_equal(shutdown(urg_pa, SHUT_WR), 0);
+    SK_ASSERT_OK(sk_stream_shutdown(&w.pb, NULL, NULL));
+  }
+}
+
+/* pa sends URG_BEFORE bytes, an urgent byte (MSG_OOB), URG_BEFORE more;
+ * pb must get the 2 * URG_BEFORE in-band bytes (the urgent byte skipped,
+ * as any reader without SO_OOBINLINE sees it), with pa ending at once
+ * (fin) or only after pb got everything (the splice used to stall there,
+ * polling at full speed, or, with the FIN, to drop what followed). */
+static void urgent(unsigned flags, int spliced, int open) {
+  sk_relay_options o = {0};
+  o.flags = flags;
+  urg_pa = world_open(1, NULL);
+  urg_open = open;
+  w.end[1] = SK_EOF; /* direction 1 ends at pa's raw descriptor */
+  SK_ASSERT_OK(sk_relay_start(&w.r, &w.a, &w.b, &o, relay_cb));
+  assert_int_equal(w.r.spliced, spliced);
+  SK_ASSERT_OK(sk_stream_recv_start(&w.pb, urg_recv));
+  assert_int_equal(send(urg_pa, pat[0], URG_BEFORE, 0), URG_BEFORE);
+  assert_int_equal(send(urg_pa, "!", 1, MSG_OOB), 1);
+  assert_int_equal(send(urg_pa, pat[0] + URG_BEFORE, URG_BEFORE, 0),
+                   URG_BEFORE);
+  if (!open) {
+    assert_int_equal(shutdown(urg_pa, SHUT_WR), 0);
+    SK_ASSERT_OK(sk_stream_shutdown(&w.pb, NULL, NULL));
+  }
+  sk_test_run(&w.loop, DEADLINE_MS);
+  assert_int_equal(w.bad, 0);
+  assert_int_equal(w.got[0], 2 * URG_BEFORE);
+  assert_int_equal(w.end[0], SK_EOF);
+  assert_int_equal(w.rdone, 1);
+  assert_int_equal(w.rstatus, 0);
+  assert_int_equal(w.r.a_to_b.bytes, 2 * URG_BEFORE);
+  /* pb's end reached pa. */
+  char c;
+  wait_readable(urg_pa);
+  assert_int_equal(recv(urg_pa, &c, 1, MSG_DONTWAIT), 0);
+  close(urg_pa);
+  world_done();
+}
+
+static void test_urgent_open_splice(void **state) {
+  SK__UNUSED(state);
+  urgent(0, 1, 1);
+}
+
+static void test_urgent_fin_splice(void **state) {
+  SK__UNUSED(state);
+  urgent(0, 1, 0);
+}
+
+static void test_urgent_open_copy(void **state) {
+  SK__UNUSED(state);
+  urgent(SK_RELAY_NO_SPLICE, 0, 1);
+}
+
+static void test_urgent_fin_copy(void **state) {
+  SK__UNUSED(state);
+  urgent(SK_RELAY_NO_SPLICE, 0, 0);
+}
+
+/* ---- a close after the end, before the callback ran, withdraws it ---- */
+
+/* Both sources' FINs are in the kernel; the test runs the relay's side of
+ * the loop itself (the hook, or the copy path's delivery), so the relay
+ * ends outside any callback with its callback queued, and then closes a.
+ * The callback must not run: the caller may free r once a stream closed
+ * (it used to run on freed memory). */
+static void close_before_cb(unsigned flags) {
+  sk_relay_options o = {0};
+  int pb_fd;
+  o.flags = flags;
+  int pa_fd = world_open(1, &pb_fd);
+  SK_ASSERT_OK(sk_relay_start(&w.r, &w.a, &w.b, &o, relay_cb));
+  assert_int_equal(shutdown(pa_fd, SHUT_WR), 0);
+  assert_int_equal(shutdown(pb_fd, SHUT_WR), 0);
+  wait_readable(w.a.sock.fd);
+  wait_readable(w.b.sock.fd);
+  if (w.r.spliced) {
+    sk__relay_io(&w.r, &w.a, SK__IO_READ);
+    sk__relay_io(&w.r, &w.b, SK__IO_READ);
+  } else {
+    sk__stream_deliver(&w.a, SK_EOF, NULL);
+    sk__stream_deliver(&w.b, SK_EOF, NULL);
+  }
+  assert_int_equal(w.r.a_to_b.ended, 1);
+  assert_int_equal(w.r.b_to_a.ended, 1);
+  assert_true(w.r.pend.queued); /* ended: the callback is due */
+  close_one(&w.a);
+  assert_false(w.r.pend.queued);
+  assert_null(sk__stream_relay(&w.b)); /* b is the caller's again */
+  sk_relay_stop(&w.r);                 /* still harmless */
+  sk_test_run(&w.loop, DEADLINE_MS);
+  assert_int_equal(w.rdone, 0);
+  /* b works as a plain stream again. */
+  SK_ASSERT_OK(sk_stream_recv_start(&w.b, ignore_recv));
+  close(pa_fd);
+  close(pb_fd);
+  world_done();
+  assert_int_equal(w.rdone, 0);
+}
+
+static void test_close_before_cb_splice(void **state) {
+  SK__UNUSED(state);
+  close_before_cb(0);
+}
+
+static void test_close_before_cb_copy(void **state) {
+  SK__UNUSED(state);
+  close_before_cb(SK_RELAY_NO_SPLICE);
 }
 
 /* ---- half-close: pa ends first, pb sends 1 MiB after seeing it ---- */
@@ -624,6 +828,14 @@ static void test_start_errors(void **state) {
 SK_TEST_MAIN(
     cmocka_unit_test(test_bulk_splice), cmocka_unit_test(test_bulk_copy),
     cmocka_unit_test(test_tls_one_side),
+    cmocka_unit_test(test_truncation_as_eof),
+    cmocka_unit_test(test_truncation_fails),
+    cmocka_unit_test(test_urgent_open_splice),
+    cmocka_unit_test(test_urgent_fin_splice),
+    cmocka_unit_test(test_urgent_open_copy),
+    cmocka_unit_test(test_urgent_fin_copy),
+    cmocka_unit_test(test_close_before_cb_splice),
+    cmocka_unit_test(test_close_before_cb_copy),
     cmocka_unit_test(test_half_close_splice),
     cmocka_unit_test(test_half_close_copy), cmocka_unit_test(test_reset_splice),
     cmocka_unit_test(test_reset_copy), cmocka_unit_test(test_reset_dest_splice),

@@ -321,6 +321,7 @@ static void reply_recv(sk_udp *u, ssize_t n, const void *buf,
 /* A server socket answering NREPLY datagrams that wait in its queue before
  * the loop runs; the client is a plain socket (with GRO if gro). Returns
  * the client's fd, the server closed and the loop freed. */
+#define CAP_DEFAULT SIZE_MAX /* reply_run: leave the queue's cap alone */
 static int reply_run(size_t reply_len, size_t cap, int gro, int close_at) {
   sk_loop loop;
   sk_udp u;
@@ -332,8 +333,8 @@ static int reply_run(size_t reply_len, size_t cap, int gro, int close_at) {
   SK_ASSERT_OK(sk_udp_bind(&u, &self, 0));
   SK_ASSERT_OK(sk_socket_local(&u.sock, &self));
   set_rcvbuf(&u);
-  if (cap > 0)
-    u.wq_max = cap;
+  if (cap != CAP_DEFAULT)
+    sk_udp_set_send_queue_max(&u, cap);
   fd = raw_socket(AF_INET, &client);
   if (gro && setsockopt(fd, SOL_UDP, UDP_GRO, &on, sizeof(on)) < 0) {
     close(fd);
@@ -370,7 +371,7 @@ static void expect_replies(int fd) {
  * their callbacks run with status 0. */
 static void test_udp_replies_gathered_and_flushed(void **state) {
   (void)state;
-  int fd = reply_run(0, 0, 0, -1);
+  int fd = reply_run(0, CAP_DEFAULT, 0, -1);
   assert_int_equal(r_seen, NREPLY);
   assert_int_equal(r_deferred, NREPLY);
   expect_replies(fd);
@@ -380,7 +381,7 @@ static void test_udp_replies_gathered_and_flushed(void **state) {
  * batch still leave, as they would have outside a callback. */
 static void test_udp_replies_flushed_on_close(void **state) {
   (void)state;
-  expect_replies(reply_run(0, 0, 0, NREPLY));
+  expect_replies(reply_run(0, CAP_DEFAULT, 0, NREPLY));
 }
 
 /* Same-size replies to one peer leave as GSO trains: a plain receiver sees
@@ -389,7 +390,7 @@ static void test_udp_gso_boundaries(void **state) {
   (void)state;
   static unsigned char buf[65536];
   int seg;
-  int fd = reply_run(1200, 0, 0, -1);
+  int fd = reply_run(1200, CAP_DEFAULT, 0, -1);
   for (int i = 0; i < NREPLY; i++) {
     ssize_t n = raw_recv(fd, buf, sizeof(buf), &seg);
     assert_int_equal(seg, 0);
@@ -409,7 +410,7 @@ static void test_udp_gso_seen_as_trains(void **state) {
   static unsigned char buf[65536];
   int seg, trains = 0;
   size_t total = 0, want = 1200 * (NREPLY - 1) + 600;
-  int fd = reply_run(1200, 0, 1, -1);
+  int fd = reply_run(1200, CAP_DEFAULT, 1, -1);
   if (fd < 0)
     skip(); /* no UDP_GRO in this kernel */
   while (total < want) {
@@ -435,6 +436,17 @@ static void test_udp_gathered_replies_respect_cap(void **state) {
   int fd = reply_run(0, 3 * one, 0, -1);
   assert_int_equal(r_cap_bad, 0);
   assert_true(r_deferred > 0);
+  expect_replies(fd);
+}
+
+/* With no send queue (cap 0) nothing is gathered: every reply leaves
+ * inside its sk_udp_send() call, and all arrive. */
+static void test_udp_no_queue_sends_at_once(void **state) {
+  (void)state;
+  int fd = reply_run(0, 0, 0, -1);
+  assert_int_equal(r_seen, NREPLY);
+  assert_int_equal(r_deferred, 0);
+  assert_int_equal(r_cap_bad, 0);
   expect_replies(fd);
 }
 
@@ -544,5 +556,6 @@ SK_TEST_MAIN(cmocka_unit_test(test_udp_batch_whole_in_order_v4),
              cmocka_unit_test(test_udp_gso_boundaries),
              cmocka_unit_test(test_udp_gso_seen_as_trains),
              cmocka_unit_test(test_udp_gathered_replies_respect_cap),
+             cmocka_unit_test(test_udp_no_queue_sends_at_once),
              cmocka_unit_test(test_udp_oversize_in_callback_fails_at_once),
              cmocka_unit_test(test_udp_send_batch))

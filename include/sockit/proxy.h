@@ -51,16 +51,16 @@ typedef struct sk_proxy_header {
  * them, then source and destination port, decimal 0..65535 without sign
  * or leading zero), then CRLF, all within 107 bytes. After "UNKNOWN"
  * anything up to the CRLF is ignored.
- * v2: the 12-byte signature, version 2, command LOCAL or PROXY, family
- * UNSPEC/INET/INET6/UNIX and transport UNSPEC/STREAM/DGRAM (other values
- * are malformed), a length at least the family's address block (12, 36,
- * 216 bytes). LOCAL ignores the family and the addresses, as the
- * specification says. A Unix address is a path NUL-terminated within its
- * 108 bytes; one starting with a NUL is a Linux abstract name (up to its
- * last non-NUL byte, "unix:@name"), all NULs an unnamed socket (AF_UNIX,
- * no path).
- * Addresses come out normalised (endpoint.h: an IPv4-mapped IPv6 address
- * is IPv4), so a TCP6 line may give IPv4 endpoints.
+ * v2: the 12-byte signature, version 2, command LOCAL or PROXY, for PROXY
+ * one of the specification's family/transport bytes: UNSPEC with UNSPEC
+ * (0x00), or INET, INET6, UNIX with STREAM or DGRAM (0x11, 0x12, 0x21,
+ * 0x22, 0x31, 0x32; any other is malformed), a length at least the
+ * family's address block (12, 36, 216 bytes). LOCAL ignores the family
+ * and the addresses, as the specification says. A Unix address is a path
+ * NUL-terminated within its 108 bytes; one starting with a NUL is a Linux
+ * abstract name (up to its last non-NUL byte, "unix:@name"), all NULs an
+ * unnamed socket (AF_UNIX, no path). Addresses come out normalised (endpoint.h:
+ * an IPv4-mapped IPv6 address is IPv4), so a TCP6 line may give IPv4 endpoints.
  * A first byte other than 'P' or CR fails at once: a client that sends no
  * header fails on its first bytes, without waiting for more.
  *
@@ -81,9 +81,11 @@ SK_EXTERN ssize_t sk_proxy_parse(const void *buf, size_t len,
 
 /* Writes a header of version 1 or 2 into buf (size bytes;
  * SK_PROXY_MAX_FORMAT is always enough) telling that src connected to dst
- * over a stream. src == NULL (or src and dst of different families, or
- * families v1 cannot carry, such as Unix) writes v1 "PROXY UNKNOWN" or a
- * v2 LOCAL header; so does a Unix path filling sun_path without a NUL. v2
+ * over a stream. An IPv4 and an IPv6 endpoint (a client of one family
+ * reaching a listener of the other) are written as IPv6, the IPv4 one
+ * IPv4-mapped (v1 TCP6, v2 INET6). src == NULL (or an IP and a Unix
+ * endpoint, or Unix in v1) writes v1 "PROXY UNKNOWN" or a v2 LOCAL
+ * header; so does a Unix path filling sun_path without a NUL. v2
  * carries Unix paths and abstract names. Addresses are normalised first
  * (endpoint.h). Returns the header's length, or -EINVAL (bad version),
  * -ENOSPC (size too small). */
@@ -112,7 +114,11 @@ typedef void (*sk_proxy_cb)(sk_stream *s, int status, const sk_proxy_header *h);
  * they are kept (at most one read's worth) and delivered when receiving
  * starts; TLS must then be started from the callback itself, since until
  * those bytes are delivered the stream has a transport installed
- * (sk_stream_tls_start() would fail with -EALREADY).
+ * (sk_stream_tls_start() would fail with -EALREADY). A relay (relay.h)
+ * started on s, from the callback or later, sends them on first and
+ * still splices. If they cannot be kept (out of memory), the stream
+ * fails rather than skip them: its sends, and its receiving once started,
+ * end with -ENOMEM.
  * Returns 0, or -EBUSY (receiving or a transport installed), -ENOTCONN,
  * -EBADF (closing), -EINVAL (cb NULL), -ENOMEM. */
 SK_EXTERN int sk_stream_proxy_accept(sk_stream *s, sk_proxy_cb cb);

@@ -10,7 +10,8 @@
  *  - back-pressure: at most max_queue bytes per direction are read from a
  *    stream and not yet written to the other; reading from a stream stops
  *    while the other side's queue (or pipe) holds that much;
- *  - half-close: the end of one stream (FIN, or TLS close_notify then FIN)
+ *  - half-close: the end of one stream (FIN, or TLS close_notify then FIN;
+ *    with SK_RELAY_TRUNCATION_AS_EOF also a TLS FIN without close_notify)
  *    becomes sk_stream_shutdown() of the other once everything read before
  *    it has been written; the other direction keeps flowing;
  *  - errors: a read or write error on either stream (a reset: -ECONNRESET,
@@ -19,10 +20,17 @@
  *    closes the other with sk_stream_abort().
  *
  * The relay owns both streams' receiving and their drain callbacks while
- * it runs (and, when splicing, their sockets: do not send on them then).
- * Data a stream's transport already holds (e.g. decrypted TLS bytes) and
- * sends queued on either stream before the relay starts (e.g. a PROXY
- * header) go first, in order. Start it once a TLS stream's handshake has
+ * it runs (and, when splicing, their sockets: do not send on them then;
+ * the caller's own sk_stream_recv_pause() holds while copying, but a
+ * splicing relay reads the sockets itself and does not see it: to hold a
+ * spliced direction, stop the relay, or use SK_RELAY_NO_SPLICE).
+ * A TCP urgent byte (MSG_OOB) is skipped, as by any reader without
+ * SO_OOBINLINE: the bytes around it are relayed, it is not.
+ * Data a stream's transport already holds (e.g. decrypted TLS bytes, or
+ * the bytes that came with a PROXY header: those are sent on at the start,
+ * and the stream still counts as plain for splicing) and sends queued on
+ * either stream before the relay starts (e.g. a PROXY header) go first,
+ * in order. Start it once a TLS stream's handshake has
  * succeeded: sends before that fail, and a failed send ends the relay.
  * Closing either stream while the relay runs stops it (no callback).
  * Idle timeouts are the caller's (a timer, the counters, sk_relay_stop and
@@ -59,6 +67,15 @@ enum {
   /* Never splice, even between two plain streams (for measuring, and for
    * streams whose descriptors splice(2) refuses). */
   SK_RELAY_NO_SPLICE = 1u << 0,
+  /* A TLS source whose connection ends without close_notify (its stream
+   * reports SK_ETLSTRUNCATED, after all the data it sent) ends that
+   * direction as a FIN would: the shutdown is passed on after the bytes
+   * before it, and the other direction keeps flowing. Without the flag it
+   * is an error that ends the relay (status SK_ETLSTRUNCATED, failed that
+   * stream). Many TLS peers end sessions that way (see sk_stream_tls_start
+   * in tls.h); a relay that must not vouch for the completeness of what it
+   * passed on leaves the flag off. */
+  SK_RELAY_TRUNCATION_AS_EOF = 1u << 1,
 };
 
 typedef struct sk_relay_options {
@@ -102,20 +119,22 @@ struct sk_relay {
 
 /* Starts relaying a and b (both connected, on the same loop, neither
  * receiving nor closing). opt may be NULL for the defaults. r->data is
- * kept; the rest of r is set here. Returns 0, or -EINVAL (same stream
+ * kept; the rest of r is set here: to reuse an r whose cb has not run yet,
+ * call sk_relay_stop(r) first. Returns 0, or -EINVAL (same stream
  * twice, different loops, NULL), -EBUSY (a stream is receiving or peeking,
- * or another relay owns it), -ENOTCONN, -EBADF (closing, or not open),
- * -EMFILE/-ENFILE (no descriptors for the pipes; retry with
- * SK_RELAY_NO_SPLICE). On an error the streams are left as they were and
- * cb will not run. */
+ * or a relay owns it: also an ended one whose cb has not run yet),
+ * -ENOTCONN, -EBADF (closing, or not open), -EMFILE/-ENFILE (no descriptors for
+ * the pipes; retry with SK_RELAY_NO_SPLICE). On an error the streams are left
+ * as they were and cb will not run. */
 SK_EXTERN int sk_relay_start(sk_relay *r, sk_stream *a, sk_stream *b,
                              const sk_relay_options *opt, sk_relay_cb cb);
 
-/* Stops relaying (cb is not called): both streams stop receiving and are
- * the caller's again. Bytes read and not yet written are dropped, so a
- * stopped relay is for closing the pair (e.g. at a server's stop or an
- * idle timeout). Safe to call after cb and on a relay never started
- * (zeroed). */
+/* Stops relaying (cb is not called, also when the relay has ended and cb
+ * is due but has not run): both streams stop receiving and are the
+ * caller's again. Bytes read and not yet written are dropped, so a stopped
+ * relay is for closing the pair (e.g. at a server's stop or an idle
+ * timeout). Closing either stream before cb ran does the same. Safe to
+ * call after cb and on a relay never started (zeroed). */
 SK_EXTERN void sk_relay_stop(sk_relay *r);
 
 #ifdef __cplusplus

@@ -352,7 +352,9 @@ typedef void (*sk_tls_handshake_cb)(sk_stream *s, int status);
  *    SK_ETLSTRUNCATED, after all the data it sent: many peers end sessions
  *    that way (.NET's SslStream without ShutdownAsync), so the application
  *    decides whether what it has is complete (a length it was told, a whole
- *    frame) or was cut short;
+ *    frame) or was cut short. That ends only the reading side, like a FIN:
+ *    no alert is sent and the stream can still send (a half-closed peer
+ *    may be waiting for the answer);
  *  - sk_stream_shutdown() sends close_notify, then the FIN;
  *  - sk_stream_sendfile() works: the kernel cannot encrypt, so the library
  *    reads the file in 16 KiB chunks and encrypts them, one chunk in memory

@@ -99,6 +99,13 @@ SK_EXTERN int sk_udp_recv_stop(sk_udp *u);
 /* Bytes of datagrams waiting in the send queue. */
 SK_EXTERN size_t sk_udp_send_queue_size(const sk_udp *u);
 
+/* Sets the cap on the send queue's memory (default 1 MiB), counted as
+ * sk_udp_send() documents. 0 means no queue: a datagram the kernel does
+ * not take at once is dropped with -ENOBUFS, so the handle never holds
+ * more than its struct (a forwarder's per-client socket). Datagrams
+ * already queued stay. */
+SK_EXTERN void sk_udp_set_send_queue_max(sk_udp *u, size_t bytes);
+
 #ifdef __cplusplus
 }
 #endif

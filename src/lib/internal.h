@@ -339,7 +339,9 @@ void sk__stream_deliver(sk_stream *s, ssize_t n, const void *buf);
  *    socket events it needs besides the queue's (the stream counts as
  *    active meanwhile); the relay moves the bytes with splice(2) itself;
  *  - when the stream starts closing, calls sk__relay_closing() first: the
- *    relay stops (no callback) and lets go of both streams.
+ *    relay stops (no callback) and lets go of both streams. The hook stays
+ *    set after the relay ended until its callback runs, so that a close
+ *    meanwhile withdraws that callback.
  * Copying relays receive and send through the ordinary API and use the
  * hook only to find the relay and to learn of the close. */
 struct sk_relay;
@@ -348,6 +350,17 @@ int sk__stream_relay_set(sk_stream *s, struct sk_relay *r);
 struct sk_relay *sk__stream_relay(const sk_stream *s);
 void sk__relay_io(struct sk_relay *r, sk_stream *s, unsigned revents);
 unsigned sk__relay_wants(const struct sk_relay *r, const sk_stream *s);
+int sk__relay_splicing(const struct sk_relay *r); /* spliced and running */
+/* Bytes a stream's transport keeps for a user that does not read (the
+ * bytes that came with a PROXY header, proxy.c): sk__stream_held() gives
+ * them (0: none; the stream is otherwise plain), sk__stream_held_drop()
+ * frees them and makes the stream plain. A relay starting on such a
+ * stream sends them to the other stream first, then splices; and proxy.c
+ * calls sk__relay_held() when it comes to hold bytes on a stream a relay
+ * already owns (a relay started from the PROXY callback). */
+size_t sk__stream_held(const sk_stream *s, const unsigned char **data);
+void sk__stream_held_drop(sk_stream *s);
+void sk__relay_held(struct sk_relay *r, sk_stream *s);
 void sk__relay_closing(struct sk_relay *r, sk_stream *s);
 
 /* ---- connecting by name (connect.c) and its hooks in stream.c ---- */

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include "internal.h"
 #include "sockit/proxy.h"
@@ -235,11 +236,14 @@ static ssize_t parse_v2(const unsigned char *p, size_t len,
     return -EPROTO;
   if (len < 14)
     return 0;
-  /* LOCAL: the family is ignored, as the specification says. */
+  /* LOCAL: the family is ignored, as the specification says. PROXY: the
+   * specification's combinations only, UNSPEC with UNSPEC or a known family
+   * with STREAM or DGRAM. */
   if (cmd == V2_PROXY) {
     fam = p[13] >> 4;
     proto = p[13] & 0xF;
-    if (fam > V2_UNIX || proto > V2_DGRAM)
+    if (fam > V2_UNIX || proto > V2_DGRAM ||
+        (fam == V2_UNSPEC) != (proto == V2_SOCK_UNSPEC))
       return -EPROTO;
   }
   if (len < V2_HDR)
@@ -328,6 +332,18 @@ static int v2_put_unix(unsigned char *f, const sk_endpoint *ep) {
   return 0;
 }
 
+/* ep (IPv4) as its IPv4-mapped IPv6 address; returns AF_INET6. */
+static int map_v6(sk_endpoint *ep) {
+  struct sockaddr_in in4 = ep->u.in4;
+  memset(ep, 0, sizeof(*ep));
+  ep->u.in6.sin6_family = AF_INET6;
+  ep->u.in6.sin6_port = in4.sin_port;
+  ep->u.in6.sin6_addr.s6_addr[10] = ep->u.in6.sin6_addr.s6_addr[11] = 0xff;
+  memcpy(&ep->u.in6.sin6_addr.s6_addr[12], &in4.sin_addr, 4);
+  ep->len = sizeof(ep->u.in6);
+  return AF_INET6;
+}
+
 ssize_t sk_proxy_format(void *buf, size_t size, int version,
                         const sk_endpoint *src, const sk_endpoint *dst) {
   unsigned char out[SK_PROXY_MAX_FORMAT];
@@ -346,6 +362,11 @@ ssize_t sk_proxy_format(void *buf, size_t size, int version,
     sk_endpoint_normalize(&s);
     sk_endpoint_normalize(&d);
     fam = sk_endpoint_family(&s);
+    /* One IPv4, one IPv6: both as IPv6, the IPv4 one mapped. */
+    if (fam == AF_INET && sk_endpoint_family(&d) == AF_INET6)
+      fam = map_v6(&s);
+    else if (fam == AF_INET6 && sk_endpoint_family(&d) == AF_INET)
+      map_v6(&d);
     if (fam != sk_endpoint_family(&d) ||
         (fam != AF_INET && fam != AF_INET6 && (fam != AF_UNIX || version == 1)))
       fam = AF_UNSPEC;
@@ -435,6 +456,8 @@ struct proxy_hold {
 };
 
 static const struct sk__transport hold_transport;
+static const struct sk__transport fail_transport;
+static void hold_close(sk_stream *s);
 
 static int tp_sendv(sk_stream *s, const struct iovec *iov, int iovcnt,
                     sk_send_cb cb, void *arg) {
@@ -445,8 +468,52 @@ static int tp_shutdown(sk_stream *s, sk_send_cb cb, void *arg) {
   return sk__stream_raw_shutdown(s, cb, arg);
 }
 
+/* Bytes that could not be kept (out of memory) fail the stream, rather
+ * than leave a gap: sends fail with -ENOMEM, and so does reading, at once
+ * (the socket, shut for reading, is readable, and whatever it gives is
+ * -ENOMEM to the user). */
+static void fail_stream(sk_stream *s) {
+  if (s->tp == &hold_transport)
+    s->tp->close(s);
+  sk__stream_write_fail(s, -ENOMEM, NULL, NULL);
+  (void)shutdown(s->sock.fd, SHUT_RD);
+  sk__stream_transport_set(s, &fail_transport, NULL);
+}
+
+static void fail_input(sk_stream *s, const unsigned char *buf, ssize_t n) {
+  SK__UNUSED(buf);
+  SK__UNUSED(n);
+  sk__stream_deliver(s, -ENOMEM, NULL);
+}
+
+static void fail_resume(sk_stream *s) {
+  SK__UNUSED(s); /* the socket is readable: input() tells the user */
+}
+
+static unsigned fail_wants(const sk_stream *s) {
+  SK__UNUSED(s);
+  return 0;
+}
+
+static void fail_close(sk_stream *s) {
+  SK__UNUSED(s);
+}
+
+static const struct sk__transport fail_transport = {
+    .name = "proxy-failed",
+    .input = fail_input,
+    .sendv = tp_sendv,
+    .shutdown = tp_shutdown,
+    .resume = fail_resume,
+    .wants = fail_wants,
+    .close = fail_close,
+    .flags = 0,
+};
+
 /* Hands buf[0..n) to the stream's transport now if it can take it (a
- * next transport, or a plain stream whose user reads); else keeps it. */
+ * next transport, or a plain stream whose user reads); else keeps it, and
+ * offers it to a relay that owns the stream (relay.c sends it on and ends
+ * the hold, so that a splicing relay does not leave it behind). */
 static void feed(sk_stream *s, const unsigned char *buf, size_t n) {
   struct proxy_hold *k;
   if (n == 0 || sk_is_closing(&s->h))
@@ -455,25 +522,47 @@ static void feed(sk_stream *s, const unsigned char *buf, size_t n) {
     struct proxy_hold *o = s->tpdata;
     sk__pending_remove(s->h.loop, &o->pend); /* it moves */
     k = realloc(o, sizeof(*o) + o->len + n);
-    if (k == NULL)
-      return; /* out of memory: these bytes are lost */
+    if (k == NULL) {
+      fail_stream(s);
+      return;
+    }
     memcpy(k->data + k->len, buf, n);
     k->len += n;
     s->tpdata = k;
-    return;
-  }
-  if (s->tp != &sk__transport_plain || sk__stream_user_reading(s)) {
+  } else if (s->tp != &sk__transport_plain || sk__stream_user_reading(s)) {
     sk__stream_transport_input(s, buf, n);
     return;
+  } else {
+    k = malloc(sizeof(*k) + n);
+    if (k == NULL) {
+      fail_stream(s);
+      return;
+    }
+    memset(&k->pend, 0, sizeof(k->pend));
+    k->s = s;
+    k->len = n;
+    memcpy(k->data, buf, n);
+    sk__stream_transport_set(s, &hold_transport, k);
   }
-  k = malloc(sizeof(*k) + n);
-  if (k == NULL)
-    return; /* the user does not read: nothing to tell; bytes lost */
-  memset(&k->pend, 0, sizeof(k->pend));
-  k->s = s;
-  k->len = n;
-  memcpy(k->data, buf, n);
-  sk__stream_transport_set(s, &hold_transport, k);
+  if (sk__stream_relay(s) != NULL)
+    sk__relay_held(sk__stream_relay(s), s);
+}
+
+/* ---- what a relay needs of the hold (internal.h) ---- */
+
+size_t sk__stream_held(const sk_stream *s, const unsigned char **data) {
+  const struct proxy_hold *k = s->tpdata;
+  if (s->tp != &hold_transport)
+    return 0;
+  *data = k->data;
+  return k->len;
+}
+
+void sk__stream_held_drop(sk_stream *s) {
+  if (s->tp == &hold_transport) {
+    hold_close(s);
+    sk__stream_transport_end(s);
+  }
 }
 
 /* Leaves the hold: the stream goes plain, the kept bytes go on. */

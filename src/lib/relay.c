@@ -18,10 +18,17 @@
 #include "internal.h"
 
 #include <fcntl.h>
+#include <signal.h>
 #include <string.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
-enum { R_RUNNING = 1u << 0 };
+enum {
+  R_RUNNING = 1u << 0,
+  R_HOOKED = 1u << 7, /* the streams point to r (until cb runs or a stop) */
+  R_SIGIGN = 1u << 8, /* SIGPIPE was ignored at the start: no blocking */
+};
 #define R_EOF(d)    (1u << (1 + (d))) /* the source said EOF */
 #define R_PAUSED(d) (1u << (3 + (d))) /* copy: the relay paused the source */
 #define R_FULL(d)   (1u << (5 + (d))) /* splice: the pipe took no more */
@@ -53,7 +60,9 @@ static void close_pipes(sk_relay *r) {
 }
 
 /* Gives both streams back to their owner: no receiving, no drain callback,
- * the relay's pauses released, the hook removed, the pipes closed. */
+ * the relay's pauses released, the pipes closed. The hook stays (R_HOOKED)
+ * until cb runs, so that closing a stream meanwhile still reaches
+ * sk_relay_stop, which withdraws the queued callback. */
 static void release(sk_relay *r) {
   r->rflags &= ~R_RUNNING;
   for (int d = 0; d < 2; d++) {
@@ -71,13 +80,22 @@ static void release(sk_relay *r) {
     }
     r->rflags &= ~R_PAUSED(d);
     sk_stream_on_drain(s, NULL);
-    sk__stream_relay_set(s, NULL);
   }
   close_pipes(r);
 }
 
+/* The streams no longer point to r. */
+static void unhook(sk_relay *r) {
+  if (!(r->rflags & R_HOOKED))
+    return;
+  r->rflags &= ~R_HOOKED;
+  sk__stream_relay_set(r->a, NULL);
+  sk__stream_relay_set(r->b, NULL);
+}
+
 static void done_cb(struct sk__pending *p) {
   sk_relay *r = sk__container_of(p, sk_relay, pend);
+  unhook(r);
   r->cb(r, r->status);
 }
 
@@ -121,6 +139,10 @@ static void pass_end(sk_relay *r, int d) {
 
 /* ---- splice ---- */
 
+int sk__relay_splicing(const sk_relay *r) {
+  return r->spliced && (r->rflags & R_RUNNING);
+}
+
 unsigned sk__relay_wants(const sk_relay *r, const sk_stream *s) {
   unsigned ev = 0;
   if (!(r->rflags & R_RUNNING))
@@ -143,6 +165,46 @@ static ssize_t splice_nb(int from, int to, size_t len) {
   return n < 0 ? sk__err() : n;
 }
 
+/* splice(2) from a socket stops at a TCP urgent mark (it reports 0, or
+ * -EAGAIN with data behind the mark). There, with the bytes before the
+ * mark out of the pipe, one recv() skips the urgent byte, as the copy path
+ * and every ordinary reader do, and returns what follows; those bytes go
+ * to the destination through its write queue (the pipe is empty, so the
+ * order holds), and splicing goes on behind them. Returns the bytes moved
+ * (0: nothing behind the mark yet, the socket is not readable until there
+ * is), SK_EOF, or a negative error (the relay has ended). */
+static ssize_t past_mark(sk_relay *r, int d) {
+  sk_stream *src = src_of(r, d), *dst = dst_of(r, d);
+  sk_loop *loop = src->h.loop;
+  size_t len =
+      loop->rbuf_len < r->opt.max_queue ? loop->rbuf_len : r->opt.max_queue;
+  ssize_t n;
+  do
+    n = recv(src->sock.fd, loop->rbuf, len, MSG_DONTWAIT);
+  while (n < 0 && errno == EINTR);
+  if (n == 0)
+    return SK_EOF;
+  if (n < 0) {
+    n = sk__err();
+    if (n == -EAGAIN || n == -EWOULDBLOCK)
+      return 0;
+    finish(r, (int)n, src);
+    return n;
+  }
+  int rc = sk_stream_send(dst, loop->rbuf, (size_t)n, NULL, NULL);
+  if (rc != 0) {
+    finish(r, rc, dst);
+    return rc;
+  }
+  dir_of(r, d)->bytes += (uint64_t)n;
+  return n;
+}
+
+static int at_mark(int fd) {
+  int mark = 0;
+  return ioctl(fd, SIOCATMARK, &mark) == 0 && mark;
+}
+
 /* Moves direction d's bytes until neither end takes more, the budget is
  * spent or the relay ends. */
 static void pump(sk_relay *r, int d) {
@@ -156,7 +218,20 @@ static void pump(sk_relay *r, int d) {
     if (!(r->rflags & R_EOF(d)) && r->inpipe[d] < r->opt.max_queue) {
       in = splice_nb(src->sock.fd, r->pipes[d][1],
                      r->opt.max_queue - r->inpipe[d]);
-      if (in == 0) {
+      if ((in == 0 || (in == -EAGAIN && r->inpipe[d] == 0)) &&
+          at_mark(src->sock.fd)) {
+        /* An urgent byte: past it once the pipe is empty (the bytes
+         * before the mark go first). */
+        if (r->inpipe[d] > 0) {
+          r->rflags |= R_FULL(d);
+          in = 0;
+        } else if ((in = past_mark(r, d)) == SK_EOF) {
+          r->rflags |= R_EOF(d);
+          in = 0;
+        } else if (in < 0) {
+          break;
+        }
+      } else if (in == 0) {
         r->rflags |= R_EOF(d);
       } else if (in == -EAGAIN) {
         /* The socket is empty or the pipe full: with bytes in the pipe,
@@ -172,7 +247,7 @@ static void pump(sk_relay *r, int d) {
       }
     }
     if (r->inpipe[d] > 0 && dst->wq.head == NULL) {
-      if (!blocked) {
+      if (!blocked && !(r->rflags & R_SIGIGN)) {
         sk__sigpipe_block(&sp); /* splice(2) has no MSG_NOSIGNAL */
         blocked = 1;
       }
@@ -256,12 +331,40 @@ static void relay_recv(sk_stream *s, ssize_t n, const void *buf) {
       r->rflags |= R_PAUSED(d);
       sk_stream_recv_pause(s);
     }
-  } else if (n == SK_EOF) {
+  } else if (n == SK_EOF || (n == SK_ETLSTRUNCATED &&
+                             (r->opt.flags & SK_RELAY_TRUNCATION_AS_EOF))) {
     r->rflags |= R_EOF(d);
     pass_end(r, d);
     check_done(r);
   } else {
     finish(r, (int)n, s);
+  }
+}
+
+/* ---- bytes a transport holds (internal.h) ---- */
+
+/* Sends what s's transport holds to the other stream and makes s plain:
+ * those bytes came before anything still in the socket. */
+static int take_held(sk_relay *r, sk_stream *s) {
+  const unsigned char *data;
+  size_t n = sk__stream_held(s, &data);
+  if (n == 0)
+    return 0;
+  int d = s == r->a ? 0 : 1;
+  int rc = sk_stream_send(dst_of(r, d), data, n, NULL, NULL);
+  sk__stream_held_drop(s);
+  if (rc != 0) {
+    finish(r, rc, dst_of(r, d));
+    return rc;
+  }
+  dir_of(r, d)->bytes += (uint64_t)n;
+  return 0;
+}
+
+void sk__relay_held(sk_relay *r, sk_stream *s) {
+  if (r->rflags & R_RUNNING) {
+    take_held(r, s);
+    check_done(r);
   }
 }
 
@@ -276,6 +379,15 @@ static int start_check(const sk_stream *s) {
       sk__stream_relay(s) != NULL)
     return -EBUSY;
   return 0;
+}
+
+/* splice(2) has no MSG_NOSIGNAL: unless the process ignores SIGPIPE (as
+ * servers do; checked once per start, one system call), each batch that
+ * writes blocks it around the writes. */
+static int sigpipe_ignored(void) {
+  struct sigaction sa;
+  return sigaction(SIGPIPE, NULL, &sa) == 0 && !(sa.sa_flags & SA_SIGINFO) &&
+         sa.sa_handler == SIG_IGN;
 }
 
 /* Two non-blocking pipes, shrunk (never grown) to max_queue. */
@@ -314,9 +426,11 @@ int sk_relay_start(sk_relay *r, sk_stream *a, sk_stream *b,
     r->opt.max_queue = SK_RELAY_DEFAULT_QUEUE;
   for (int d = 0; d < 2; d++)
     r->pipes[d][0] = r->pipes[d][1] = -1;
-  int splice_ok = a->tp == &sk__transport_plain &&
-                  b->tp == &sk__transport_plain &&
-                  !(r->opt.flags & SK_RELAY_NO_SPLICE);
+  const unsigned char *held;
+  int splice_ok =
+      (a->tp == &sk__transport_plain || sk__stream_held(a, &held) > 0) &&
+      (b->tp == &sk__transport_plain || sk__stream_held(b, &held) > 0) &&
+      !(r->opt.flags & SK_RELAY_NO_SPLICE);
   if (splice_ok && (rc = open_pipes(r)) != 0)
     return rc;
 
@@ -327,10 +441,15 @@ int sk_relay_start(sk_relay *r, sk_stream *a, sk_stream *b,
     close_pipes(r);
     return rc;
   }
-  r->rflags = R_RUNNING;
+  r->rflags = R_RUNNING | R_HOOKED;
   r->spliced = splice_ok;
+  if (splice_ok && sigpipe_ignored())
+    r->rflags |= R_SIGIGN;
   sk_stream_on_drain(a, relay_drain);
   sk_stream_on_drain(b, relay_drain);
+  /* Held bytes go first (a failure ends the relay: cb tells). */
+  if (take_held(r, a) != 0 || take_held(r, b) != 0)
+    return 0;
   if (splice_ok) {
     sk__stream_update(a);
     sk__stream_update(b);
@@ -347,6 +466,7 @@ void sk_relay_stop(sk_relay *r) {
     release(r);
   if (r->pend.queued)
     sk__pending_remove(r->a->h.loop, &r->pend);
+  unhook(r);
 }
 
 void sk__relay_closing(sk_relay *r, sk_stream *s) {

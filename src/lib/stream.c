@@ -93,7 +93,7 @@ static void stream_update(sk_stream *s);
 /* The splicing relay that owns the stream's socket, or NULL. */
 static struct sk_relay *splicer(const sk_stream *s) {
   struct sk_relay *r = s->x != NULL ? s->x->relay : NULL;
-  return r != NULL && r->spliced ? r : NULL;
+  return r != NULL && sk__relay_splicing(r) ? r : NULL;
 }
 
 static int user_reading(const sk_stream *s) {

@@ -53,8 +53,9 @@ struct tls_stream {
   size_t in_len;
   unsigned char *ibuf;
   size_t ibuf_cap;
-  int in_eof; /* the socket reached EOF or failed (the only record of it) */
-  int in_err; /* its errno (negative) if it failed */
+  int in_eof;  /* the socket reached EOF or failed (the only record of it) */
+  int in_err;  /* its errno (negative) if it failed */
+  int bio_eof; /* SSL read that EOF (unexpected: no close_notify before) */
   int got_bytes;
   int read_failed; /* code that ended reading for good, or 0 */
   int write_failed;
@@ -98,8 +99,10 @@ static int abio_read(BIO *b, char *out, int len) {
   size_t n;
   BIO_clear_retry_flags(b);
   if (t->in_len == 0) {
-    if (t->in_eof)
+    if (t->in_eof) {
+      t->bio_eof = t->in_err == 0;
       return t->in_err != 0 ? -1 : 0;
+    }
     BIO_set_retry_read(b);
     return -1;
   }
@@ -272,6 +275,12 @@ static void hs_finish(struct tls_stream *t, int status) {
   sk__tnode_stop(loop, &t->timer);
   t->hs_status = status;
   t->state = status == 0 ? ST_HS_DONE : ST_FAILED;
+  /* A FIN without close_notify after the handshake ends reading only
+   * (SK_ETLSTRUNCATED, read_pump): without the option SSL would fail the
+   * whole session and send a fatal alert, so a peer that half-closed that
+   * way could no longer be answered. */
+  if (status == 0)
+    SSL_set_options(t->ssl, SSL_OP_IGNORE_UNEXPECTED_EOF);
   if (status != 0) {
     free(t->ibuf);
     t->ibuf = NULL;
@@ -327,6 +336,14 @@ static void read_pump(struct tls_stream *t) {
     }
     if (e == SSL_ERROR_WANT_READ)
       return;
+    if (e == SSL_ERROR_ZERO_RETURN && t->bio_eof) {
+      /* The EOF SSL_OP_IGNORE_UNEXPECTED_EOF let pass as a clean end. */
+      sk__tls_set_error("unexpected EOF: the peer closed the connection "
+                        "without close_notify");
+      note_error(t);
+      t->read_failed = SK_ETLSTRUNCATED;
+      continue;
+    }
     if (e == SSL_ERROR_ZERO_RETURN) {
       sk__stream_deliver(s, SK_EOF, NULL); /* close_notify */
       return;

@@ -399,6 +399,10 @@ size_t sk_udp_send_queue_size(const sk_udp *u) {
   return u->wq.bytes;
 }
 
+void sk_udp_set_send_queue_max(sk_udp *u, size_t bytes) {
+  u->wq_max = bytes;
+}
+
 /* ---- receiving ---- */
 
 /* The loop's receive slots, shared by its UDP sockets (one reads at a
