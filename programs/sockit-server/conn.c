@@ -183,6 +183,11 @@ void conn_close(struct conn *c, const char *why) {
 
   if (conn_closing(c))
     return;
+  /* A mode with bytes in flight (forward's relay) asks for a reset when
+   * the close comes from outside it: a FIN would tell the peer that a cut
+   * stream ended normally. */
+  if (c->cut_resets)
+    c->reset = 1;
   /* Over TLS, close_notify tells the peer that the session was ended on
    * purpose (idle timeout, end of the grace period) rather than cut. It is
    * sent only when nothing else waits in the queue: the close drops queued

@@ -18,7 +18,9 @@
  * does. Datagram sessions (--udp) are forward_udp.c's. */
 #include "forward.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -67,6 +69,9 @@ static const char *parse_connect_timeout(const char *value) {
     forward_reset();
   if (cli_parse_duration_ms(value, 0, 3600 * 1000, &connect_ms) < 0)
     return "is not a time in seconds (0..3600)";
+  /* Rounded to 0 it would mean "no limit". */
+  if (connect_ms == 0 && strtod(value, NULL) > 0)
+    return "is under 1 ms (0 means no limit)";
   return NULL;
 }
 
@@ -116,6 +121,29 @@ static const char *parse_send_proxy_v2(const char *value) {
   return NULL;
 }
 
+/* Why an upstream address cannot be connected to (port 0, a wildcard or
+ * a multicast address), or NULL. */
+static const char *bad_upstream(const sk_endpoint *ep) {
+  int fam = sk_endpoint_family(ep);
+  if (fam != AF_INET && fam != AF_INET6)
+    return NULL;
+  if (sk_endpoint_port(ep) == 0)
+    return "port 0 cannot be connected to";
+  if (fam == AF_INET) {
+    uint32_t a = ntohl(ep->u.in4.sin_addr.s_addr);
+    if (a == INADDR_ANY)
+      return "0.0.0.0 is not an address to connect to";
+    if (IN_MULTICAST(a))
+      return "a multicast address cannot be an upstream";
+  } else {
+    if (IN6_IS_ADDR_UNSPECIFIED(&ep->u.in6.sin6_addr))
+      return ":: is not an address to connect to";
+    if (IN6_IS_ADDR_MULTICAST(&ep->u.in6.sin6_addr))
+      return "a multicast address cannot be an upstream";
+  }
+  return NULL;
+}
+
 /* Resolves every --to (a name that resolves to nothing is an error now,
  * not at the first client) and its TLS name. */
 static int resolve_upstreams(void) {
@@ -129,6 +157,13 @@ static int resolve_upstreams(void) {
       return -1;
     }
     u->neps = (size_t)rc;
+    for (size_t j = 0; j < u->neps; j++) {
+      const char *bad = bad_upstream(&u->eps[j]);
+      if (bad != NULL) {
+        log_error("--to %s: %s", u->text, bad);
+        return -1;
+      }
+    }
     u->ep = u->eps[0];
     atomic_store(&u->down_until, 0);
     if (up_servername != NULL)
@@ -289,47 +324,48 @@ static void sync_counts(struct fwd *f) {
     conn_count(c, DIR_OUT, f->relay.b_to_a.bytes - c->bytes_out, 0);
 }
 
-/* A TLS peer that ended with a bare FIN (no close_notify; many do) ends
- * its side like a FIN would when nothing is left to write to the other
- * side; with bytes still queued there, the other side gets a reset rather
- * than a clean end with data missing. Any other failure (a reset, a broken
- * pipe) is passed on as a reset. */
-static int pass_as_reset(int status, const sk_stream *other) {
-  return status != SK_ETLSTRUNCATED || sk_stream_write_queue_size(other) > 0;
+/* Ends the pair from inside the mode: with a reset of the client when
+ * reset is set (the upstream is closed by the caller or forward_close).
+ * Clears c->cut_resets first, so conn_close() leaves the choice to us. */
+static void end_pair(struct fwd *f, const char *why, int reset) {
+  struct conn *c = f->c;
+  c->cut_resets = 0;
+  if (reset)
+    conn_abort(c, why);
+  else
+    conn_close(c, why);
 }
 
+/* Status 0: both ends were passed on (a TLS peer's FIN without
+ * close_notify too: SK_RELAY_TRUNCATION_AS_EOF) and everything read was
+ * written. Any failure (a reset, a broken pipe) is passed on to the other
+ * side as a reset. */
 static void on_relay_done(sk_relay *r, int status) {
   struct fwd *f = r->data;
   struct conn *c = f->c;
-  sk_stream *up = r->b;
   char why[160];
   f->relaying = 0;
   if (c == NULL)
     return;
   sync_counts(f);
   if (status == 0) {
-    /* Both ends were passed on and everything read was written. */
     up_close(f, 0);
-    conn_close(c, NULL);
+    end_pair(f, NULL, 0);
   } else if (r->failed == &c->s) {
-    up_close(f, pass_as_reset(status, up));
+    up_close(f, 1);
     snprintf(why, sizeof(why), "client: %s", sk_strerror(status));
-    conn_close(c, why);
+    end_pair(f, why, 0);
   } else {
-    int rst = pass_as_reset(status, &c->s);
     up_close(f, 1);
     snprintf(why, sizeof(why), "upstream %s: %s", f->u->text,
              sk_strerror(status));
-    if (rst)
-      conn_abort(c, why);
-    else
-      conn_close(c, why);
+    end_pair(f, why, 1);
   }
 }
 
 static void start_relay(struct fwd *f, sk_stream *up) {
   struct conn *c = f->c;
-  sk_relay_options opt = {relay_queue, 0};
+  sk_relay_options opt = {relay_queue, SK_RELAY_TRUNCATION_AS_EOF};
   int rc;
   memset(&f->relay, 0, sizeof(f->relay));
   f->relay.data = f;
@@ -343,7 +379,7 @@ static void start_relay(struct fwd *f, sk_stream *up) {
     char why[96];
     snprintf(why, sizeof(why), "cannot relay: %s", sk_strerror(rc));
     log_error("%s: %s", conn_name(c), why);
-    conn_close(c, why);
+    end_pair(f, why, 0); /* nothing passed yet: a FIN to both */
     return;
   }
   f->relay.data = f;
@@ -355,12 +391,15 @@ static void start_relay(struct fwd *f, sk_stream *up) {
 
 static void attempt(struct fwd *f);
 
-/* This upstream failed (err, and the TLS reason if any): marked down, and
+/* This upstream failed (err, and the TLS reason if any): marked down
+ * (unless we lack a resource: that says nothing about the upstream), and
  * the next one tried once; else the client is closed with one line. */
 static void attempt_failed(struct fwd *f, int err, const char *tls_why) {
   struct conn *c = f->c;
   char what[200];
-  if (err == -ETIMEDOUT)
+  /* With --connect-timeout 0 there is no limit of ours: a timeout is the
+   * kernel's, told as it is. */
+  if (err == -ETIMEDOUT && connect_ms > 0)
     snprintf(what, sizeof(what), "%s after %.3g s",
              tls_why != NULL ? "TLS handshake not complete" : "no connection",
              (double)connect_ms / 1000.0);
@@ -368,7 +407,8 @@ static void attempt_failed(struct fwd *f, int err, const char *tls_why) {
     snprintf(what, sizeof(what), "TLS handshake failed: %s", tls_why);
   else
     snprintf(what, sizeof(what), "%s", sk_strerror(err));
-  forward_down(f->u, sk_loop_now(c->s.h.loop), what);
+  if (!sk_err_is_resource(err))
+    forward_down(f->u, sk_loop_now(c->s.h.loop), what);
   up_close(f, 0);
   if (f->n < ATTEMPTS && nups > 1) {
     log_debug("%s: upstream %s: %s; trying the next one", conn_name(c),
@@ -379,7 +419,7 @@ static void attempt_failed(struct fwd *f, int err, const char *tls_why) {
   log_error("%s: cannot forward to upstream %s: %s; closing the connection",
             conn_name(c), f->u->text, what);
   c->close_kind = CLOSE_ERROR;
-  conn_close(c, NULL);
+  end_pair(f, NULL, 0);
 }
 
 static void on_handshake(sk_stream *s, int status) {
@@ -397,17 +437,16 @@ static void on_handshake(sk_stream *s, int status) {
 }
 
 /* The PROXY header naming the client (its PROXY-protocol address when a
- * listener took one: the connection's peer) and the address it reached. */
+ * listener took one: the connection's peer) and the address it reached:
+ * the listener's own address (an incoming PROXY header's destination is
+ * not kept). An IPv4 side with an IPv6 other is sent IPv4-mapped. */
 static int send_proxy_header(struct fwd *f, sk_stream *s) {
   unsigned char hdr[SK_PROXY_MAX_FORMAT];
   sk_endpoint src, dst;
   int have_src = conn_peer(f->c, &src) == 0;
   int have_dst = have_src && sk_socket_local(&f->c->s.sock, &dst) == 0;
-  ssize_t n;
-  if (have_dst)
-    sk_endpoint_normalize(&dst);
-  n = sk_proxy_format(hdr, sizeof(hdr), send_proxy, have_dst ? &src : NULL,
-                      have_dst ? &dst : NULL);
+  ssize_t n = sk_proxy_format(hdr, sizeof(hdr), send_proxy,
+                              have_dst ? &src : NULL, have_dst ? &dst : NULL);
   if (n < 0)
     return (int)n;
   return sk_stream_send(s, hdr, (size_t)n, NULL, NULL);
@@ -462,6 +501,10 @@ static void forward_open(struct conn *c) {
   }
   f->c = c;
   c->mode_data = f;
+  /* Connecting or relaying, a close from outside (idle timeout, end of
+   * the grace period) cuts the pair: a reset to both sides, never a clean
+   * end of a stream that lost bytes. end_pair() clears it. */
+  c->cut_resets = 1;
   attempt(f);
 }
 
@@ -479,7 +522,8 @@ static void forward_close(struct conn *c) {
   sync_counts(f);
   f->c = NULL;
   if (f->relaying) {
-    /* Closed from outside (idle timeout, end of the grace period). */
+    /* Closed from outside (idle timeout, end of the grace period): the
+     * client is being reset (c->cut_resets), the upstream is too. */
     sk_relay_stop(&f->relay);
     f->relaying = 0;
   }

@@ -44,7 +44,10 @@ void forward_down(struct upstream *u, uint64_t now, const char *why);
 /* --connect-timeout in ms. */
 uint64_t forward_connect_timeout_ms(void);
 
-/* forward_udp.c: datagram sessions (the mode row's dgram and udp_close). */
+/* forward_udp.c: datagram sessions (the mode row's dgram and udp_close).
+ * Sessions are capped at --max-conns apart from the connections, and each
+ * holds this many descriptors (main.c's descriptor budget counts them). */
+#define FORWARD_FDS_PER_SESSION 1
 void forward_dgram(struct udp_listener *u, const unsigned char *buf, size_t len,
                    const sk_endpoint *from);
 void forward_udp_close(struct udp_listener *u);
@@ -66,8 +69,8 @@ int forward_udp_check(const struct server_config *cfg,
 uint32_t udp_claim_credit(struct udp_listener *u, int af, size_t len);
 /* Sends len bytes to `to` from the listener's socket if the reply rate of
  * to's address allows one more reply and the bytes fit in *credit (spent
- * first) plus the address's shared allowance. Returns 0 if sent, -1 if
- * dropped (logged as udp_reply() logs it). */
+ * first) plus the address's shared allowance; with --udp-rate 0, always.
+ * Returns 0 if sent, -1 if dropped (logged as udp_reply() logs it). */
 int udp_reply_later(struct udp_listener *u, const void *buf, size_t len,
                     const sk_endpoint *to, uint32_t *credit);
 

@@ -9,19 +9,34 @@
  * hears from the address it sent to.
  *
  * A listener's sessions are in a hash table keyed by the client address
- * (a keyed hash, doubled as sessions come) and in a list, least recently
- * active first, from whose front the listener's one sweep timer ends the
- * sessions idle for --idle-timeout. Sessions count against --max-conns
- * with the connections (each holds a descriptor); a client past the cap is
- * dropped, with a log line now and then. An ICMP error for the upstream
- * (port unreachable: ECONNREFUSED on the connected socket) ends the session
- * and marks the upstream down.
+ * (a keyed hash, doubled as sessions come) and in two lists, least recently
+ * active first: the sessions the upstream never answered, and those it
+ * did. The listener's one sweep timer ends, from the lists' fronts, the
+ * answered sessions idle for --idle-timeout and the unanswered ones idle
+ * for min(--idle-timeout, 30 s) (as conntrack treats unreplied UDP).
+ * Sessions have a cap of their own, the --max-conns number counted apart
+ * from the connections (all workers together), so datagrams cannot lock
+ * stream clients out. At the cap, the least recently active unanswered
+ * session of the listener makes room for the new client (forged sources
+ * get no answer from a real service); with none, the client is dropped,
+ * with a log line now and then.
+ *
+ * An ICMP error for the upstream (port unreachable: ECONNREFUSED on the
+ * connected socket) marks the upstream down (one line when it goes down)
+ * and the session refused; the session stays, so a client that keeps
+ * sending makes no more sessions (nor log lines): its next datagram goes
+ * to the upstream forward_pick() gives then.
+ *
+ * Datagrams towards an upstream are never queued: one the kernel does not
+ * take at once is dropped and counted, so a session costs its struct and
+ * its socket, whatever the traffic.
  *
  * Replies obey the limits of every UDP reply (udp.c): the reply rate per
  * source address, and the byte budget, kept here per session: a client is
  * never sent more bytes than it sent through its session, plus the small
- * allowance its address shares (RL_BYTE_BURST). A forged source address so
- * earns its victim no more than the forger itself sent. */
+ * allowance its address shares (RL_BYTE_BURST, so a 1-byte forged request
+ * may earn its victim about 2 KiB once a minute per address). --udp-rate 0
+ * lifts both for forwarded replies (udp_reply_later). */
 #include "forward.h"
 
 #include <errno.h>
@@ -39,6 +54,12 @@
 #define FWD_MAX_BUCKETS (1u << 20)
 /* At most one "dropped" line per listener this often (ms). */
 #define FWD_LOG_MS 5000
+/* Longest life of a session the upstream never answered (ms). */
+#define FWD_UNREPLIED_MS 30000
+
+/* Sessions open, all workers: capped at --max-conns apart from the
+ * connections (each holds one descriptor: FORWARD_FDS_PER_SESSION). */
+static atomic_uint_fast64_t nsessions;
 
 /* A client address, compact and comparable with memcmp (zeroed first). */
 struct ckey {
@@ -55,9 +76,11 @@ struct session {
   sk_udp up;             /* connected to the upstream */
   struct fwd *f;         /* NULL once ended */
   struct session *hnext; /* hash chain */
-  struct session *older; /* activity list */
+  struct session *older; /* activity list (lru[replied]) */
   struct session *newer;
   struct upstream *upstream;
+  unsigned char replied; /* the upstream sent something */
+  unsigned char refused; /* an ICMP error: repick at the next datagram */
   uint64_t opened_ms, last_ms;
   uint64_t bytes_in, bytes_out; /* from the client, to the client */
   uint32_t dgrams_in, dgrams_out;
@@ -71,9 +94,14 @@ struct fwd {
   sk_timer sweep;
   struct session **buckets;
   size_t nbuckets, n;
-  struct session *oldest, *newest;
+  /* Least recently active first: [0] never answered, [1] answered. */
+  struct lru {
+    struct session *oldest, *newest;
+  } lru[2];
   uint64_t logged_ms; /* last "dropped" line */
   uint64_t dropped;   /* datagrams dropped for want of a session */
+  uint64_t evicted;   /* unanswered sessions ended to make room */
+  uint64_t lost;      /* client datagrams not sent: socket full, refused */
 };
 
 static uint64_t mix64(uint64_t x) {
@@ -124,48 +152,54 @@ static void key_endpoint(const struct ckey *k, sk_endpoint *ep) {
   }
 }
 
-static struct server *loop_server(sk_loop *loop) {
-  return ((struct worker *)loop->data)->srv;
-}
-
 /* ---- the activity list and the sweep ---- */
 
 static void list_unlink(struct fwd *f, struct session *s) {
+  struct lru *l = &f->lru[s->replied];
   if (s->older != NULL)
     s->older->newer = s->newer;
   else
-    f->oldest = s->newer;
+    l->oldest = s->newer;
   if (s->newer != NULL)
     s->newer->older = s->older;
   else
-    f->newest = s->older;
+    l->newest = s->older;
   s->older = s->newer = NULL;
 }
 
 static void list_append(struct fwd *f, struct session *s) {
-  s->older = f->newest;
+  struct lru *l = &f->lru[s->replied];
+  s->older = l->newest;
   s->newer = NULL;
-  if (f->newest != NULL)
-    f->newest->newer = s;
+  if (l->newest != NULL)
+    l->newest->newer = s;
   else
-    f->oldest = s;
-  f->newest = s;
+    l->oldest = s;
+  l->newest = s;
 }
 
 static void touch(struct fwd *f, struct session *s) {
   s->last_ms = sk_loop_now(f->u->u.h.loop);
-  if (f->newest != s) {
+  if (f->lru[s->replied].newest != s) {
     list_unlink(f, s);
     list_append(f, s);
   }
 }
 
+/* How long a session of list `replied` lives without a datagram (ms; 0 =
+ * for ever). */
+static uint64_t life_ms(const struct fwd *f, int replied) {
+  uint64_t idle = f->u->w->srv->cfg.idle_ms;
+  if (replied)
+    return idle;
+  return idle == 0 || idle > FWD_UNREPLIED_MS ? FWD_UNREPLIED_MS : idle;
+}
+
 /* ---- a session's life ---- */
 
 static void session_freed(sk_handle *h) {
-  struct session *s = h->data;
-  atomic_fetch_sub(&loop_server(h->loop)->nconns, 1);
-  free(s);
+  atomic_fetch_sub(&nsessions, 1);
+  free(h->data);
 }
 
 static void session_log(const struct session *s, const char *name,
@@ -218,14 +252,33 @@ static void session_end(struct session *s, const char *reason,
   sk_close(&s->up.h, session_freed);
 }
 
+static void sweep_cb(sk_timer *t);
+
+/* Sets the sweep timer for the first session of either list to expire. */
+static void sweep_arm(struct fwd *f) {
+  uint64_t now = sk_loop_now(f->u->u.h.loop), next = UINT64_MAX;
+  for (int r = 0; r < 2; r++) {
+    uint64_t life = life_ms(f, r);
+    struct session *s = f->lru[r].oldest;
+    if (s != NULL && life > 0 && s->last_ms + life < next)
+      next = s->last_ms + life;
+  }
+  if (next != UINT64_MAX)
+    sk_timer_start(&f->sweep, sweep_cb, next > now ? next - now : 0, 0);
+}
+
 static void sweep_cb(sk_timer *t) {
   struct fwd *f = t->h.data;
-  uint64_t idle = f->u->w->srv->cfg.idle_ms;
   uint64_t now = sk_loop_now(t->h.loop);
-  while (f->oldest != NULL && now - f->oldest->last_ms >= idle)
-    session_end(f->oldest, "idle_timeout", "idle timeout");
-  if (f->oldest != NULL)
-    sk_timer_start(&f->sweep, sweep_cb, f->oldest->last_ms + idle - now, 0);
+  for (int r = 0; r < 2; r++) {
+    uint64_t life = life_ms(f, r);
+    struct session *s;
+    while (life > 0 && (s = f->lru[r].oldest) != NULL &&
+           now - s->last_ms >= life)
+      session_end(s, "idle_timeout",
+                  r ? "idle timeout" : "idle timeout (never answered)");
+  }
+  sweep_arm(f);
 }
 
 /* Datagrams from the upstream, or an ICMP error for it. */
@@ -235,7 +288,6 @@ static void on_upstream(sk_udp *su, ssize_t n, const void *buf,
   struct session *s = su->h.data;
   struct fwd *f = s->f;
   sk_endpoint client;
-  char why[160];
   (void)from;
   (void)to;
   (void)flags; /* never truncated: the loop's buffer holds 64 KiB */
@@ -243,11 +295,16 @@ static void on_upstream(sk_udp *su, ssize_t n, const void *buf,
   if (f == NULL || n == -ECANCELED)
     return;
   if (n < 0) {
-    snprintf(why, sizeof(why), "upstream %s: %s", s->upstream->text,
-             sk_strerror((int)n));
+    /* The session stays (see the top): the client's next datagram tries
+     * again. */
     forward_down(s->upstream, sk_loop_now(su->h.loop), sk_strerror((int)n));
-    session_end(s, "error", why);
+    s->refused = 1;
     return;
+  }
+  if (!s->replied) {
+    list_unlink(f, s);
+    s->replied = 1;
+    list_append(f, s);
   }
   touch(f, s);
   key_endpoint(&s->key, &client);
@@ -306,18 +363,29 @@ static struct session *session_new(struct fwd *f, const struct ckey *k,
   size_t h;
   int rc;
 
-  if (atomic_fetch_add(&srv->nconns, 1) >= srv->cfg.max_conns) {
-    char why[64];
-    atomic_fetch_sub(&srv->nconns, 1);
-    atomic_fetch_add(&srv->refused, 1);
-    snprintf(why, sizeof(why), "--max-conns %llu reached",
-             (unsigned long long)srv->cfg.max_conns);
-    drop(f, from, why);
-    return NULL;
+  if (atomic_fetch_add(&nsessions, 1) >= srv->cfg.max_conns) {
+    /* Full: an unanswered session of this listener makes room, if any
+     * (its descriptor is closed at once; its count goes when freed). */
+    struct session *old = f->lru[0].oldest;
+    if (old == NULL) {
+      char why[96];
+      atomic_fetch_sub(&nsessions, 1);
+      atomic_fetch_add(&srv->refused, 1);
+      snprintf(why, sizeof(why),
+               "--max-conns %llu reached (udp sessions, counted apart "
+               "from connections)",
+               (unsigned long long)srv->cfg.max_conns);
+      drop(f, from, why);
+      return NULL;
+    }
+    f->evicted++;
+    session_end(old, "evicted",
+                "evicted: sessions at --max-conns, and the upstream never "
+                "answered it");
   }
   s = calloc(1, sizeof(*s));
   if (s == NULL) {
-    atomic_fetch_sub(&srv->nconns, 1);
+    atomic_fetch_sub(&nsessions, 1);
     drop(f, from, "out of memory");
     return NULL;
   }
@@ -327,6 +395,9 @@ static struct session *session_new(struct fwd *f, const struct ckey *k,
   s->opened_ms = now;
   s->credit = 0;
   sk_udp_init(loop, &s->up);
+  /* No send queue: a datagram the kernel does not take at once is dropped
+   * (-ENOBUFS), so a session never holds more than its struct. */
+  sk_udp_set_send_queue_max(&s->up, 0);
   s->up.h.data = s;
   if (up->ep.u.sa.sa_family != AF_INET && up->ep.u.sa.sa_family != AF_INET6)
     rc = -EAFNOSUPPORT; /* a Unix upstream: nowhere to hear replies */
@@ -349,8 +420,8 @@ static struct session *session_new(struct fwd *f, const struct ckey *k,
   s->last_ms = now;
   list_append(f, s);
   grow(f);
-  if (srv->cfg.idle_ms > 0 && !sk_timer_active(&f->sweep))
-    sk_timer_start(&f->sweep, sweep_cb, srv->cfg.idle_ms, 0);
+  if (f->lru[0].oldest == s || !sk_timer_active(&f->sweep))
+    sweep_arm(f);
   if (log_level() >= LOG_INFO) {
     char a[SK_ENDPOINT_STRLEN];
     sk_endpoint_format(from, a, sizeof(a));
@@ -386,6 +457,17 @@ static struct fwd *fwd_of(struct udp_listener *u) {
   return f;
 }
 
+/* A session the upstream refused: connected to the upstream forward_pick()
+ * gives now (the same one if every other is down too). */
+static void repick(struct session *s) {
+  struct upstream *up = forward_pick(sk_loop_now(s->up.h.loop));
+  s->refused = 0;
+  if (up != s->upstream &&
+      up->ep.u.sa.sa_family == s->upstream->ep.u.sa.sa_family &&
+      sk_udp_connect(&s->up, &up->ep) == 0)
+    s->upstream = up;
+}
+
 static struct session *session_find(struct fwd *f, const struct ckey *k) {
   struct session *s = f->buckets[key_hash(f, k) & (f->nbuckets - 1)];
   while (s != NULL && memcmp(&s->key, k, sizeof(*k)) != 0)
@@ -412,24 +494,30 @@ void forward_dgram(struct udp_listener *u, const unsigned char *buf, size_t len,
   s = session_find(f, &k);
   if (s == NULL && (s = session_new(f, &k, from)) == NULL)
     return;
+  if (s->refused)
+    repick(s);
   touch(f, s);
   credit = (uint64_t)s->credit + udp_claim_credit(u, from->u.sa.sa_family, len);
   s->credit = credit > FWD_CREDIT_MAX ? FWD_CREDIT_MAX : (uint32_t)credit;
   s->bytes_in += len;
   s->dgrams_in++;
   rc = sk_udp_send(&s->up, buf, len, NULL, NULL, NULL);
-  if (rc == -EAGAIN || rc == -ENOBUFS || rc == -ENOMEM || rc == -EMSGSIZE) {
-    /* UDP is best effort: this one datagram is lost. */
-    log_debug("%s: datagram to upstream %s dropped: %s", u->spec->url,
-              s->upstream->text, sk_strerror(rc));
-  } else if (rc < 0) {
+  if (rc < 0 && rc != -EAGAIN && rc != -ENOBUFS && rc != -ENOMEM &&
+      rc != -EMSGSIZE) {
     /* An ICMP error reported at this send (the upstream refused an
-     * earlier one), or the route is gone. */
-    char why[160];
-    snprintf(why, sizeof(why), "upstream %s: %s", s->upstream->text,
-             sk_strerror(rc));
+     * earlier one), or the route is gone: once more, on the upstream
+     * forward_pick() gives now. */
     forward_down(s->upstream, sk_loop_now(u->u.h.loop), sk_strerror(rc));
-    session_end(s, "error", why);
+    s->refused = 1;
+    repick(s);
+    rc = sk_udp_send(&s->up, buf, len, NULL, NULL, NULL);
+  }
+  if (rc < 0) {
+    /* UDP is best effort: this one datagram is lost (counted). */
+    f->lost++;
+    log_debug("%s: datagram to upstream %s dropped (%llu so far): %s",
+              u->spec->url, s->upstream->text, (unsigned long long)f->lost,
+              sk_strerror(rc));
   }
 }
 
@@ -441,8 +529,9 @@ void forward_udp_close(struct udp_listener *u) {
   struct fwd *f = (struct fwd *)u->mode_state;
   if (f == NULL)
     return;
-  while (f->oldest != NULL)
-    session_end(f->oldest, "stopping", "server stopping");
+  for (int r = 0; r < 2; r++)
+    while (f->lru[r].oldest != NULL)
+      session_end(f->lru[r].oldest, "stopping", "server stopping");
   free(f->buckets);
   f->buckets = NULL;
   u->mode_state = 0;

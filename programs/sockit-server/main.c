@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "forward.h"
 #include "log.h"
 
 #define PROG          SK_PROG_NAME
@@ -245,7 +246,8 @@ static void usage(void) {
       "      --grace S          on SIGINT/SIGTERM, time given to finish\n"
       "                         (default 5)\n"
       "      --udp-rate N       UDP replies per second to one source address\n"
-      "                         (default 1000; 0 = no limit)\n"
+      "                         (default 1000; 0 = no limit, and forward\n"
+      "                         then lifts the byte budget too)\n"
       "      --udp-burst N      UDP replies one source may get at once\n"
       "                         (default 100); a source is never sent more\n"
       "                         bytes than it sent, plus 2 KiB\n"
@@ -483,6 +485,7 @@ static void make_tls_context(struct server *srv, const char *cert,
 static void fit_max_conns(struct server_config *cfg, int conns_given) {
   struct rlimit rl;
   uint64_t room, per_conn;
+  int has[2] = {0, 0}; /* a stream listener, a UDP listener */
   if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
     return;
   if (rl.rlim_cur < rl.rlim_max) {
@@ -493,8 +496,18 @@ static void fit_max_conns(struct server_config *cfg, int conns_given) {
   }
   if (rl.rlim_cur == RLIM_INFINITY)
     return;
-  /* Descriptors one connection may hold at once (the mode says). */
-  per_conn = cfg->mode->fds_per_conn > 0 ? cfg->mode->fds_per_conn : 1;
+  /* Descriptors one connection may hold at once (the mode says), counted
+   * only with a stream listener; plus, for forward with a UDP listener,
+   * those of a UDP session, capped at the same number apart. */
+  per_conn = 0;
+  for (size_t i = 0; i < cfg->nspecs; i++)
+    has[cfg->specs[i].kind == LISTEN_UDP] = 1;
+  if (has[0])
+    per_conn += cfg->mode->fds_per_conn > 0 ? cfg->mode->fds_per_conn : 1;
+  if (has[1] && cfg->mode == &mode_forward)
+    per_conn += FORWARD_FDS_PER_SESSION;
+  if (per_conn == 0)
+    per_conn = 1;
   room = (uint64_t)rl.rlim_cur;
   room = room > FD_MARGIN + (uint64_t)cfg->workers * (cfg->nspecs + 4)
              ? room - FD_MARGIN - (uint64_t)cfg->workers * (cfg->nspecs + 4)

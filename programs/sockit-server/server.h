@@ -197,6 +197,9 @@ struct conn {
   unsigned char close_kind; /* enum close_kind, set before conn_close() */
   unsigned char reset;      /* conn_abort(): close with a reset (RST) */
   unsigned char proxy_wait; /* --proxy-protocol: the header is not read yet */
+  /* Set by a mode while a close it did not ask for (idle timeout, end of
+   * --grace) would drop bytes in flight: conn_close() then resets. */
+  unsigned char cut_resets;
   /* Framed modes only: with --frame raw every read is a whole frame, and a
    * connection is allocated without this tail (CONN_RAW_SIZE), which is
    * what keeps an idle connection near 270 bytes. */
@@ -265,7 +268,8 @@ int conn_send(struct conn *c, const struct iovec *iov, int n);
 /* Graceful end: everything queued goes out, then a FIN; the connection is
  * closed when the peer's FIN arrives (or the idle/grace timer fires). */
 void conn_finish(struct conn *c);
-/* Closes now. why (may be NULL) is logged at info level. */
+/* Closes now (with a reset if c->reset or c->cut_resets is set). why (may
+ * be NULL) is logged at info level. */
 void conn_close(struct conn *c, const char *why);
 /* conn_close() with a reset (RST) instead of a FIN: queued bytes are
  * dropped (a proxy passing on a reset). */

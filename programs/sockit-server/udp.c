@@ -18,7 +18,10 @@
  * The per-source state is in ratelimit.c. Forwarded replies (--mode
  * forward) come after the datagram they answer, from a session's upstream:
  * udp_claim_credit() and udp_reply_later() hold them to the same rules,
- * with the bytes a client sent kept in its session's budget meanwhile. */
+ * with the bytes a client sent kept in its session's budget meanwhile;
+ * the client's own datagrams are always forwarded (the rate is for
+ * replies), and --udp-rate 0 lifts the byte budget of forwarded replies
+ * as well. */
 #include "server.h"
 
 #include <errno.h>
@@ -182,7 +185,10 @@ static void on_dgram(sk_udp *su, ssize_t n, const void *buf,
   e = rl_lookup(&u->rl, from, sk_loop_now(su->h.loop), srv->cfg.udp_rate,
                 srv->cfg.udp_burst,
                 (size_t)n + rl_header(from->u.sa.sa_family));
-  if (!rl_may_reply(e, srv->cfg.udp_rate)) {
+  /* Forward answers later, from its upstream: the client's datagram is
+   * always forwarded, and the rate applies to the replies alone
+   * (udp_reply_later). */
+  if (m != &mode_forward && !rl_may_reply(e, srv->cfg.udp_rate)) {
     note_drop(u, e, from, "reply rate");
   } else {
     u->cur = e;
@@ -263,7 +269,12 @@ int udp_reply_later(struct udp_listener *u, const void *buf, size_t len,
   uint64_t both = (uint64_t)shared + *credit;
   int rc = -1;
 
-  if (!rl_may_reply(e, cfg->udp_rate)) {
+  if (cfg->udp_rate == 0) {
+    /* --udp-rate 0: no limit on forwarded replies, bytes included (for
+     * trusted networks, and protocols that answer more than they hear). */
+    send_reply(u, buf, len, to);
+    rc = 0;
+  } else if (!rl_may_reply(e, cfg->udp_rate)) {
     note_drop(u, e, to, "reply rate");
   } else {
     /* Spent from the caller's budget first, then from the address's

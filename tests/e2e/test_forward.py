@@ -203,9 +203,11 @@ def echo_handler(c, i):
     finish(c)
 
 
-def read_proxy_header(c):
+def read_proxy_header(c, dst=None):
     """Reads a PROXY header (v1 or v2) byte-exactly from c; returns
-    (version, source address, source port), or (version, None, None)."""
+    (version, source address, source port), or (version, None, None). With
+    a dict dst, the destination goes in dst["addr"] and dst["port"]."""
+    dst = {} if dst is None else dst
     first = recv_exact(c, 12)
     if first == b"\r\n\r\n\x00\r\nQUIT\n":
         ver_cmd, fam, length = struct.unpack("!BBH", recv_exact(c, 4))
@@ -213,9 +215,13 @@ def read_proxy_header(c):
         if ver_cmd != 0x21:
             return 2, None, None
         if fam == 0x11:
+            dst["addr"] = str(ipaddress.IPv4Address(body[4:8]))
+            dst["port"] = struct.unpack("!H", body[10:12])[0]
             return 2, str(ipaddress.IPv4Address(body[0:4])), \
                 struct.unpack("!H", body[8:10])[0]
         if fam == 0x21:
+            dst["addr"] = str(ipaddress.IPv6Address(body[16:32]))
+            dst["port"] = struct.unpack("!H", body[34:36])[0]
             return 2, str(ipaddress.IPv6Address(body[0:16])), \
                 struct.unpack("!H", body[32:34])[0]
         return 2, None, None
@@ -229,6 +235,7 @@ def read_proxy_header(c):
         raise ValueError("not a PROXY header: %r" % line)
     if parts[1] == "UNKNOWN":
         return 1, None, None
+    dst["addr"], dst["port"] = parts[3], int(parts[5])
     return 1, parts[2], int(parts[4])
 
 
@@ -498,6 +505,33 @@ class Ends(ForwardCase):
             s.close()
             srv.wait_log(re.compile(r"closed: upstream .*reset"), T)
 
+    def test_tls_client_bare_fin_still_gets_the_answer(self):
+        """A TLS client sends its request and ends with a FIN without
+        close_notify: that ends its side like a FIN (the upstream reads to
+        the end), and the upstream's answer still reaches the client."""
+        def handler(c, i):
+            req = b""
+            while True:
+                b = c.recv(65536)
+                if not b:
+                    break
+                req += b
+            c.sendall(b"got " + req)
+            finish(c)
+
+        with Upstream(handler) as up, \
+                self.server("tls", ["--to", up.addr]) as srv:
+            host, port = srv.host_port("tls")
+            raw = socket.create_connection((host, port), timeout=T)
+            t = BareFinTLS(raw)
+            t.send(b"hello")
+            raw.shutdown(socket.SHUT_WR)  # no close_notify
+            self.assertEqual(t.recv_all(), b"got hello")
+            raw.close()
+            up.wait_done()
+            self.assertEqual(up.errors, [])
+            srv.wait_log(re.compile(CLOSE_RE), T)
+
     def test_client_reset_reaches_upstream(self):
         got = {}
         arrived = threading.Event()
@@ -520,6 +554,58 @@ class Ends(ForwardCase):
             reset(s)
             up.wait_done()
             self.assertEqual(got.get("end"), "reset")
+
+
+class BareFinTLS:
+    """A TLS client over a MemoryBIO, so that it can end its side with a
+    FIN and no close_notify (as many clients do) and still read the answer:
+    python's SSLSocket.shutdown() would drop the TLS session."""
+
+    def __init__(self, sock):
+        self.sock = sock
+        self.inc, self.out = ssl.MemoryBIO(), ssl.MemoryBIO()
+        ctx = ssl.create_default_context(cafile=CERTS.path("ca.pem"))
+        self.tls = ctx.wrap_bio(self.inc, self.out,
+                                server_hostname="localhost")
+        self._pump(self.tls.do_handshake)
+
+    def _flush(self):
+        data = self.out.read()
+        if data:
+            self.sock.sendall(data)
+
+    def _pump(self, op):
+        """Runs op until it needs no more bytes from the peer; returns its
+        result (b"" when the peer's end arrives)."""
+        while True:
+            try:
+                r = op()
+                self._flush()
+                return r
+            except ssl.SSLWantReadError:
+                self._flush()
+                data = self.sock.recv(65536)
+                if not data:
+                    self.inc.write_eof()
+                    try:
+                        return op()
+                    except (ssl.SSLEOFError, ssl.SSLZeroReturnError):
+                        return b""
+                self.inc.write(data)
+            except ssl.SSLZeroReturnError:
+                return b""
+
+    def send(self, data):
+        self.tls.write(data)
+        self._flush()
+
+    def recv_all(self):
+        got = b""
+        while True:
+            b = self._pump(lambda: self.tls.read(65536))
+            if not b:
+                return got
+            got += b
 
 
 class Pressure(ForwardCase):
@@ -618,6 +704,66 @@ class Failures(ForwardCase):
         finally:
             filler.close()
             ls.close()
+
+    @needs("unshare", "ip")
+    def test_kernel_timeout_without_connect_timeout(self):
+        """--connect-timeout 0 sets no limit of ours: a connect the kernel
+        gives up on is logged as the kernel's timeout, not as "after 0 s".
+        The server runs in a network namespace of its own (a user
+        namespace: no root needed) where SYNs to 10.9.0.2 go nowhere and
+        are retried once (about 3 s); the client reaches it on a Unix
+        socket."""
+        if subprocess.run(["unshare", "-rn", "true"],
+                          capture_output=True).returncode != 0:
+            self.skipTest("no user and network namespaces here")
+        setup = ("ip link set lo up && "
+                 "echo 1 > /proc/sys/net/ipv4/tcp_syn_retries && "
+                 "ip route add 10.9.0.0/24 dev lo && exec \"$0\" \"$@\"")
+        with Server(["--mode", "forward", "-l",
+                     "unix:" + os.path.join(self.tmp, "l.sock"),
+                     "--to", "10.9.0.2:80", "--connect-timeout", "0"],
+                    wrapper=["unshare", "-rn", "sh", "-c", setup]) as srv:
+            s = self.client(srv, "unix")
+            self.assertEqual(s.recv(1), b"")
+            s.close()
+            line = srv.wait_log("cannot forward to upstream", T)
+            self.assertRegex(line, r"upstream 10\.9\.0\.2:80: .*timed out")
+            self.assertNotIn("after 0 s", line)
+
+    def test_no_descriptor_does_not_mark_the_upstream_down(self):
+        """When the server itself has no descriptor for the upstream
+        connection (EMFILE), the client is closed with one line, but the
+        upstream is not marked down: that says nothing about it. The
+        server's limit is lowered while it runs so that the accept gets a
+        descriptor and the upstream socket does not."""
+        import resource
+        with Upstream(echo_handler) as up, \
+                self.server("tcp", ["--to", up.addr]) as srv:
+            # The main loop answers SIGUSR1 once it runs: by then every
+            # descriptor of the start is open.
+            srv.signal(signal.SIGUSR1)
+            srv.wait_log("SIGUSR1:", T)
+            pid = srv.proc.pid
+            used = {int(n) for n in os.listdir("/proc/%d/fd" % pid)}
+            free = [n for n in range(max(used) + 3) if n not in used]
+            old = resource.prlimit(pid, resource.RLIMIT_NOFILE)
+            # The accept takes free[0]; nothing at or above free[1].
+            resource.prlimit(pid, resource.RLIMIT_NOFILE,
+                             (free[1], old[1]))
+            try:
+                s = self.client(srv, "tcp")
+                self.assertEqual(s.recv(1), b"")
+                s.close()
+                line = srv.wait_log("cannot forward to upstream", T)
+            finally:
+                resource.prlimit(pid, resource.RLIMIT_NOFILE, old)
+            self.assertIn("Too many open files", line)
+            s = self.client(srv, "tcp")
+            s.sendall(b"served\n")
+            self.assertEqual(read_line(s), b"served\n")
+            finish(s)
+            srv.drain_log(0.3)
+            self.assertFalse([l for l in srv.log if "is down" in l])
 
     def test_retry_goes_to_the_next_upstream(self):
         """One upstream dead, one alive: every connection is served (the
@@ -761,6 +907,50 @@ class SendProxy(ForwardCase):
             self.assertEqual(seen["hdr"], (version, None, None))
 
 
+class SendProxyMixedFamilies(ForwardCase):
+    """A --proxy-protocol listener whose client came over the other IP
+    version than the listener's: the IPv4 side is sent IPv4-mapped, in a
+    TCP6 / INET6 header (not UNKNOWN / LOCAL, a health check upstream)."""
+
+    def mixed(self, flag, listen, incoming, want_src, want_dst_host):
+        seen, dst = {}, {}
+
+        def handler(c, i):
+            seen["hdr"] = read_proxy_header(c, dst)
+            echo_handler(c, i)
+
+        with Upstream(handler) as up, Server([
+                "--mode", "forward", "-l", listen, "--proxy-protocol", flag,
+                "--to", up.addr]) as srv:
+            host, port = srv.host_port("tcp")
+            s = socket.create_connection((host, port), timeout=T)
+            s.sendall(incoming + b"mixed\n")
+            self.assertEqual(read_line(s), b"mixed\n")
+            finish(s)
+            up.wait_done()
+        self.assertEqual(up.errors, [])
+        version = 2 if flag == "--send-proxy-v2" else 1
+        self.assertEqual(seen["hdr"][0], version)
+        self.assertEqual(ipaddress.ip_address(seen["hdr"][1]),
+                         ipaddress.ip_address(want_src[0]))
+        self.assertEqual(seen["hdr"][2], want_src[1])
+        self.assertEqual(ipaddress.ip_address(dst["addr"]),
+                         ipaddress.ip_address(want_dst_host))
+        self.assertEqual(dst["port"], port)
+
+    def test_ipv6_client_on_ipv4_listener(self):
+        for flag in ("--send-proxy", "--send-proxy-v2"):
+            self.mixed(flag, "127.0.0.1:0",
+                       b"PROXY TCP6 2001:db8::7 ::1 4242 80\r\n",
+                       ("2001:db8::7", 4242), "::ffff:127.0.0.1")
+
+    def test_ipv4_client_on_ipv6_listener(self):
+        for flag in ("--send-proxy", "--send-proxy-v2"):
+            self.mixed(flag, "[::1]:0",
+                       b"PROXY TCP4 203.0.113.7 10.0.0.1 4242 80\r\n",
+                       ("::ffff:203.0.113.7", 4242), "::1")
+
+
 class Life(ForwardCase):
     def test_sigterm_lets_a_relay_finish(self):
         """A graceful stop takes no new clients but lets a running pair go
@@ -778,6 +968,39 @@ class Life(ForwardCase):
             self.assertEqual(srv.wait(T), 0)
             self.assertFalse([l for l in srv.log if "grace period over" in l])
 
+    def test_grace_end_resets_a_cut_pair(self):
+        """SIGTERM with --grace 1 while an endless upstream streams to the
+        client: when the grace period is over the pair is cut, and the
+        client sees a reset, never a clean end of a truncated stream."""
+        stop = threading.Event()
+
+        def handler(c, i):
+            block = _BLOCK[:65536]
+            t0 = time.monotonic()
+            try:
+                # Bounded in time; ends when the pair is cut.
+                while not stop.is_set() and time.monotonic() - t0 < T:
+                    c.sendall(block)
+            except OSError:
+                pass
+
+        with Upstream(handler) as up, \
+                self.server("tcp", ["--to", up.addr, "--grace", "1"]) as srv:
+            s = self.client(srv, "tcp")
+            self.assertTrue(s.recv(65536))
+            srv.signal(signal.SIGTERM)
+            srv.wait_log("stopping", T)
+            t0 = time.monotonic()
+            try:
+                with self.assertRaises(ConnectionResetError):
+                    while time.monotonic() - t0 < T:
+                        if not s.recv(1 << 20):
+                            break  # a clean end: the failure
+                srv.wait_log("grace period over", T)
+            finally:
+                stop.set()
+                s.close()
+
     def test_idle_timeout_spares_a_moving_pair(self):
         """--idle-timeout 2: a pair that moves a byte each way every 0.1 s
         for 5 s stays (the relay's progress is activity, though nothing
@@ -793,7 +1016,9 @@ class Life(ForwardCase):
                 busy.sendall(b"x")
                 self.assertEqual(recv_exact(busy, 1), b"x")
                 time.sleep(0.1)  # pacing, not synchronisation
-            self.assertEqual(quiet.recv(1), b"")
+            # Cut from outside: a reset, not the clean end of a stream.
+            with self.assertRaises(ConnectionResetError):
+                quiet.recv(1)
             busy.sendall(b"y")
             self.assertEqual(recv_exact(busy, 1), b"y")
             finish(busy)
@@ -814,6 +1039,26 @@ class Life(ForwardCase):
              "--connect-timeout: 'x'"),
             (["--mode", "echo", "--send-proxy", "--check"],
              "--send-proxy applies only to --mode forward"),
+            # Rounded to 0 it would mean "no limit".
+            (["--mode", "forward", "--to", "127.0.0.1:1",
+              "--connect-timeout", "0.0004", "--check"],
+             "--connect-timeout: '0.0004' is under 1 ms"),
+            (["--mode", "forward", "--to", "127.0.0.1:1",
+              "--connect-timeout", "0.1ms", "--check"],
+             "--connect-timeout: '0.1ms' is under 1 ms"),
+            # Nothing to connect to.
+            (["--mode", "forward", "--to", "127.0.0.1:0", "--check"],
+             "--to 127.0.0.1:0: port 0"),
+            (["--mode", "forward", "--to", "0.0.0.0:80", "--check"],
+             "--to 0.0.0.0:80: 0.0.0.0 is not"),
+            (["--mode", "forward", "--to", "[::]:80", "--check"],
+             "--to [::]:80: :: is not"),
+            (["--mode", "forward", "--to", "224.0.0.1:80", "--check"],
+             "--to 224.0.0.1:80: a multicast address"),
+            (["--mode", "forward", "--to", "[ff02::1]:80", "--check"],
+             "--to [ff02::1]:80: a multicast address"),
+            (["--mode", "forward", "--udp", "-l", "127.0.0.1:0", "--to",
+              "127.0.0.1:0", "--check"], "--to 127.0.0.1:0: port 0"),
         ]
         for args, needle in cases:
             r = subprocess.run([SERVER] +
@@ -825,8 +1070,8 @@ class Life(ForwardCase):
                             "forward", "--to", "127.0.0.1:1", "--to",
                             "[::1]:2", "--to", "unix:@x", "--upstream-tls",
                             "--upstream-insecure", "--send-proxy-v2",
-                            "--check"], capture_output=True, text=True,
-                           timeout=30)
+                            "--connect-timeout", "0.001", "--check"],
+                           capture_output=True, text=True, timeout=30)
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertIn("--upstream-insecure", r.stderr)  # the warning
 

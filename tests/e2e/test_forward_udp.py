@@ -8,6 +8,7 @@ deadlines, never sleeps; every loop is bounded in count and time.
 """
 import json
 import os
+import re
 import select
 import socket
 import subprocess
@@ -16,8 +17,55 @@ import time
 import unittest
 
 from skutil import SERVER, Server, needs
+from test_metrics import metrics_addr, parse, scrape
 
 DEADLINE = 20.0  # seconds for any one event, generous for sanitizer builds
+
+
+def wait_until(cond, what, timeout=DEADLINE):
+    """Polls cond() until true; fails with what after timeout."""
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out waiting for " + what)
+        select.select([], [], [], 0.02)
+
+
+class TcpEcho:
+    """A python3 TCP echo upstream in a thread, on a given port (the UDP
+    upstream's, so that one --to serves both listeners)."""
+
+    def __init__(self, port):
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.bind(("127.0.0.1", port))
+        self.sock.listen(8)
+        self.sock.settimeout(DEADLINE)
+        self.thread = threading.Thread(target=self.run, daemon=True)
+        self.thread.start()
+
+    def run(self):
+        try:
+            c, _ = self.sock.accept()
+        except OSError:
+            return
+        with c:
+            c.settimeout(DEADLINE)
+            try:
+                while True:
+                    d = c.recv(65536)
+                    if not d:
+                        return
+                    c.sendall(d)
+            except OSError:
+                return
+
+    def close(self):
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)  # wakes accept()
+        except OSError:
+            pass
+        self.sock.close()
+        self.thread.join(DEADLINE + 5)
 
 
 def has_ipv6_loopback():
@@ -31,7 +79,8 @@ def has_ipv6_loopback():
 
 class Upstream:
     """A python3 UDP upstream in a thread: answers each datagram with
-    reply(payload) (an echo by default) and records every sender."""
+    reply(payload) (an echo by default; None: no answer) and records every
+    sender."""
 
     def __init__(self, host="127.0.0.1", reply=None):
         fam = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -56,7 +105,9 @@ class Upstream:
             d, a = self.sock.recvfrom(65536)
             with self.lock:
                 self.seen.append((a[:2], d))
-            self.sock.sendto(self.reply(d), a)
+            r = self.reply(d)
+            if r is not None:
+                self.sock.sendto(r, a)
 
     def senders(self):
         with self.lock:
@@ -264,10 +315,39 @@ class ForwardUdp(unittest.TestCase):
         for i in range(3):
             c = self.client()
             c.sendto(b"anyone?", srv.host_port("udp"))
-            srv.wait_log("udp session from 127.0.0.1:%d closed: upstream %s:"
-                         % (c.getsockname()[1], dead), DEADLINE)
+            srv.wait_log("udp session from 127.0.0.1:%d on" %
+                         c.getsockname()[1], DEADLINE)
+        srv.wait_log("upstream %s is down" % dead, DEADLINE)
         # Marked down once, however many sessions it refused meanwhile.
         self.assertEqual(self.count(srv, "upstream %s is down" % dead), 1)
+        self.assertIsNone(srv.proc.poll())
+
+    def udp_in(self, maddr):
+        """Datagrams the server's UDP listeners took in (--metrics)."""
+        lab = '{mode="forward",transport="udp",direction="in"}'
+        return parse(scrape(maddr)).get("sockit_messages_total" + lab, 0)
+
+    def test_refusing_upstream_log_is_bounded(self):
+        # 500 datagrams from one client to an upstream that refuses every
+        # one: a handful of lines, not a session (two lines) per datagram.
+        dead = self.refusing_upstream()
+        srv = self.server("-l", "127.0.0.1:0", "--to", dead, "-w", "1",
+                          "--metrics", "127.0.0.1:0")
+        maddr = metrics_addr(srv)
+        before = len(srv.log)
+        c = self.client()
+        sent = 0
+        for burst in range(10):  # bursts the listener's buffer holds
+            for i in range(50):
+                c.sendto(b"ping %d" % sent, srv.host_port("udp"))
+                sent += 1
+            wait_until(lambda: self.udp_in(maddr) >= sent,
+                       "the server to take %d datagrams" % sent)
+        srv.drain_log(0.2)
+        lines = srv.log[before:]
+        self.assertLessEqual(len(lines), 5, "\n".join(lines[:20]))
+        self.assertEqual(self.count(srv, "udp session from 127.0.0.1:%d on"
+                                    % c.getsockname()[1]), 1)
         self.assertIsNone(srv.proc.poll())
 
     def test_refused_upstream_skipped(self):
@@ -278,8 +358,7 @@ class ForwardUdp(unittest.TestCase):
 
         def outcome(c):
             """'reply' or 'refused', whichever comes first."""
-            closed = "udp session from 127.0.0.1:%d closed" % (
-                c.getsockname()[1])
+            down = "upstream %s is down" % dead
             deadline = time.monotonic() + DEADLINE
             while time.monotonic() < deadline:
                 r, _, _ = select.select([c], [], [], 0.05)
@@ -287,21 +366,191 @@ class ForwardUdp(unittest.TestCase):
                     self.assertEqual(c.recvfrom(100)[0], b"ping")
                     return "reply"
                 srv.drain_log(0.05)
-                if self.count(srv, closed) > 0:
+                if self.count(srv, down) > 0:
                     return "refused"
             self.fail("neither a reply nor a refusal")
 
-        seen = []
+        seen, clients = [], []
         for _ in range(2):  # round-robin: one of two meets the dead one
             c = self.client()
             c.sendto(b"ping", addr)
             seen.append(outcome(c))
+            clients.append(c)
         self.assertEqual(sorted(seen), ["refused", "reply"])
-        srv.wait_log("upstream %s is down" % dead)
+        # The refused client keeps its session, which its next datagram
+        # moves to the live upstream.
+        refused = clients[seen.index("refused")]
+        self.assertEqual(self.roundtrip(refused, srv, b"again"), b"again")
+        self.assertEqual(self.count(srv, "udp session from 127.0.0.1:%d on"
+                                    % refused.getsockname()[1]), 1)
         # Down: skipped, every new client reaches the live upstream.
         for _ in range(3):
             c = self.client()
             self.assertEqual(self.roundtrip(c, srv, b"ping"), b"ping")
+
+    def test_session_flood_leaves_streams_and_answered_sessions(self):
+        # Many client addresses whose datagrams the upstream ignores (as
+        # forged ones would be): sessions have their own cap, so a TCP
+        # client of the same server still gets in, the unanswered sessions
+        # make room for new ones, and an answered session survives.
+        def reply(d):
+            return d if d.startswith(b"legit") else None
+        for _ in range(20):  # a UDP port whose TCP twin is free too
+            up = self.upstream(reply=reply)
+            try:
+                tcp = TcpEcho(up.port)
+                break
+            except OSError:
+                continue
+        self.addCleanup(tcp.close)
+        srv = Server(["--mode", "forward", "-l", "tcp://127.0.0.1:0", "-l",
+                      "udp://127.0.0.1:0", "--to", up.addr, "--max-conns",
+                      "20", "-w", "1"])
+        self.addCleanup(srv.stop)
+        addr = srv.host_port("udp")
+        legit = self.client()
+        self.assertEqual(self.roundtrip(legit, srv, b"legit 0"), b"legit 0")
+        flood = 60
+        for i in range(flood):
+            c = self.client()
+            c.sendto(b"junk", addr)
+            c.close()
+        # Every one forwarded: the oldest unanswered made room each time.
+        wait_until(lambda: up.payloads().count(b"junk") == flood,
+                   "%d junk datagrams at the upstream" % flood)
+        srv.wait_log("closed: evicted", DEADLINE)
+        # The answered session is the same one (same source upstream-side).
+        self.assertEqual(self.roundtrip(legit, srv, b"legit 1"), b"legit 1")
+        with up.lock:
+            senders = [a for a, d in up.seen if d.startswith(b"legit")]
+        self.assertEqual(len(set(senders)), 1, senders)
+        # A stream client still gets in, and through.
+        with socket.create_connection(srv.host_port("tcp"),
+                                      timeout=DEADLINE) as t:
+            t.sendall(b"tcp hello")
+            got = b""
+            while len(got) < 9:
+                d = t.recv(100)
+                self.assertTrue(d, "stream connection closed: %r" % got)
+                got += d
+            self.assertEqual(got, b"tcp hello")
+
+    def test_unanswered_session_expires_within_30s(self):
+        # --idle-timeout stays 300 s; a session the upstream never answered
+        # is gone after 30 s, while an answered one stays.
+        up = self.upstream(reply=lambda d: d if d == b"hi" else None)
+        srv = self.server("-l", "127.0.0.1:0", "--to", up.addr)
+        quiet, talker = self.client(), self.client()
+        start = time.monotonic()
+        quiet.sendto(b"anyone?", srv.host_port("udp"))
+        self.assertEqual(self.roundtrip(talker, srv, b"hi"), b"hi")
+        srv.wait_log("udp session from 127.0.0.1:%d closed: idle timeout "
+                     "(never answered)" % quiet.getsockname()[1], 60)
+        self.assertGreaterEqual(time.monotonic() - start, 29)
+        self.assertEqual(self.count(srv, "udp session from 127.0.0.1:%d "
+                                    "closed" % talker.getsockname()[1]), 0)
+
+    def test_client_datagrams_not_limited_by_reply_rate(self):
+        # The reply rate limits replies: once replies used the address's
+        # tokens, the client's own datagrams are still all forwarded.
+        up = self.upstream()
+        srv = self.server("-l", "127.0.0.1:0", "--to", up.addr,
+                          "--udp-rate", "1", "--udp-burst", "3")
+        c = self.client()
+        for i in range(3):
+            self.assertEqual(self.roundtrip(c, srv, b"%d" % i), b"%d" % i)
+        for i in range(3, 40):
+            c.sendto(b"%d" % i, srv.host_port("udp"))
+        wait_until(lambda: len(up.payloads()) == 40,
+                   "40 datagrams at the upstream (%d)" % len(up.payloads()))
+        self.assertEqual(up.payloads(), [b"%d" % i for i in range(40)])
+
+    def test_udp_rate_0_lifts_the_byte_budget(self):
+        # An asymmetric protocol on a trusted network: 10 bytes answered
+        # with 3 x 20000, all delivered with --udp-rate 0.
+        up = self.upstream(reply=lambda d: b"R" * 20000)
+        srv = self.server("-l", "127.0.0.1:0", "--to", up.addr,
+                          "--udp-rate", "0")
+        c = self.client()
+        for i in range(3):
+            self.assertEqual(self.roundtrip(c, srv, b"x" * 10), b"R" * 20000)
+
+    def test_descriptor_budget_counts_sessions_apart(self):
+        # Under 1024 descriptors: a UDP session holds 1, a stream pair 6,
+        # so --max-conns is fitted to (room / 1) with UDP listeners only,
+        # and to (room / 7) with both kinds (each has its own cap).
+        import resource
+
+        def lowered(*listen):
+            r = subprocess.run(
+                [SERVER, "--mode", "forward", "--to", "127.0.0.1:9",
+                 "--max-conns", "100000", "-w", "1", "--check"] +
+                list(listen), stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                timeout=DEADLINE, preexec_fn=lambda: resource.setrlimit(
+                    resource.RLIMIT_NOFILE, (1024, 1024)))
+            err = r.stderr.decode(errors="replace")
+            self.assertEqual(r.returncode, 0, err)
+            m = re.search(r"--max-conns lowered from 100000 to (\d+)", err)
+            self.assertTrue(m, err)
+            return int(m.group(1))
+
+        udp = lowered("-l", "udp://127.0.0.1:0")
+        tcp = lowered("-l", "tcp://127.0.0.1:0")
+        both = lowered("-l", "tcp://127.0.0.1:0", "-l", "udp://127.0.0.1:0")
+        self.assertGreater(udp, 900)
+        self.assertTrue(130 < tcp < 170, tcp)
+        self.assertTrue(120 < both < tcp, (both, tcp))
+
+    @unittest.skipUnless(os.geteuid() == 0, "a network namespace needs root")
+    @needs("unshare", "ip", "tc")
+    def test_full_upstream_socket_drops_never_queues(self):
+        # In a network namespace of its own, the server forwards to
+        # 10.9.0.2 through a veth whose token bucket (tbf, 8 kbit/s) holds
+        # what it is given: the session socket's buffer fills after a few
+        # 60000-byte datagrams. Every further one must be dropped at once
+        # (a debug line each), never queued in the session (up to 1 MiB).
+        setup = ("ip link set lo up && "
+                 "ip link add v0 type veth peer name v1 && "
+                 "ip addr add 10.9.0.1/24 dev v0 && ip link set v1 up && "
+                 "ip link set v0 up && "
+                 "ip neigh add 10.9.0.2 lladdr 02:00:00:00:00:02 dev v0 && "
+                 "tc qdisc add dev v0 root tbf rate 8kbit burst 1540 "
+                 "limit 10000000 && exec \"$0\" \"$@\"")
+        srv = Server(["--udp", "--mode", "forward", "-l", "127.0.0.1:0",
+                      "--to", "10.9.0.2:9", "-w", "1", "-v"],
+                     wrapper=["unshare", "-n", "sh", "-c", setup])
+        self.addCleanup(srv.stop)
+        # A client socket in the server's namespace: setns(2) in a thread
+        # of its own (it applies to the calling thread only).
+        import ctypes
+        made = []
+
+        def make():
+            libc = ctypes.CDLL(None, use_errno=True)
+            fd = os.open("/proc/%d/ns/net" % srv.proc.pid, os.O_RDONLY)
+            try:
+                if libc.setns(fd, 0x40000000) != 0:  # CLONE_NEWNET
+                    made.append(OSError(ctypes.get_errno(), "setns"))
+                    return
+            finally:
+                os.close(fd)
+            made.append(socket.socket(socket.AF_INET, socket.SOCK_DGRAM))
+        t = threading.Thread(target=make)
+        t.start()
+        t.join(DEADLINE)
+        c = made[0]
+        if isinstance(c, OSError):
+            raise c
+        self.addCleanup(c.close)
+        addr = srv.host_port("udp")
+        n = 30
+        for i in range(n):  # one at a time: the listener's buffer is small
+            c.sendto(bytes([i]) * 60000, addr)
+            self.wait_count(srv, "recv 60000 bytes from", i + 1)
+        dropped = "datagram to upstream 10.9.0.2:9 dropped"
+        # At most a handful fit in the socket buffer; the rest are dropped.
+        self.wait_count(srv, dropped, n - 8)
 
     @unittest.skipUnless(has_ipv6_loopback(), "no IPv6 loopback")
     def test_ipv6(self):
