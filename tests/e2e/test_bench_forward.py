@@ -19,9 +19,11 @@ SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..",
                       "bench", "forward.py")
 TOOLS = ("haproxy", "socat", "stunnel4", "openssl", "taskset")
 CASES = ("bulk-128K-c1", "bulk-128K-c16", "pp-64B")
-# A 16-connection cell may count nothing in this tiny run when its 16 TLS
-# handshakes (through socat: a fork each) outlast the warm-up on a loaded
-# machine; the bench records that as an error with the client's counts.
+# A cell may count nothing in this tiny run (0.3 s) on a loaded machine or
+# under a sanitizer (16 TLS handshakes through socat's forks outlasting the
+# warm-up, a forwarder slow to start); the bench records that as an error
+# with the client's counts. Such cells are allowed, but every forwarder
+# must have measured something somewhere.
 EMPTY = re.compile(r"^sockit-client exit 1: 0 messages in ")
 
 
@@ -58,6 +60,7 @@ class BenchForwardTest(unittest.TestCase):
             # The plaintext pair is relayed with splice(2) (its debug line).
             self.assertIs(res["sockit_splice"], True)
         empty = set()
+        measured = set()
         for rid, row in rows.items():
             fw = row["forwarders"]
             plain = row["transport"] == "plain"
@@ -69,12 +72,13 @@ class BenchForwardTest(unittest.TestCase):
             for kind in working:
                 s = fw[kind]["summary"]
                 errs = fw[kind].get("errors", [])
-                if (rid == "bulk-128K-c16-tls" and "rate" not in s and
-                        len(errs) == 1 and EMPTY.match(errs[0])):
+                if ("rate" not in s and len(errs) == 1 and
+                        EMPTY.match(errs[0])):
                     empty.add(rid)
                     continue
                 self.assertGreater(s.get("rate", [0])[0], 0,
                                    (rid, kind, fw[kind].get("errors")))
+                measured.add(kind)
                 if kind != "direct":
                     self.assertGreater(s[f"fwd_cpu_us_per_{unit}"][0], 0,
                                        (rid, kind))
@@ -92,6 +96,8 @@ class BenchForwardTest(unittest.TestCase):
             elif rid.startswith("bulk") and rid not in empty:
                 self.assertGreater(row["ratios"]["vs_haproxy"], 0)
                 self.assertGreater(row["ratios"]["vs_socat"], 0)
+        self.assertEqual(measured, {"direct", "haproxy", "socat", "stunnel"}
+                         | ({"sockit"} if fwd else set()))
         # Two throughput targets per bulk row, one latency target per
         # ping-pong row; judged whenever sockit-server can forward.
         targets = res["targets"]
