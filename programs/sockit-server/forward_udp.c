@@ -104,15 +104,6 @@ struct fwd {
   uint64_t lost;      /* client datagrams not sent: socket full, refused */
 };
 
-static uint64_t mix64(uint64_t x) {
-  x ^= x >> 30;
-  x *= 0xbf58476d1ce4e5b9ull;
-  x ^= x >> 27;
-  x *= 0x94d049bb133111ebull;
-  x ^= x >> 31;
-  return x;
-}
-
 /* Keyed with the listener's random rate-limit key: a client cannot choose
  * addresses that fall in one chain. */
 static size_t key_hash(const struct fwd *f, const struct ckey *k) {
@@ -121,7 +112,7 @@ static size_t key_hash(const struct fwd *f, const struct ckey *k) {
   memcpy(&a, k->addr, 8);
   memcpy(&b, k->addr + 8, 8);
   c = (uint64_t)k->port << 40 | (uint64_t)k->family << 32 | k->scope;
-  return (size_t)mix64(mix64(mix64(key[0] ^ a) ^ b ^ key[1]) ^ c);
+  return (size_t)rl_mix64(rl_mix64(rl_mix64(key[0] ^ a) ^ b ^ key[1]) ^ c);
 }
 
 static void key_of(const sk_endpoint *ep, struct ckey *k) {

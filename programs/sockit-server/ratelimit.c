@@ -5,23 +5,14 @@
 #include <sys/random.h>
 #include <time.h>
 
-static uint64_t mix64(uint64_t x) {
-  x ^= x >> 30;
-  x *= 0xbf58476d1ce4e5b9ull;
-  x ^= x >> 27;
-  x *= 0x94d049bb133111ebull;
-  x ^= x >> 31;
-  return x;
-}
-
 void rl_init(struct rl_table *t) {
   memset(t, 0, sizeof(*t));
   if (getrandom(t->key, sizeof(t->key), GRND_NONBLOCK) !=
       (ssize_t)sizeof(t->key)) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
-    t->key[0] = mix64((uint64_t)ts.tv_nsec ^ (uint64_t)(uintptr_t)t);
-    t->key[1] = mix64(t->key[0] ^ (uint64_t)ts.tv_sec);
+    t->key[0] = rl_mix64((uint64_t)ts.tv_nsec ^ (uint64_t)(uintptr_t)t);
+    t->key[1] = rl_mix64(t->key[0] ^ (uint64_t)ts.tv_sec);
   }
 }
 
@@ -58,7 +49,7 @@ struct rl_entry *rl_lookup(struct rl_table *t, const sk_endpoint *from,
 
   memcpy(&a, addr, 8);
   memcpy(&b, addr + 8, 8);
-  h = mix64(mix64(t->key[0] ^ a ^ (uint64_t)af) ^ b ^ t->key[1]);
+  h = rl_mix64(rl_mix64(t->key[0] ^ a ^ (uint64_t)af) ^ b ^ t->key[1]);
   set = &t->e[(h % RL_SETS) * RL_WAYS];
   for (int i = 0; i < RL_WAYS; i++) {
     if (set[i].family == af && memcmp(set[i].addr, addr, 16) == 0) {

@@ -28,6 +28,17 @@
 #define RL_BYTE_BURST 2048
 #define RL_IDLE_MS    60000
 
+/* A 64-bit mixer (splitmix64's finaliser) for keyed hashes of addresses:
+ * the rate table's sets and forward's UDP session table. */
+static inline uint64_t rl_mix64(uint64_t x) {
+  x ^= x >> 30;
+  x *= 0xbf58476d1ce4e5b9ull;
+  x ^= x >> 27;
+  x *= 0x94d049bb133111ebull;
+  x ^= x >> 31;
+  return x;
+}
+
 struct rl_entry {
   uint64_t seen_ms;   /* loop time it was last heard from */
   uint64_t logged_ms; /* loop time a drop was last logged for it */
