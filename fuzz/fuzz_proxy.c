@@ -25,11 +25,14 @@ static void round_trip(int version, const sk_proxy_header *h) {
   if (sk_proxy_parse(buf, (size_t)n, &g) != n || g.version != version ||
       g.length != (size_t)n)
     abort();
-  /* v1 cannot carry Unix; neither can carry two families (a TCP6 line
-   * with one IPv4-mapped address is read as IPv6 and IPv4): UNKNOWN or
-   * LOCAL. */
-  if ((version == 1 && sk_endpoint_family(&h->src) == AF_UNIX) ||
-      sk_endpoint_family(&h->src) != sk_endpoint_family(&h->dst)) {
+  /* v1 cannot carry Unix, and neither version an IP and a Unix address:
+   * UNKNOWN or LOCAL. An IPv4 and an IPv6 address (a TCP6 line with one
+   * IPv4-mapped address is read as IPv6 and IPv4) go out as IPv6, the
+   * IPv4 one mapped, and read back the same. */
+  int fs = sk_endpoint_family(&h->src), fd = sk_endpoint_family(&h->dst);
+  int ip =
+      (fs == AF_INET || fs == AF_INET6) && (fd == AF_INET || fd == AF_INET6);
+  if ((version == 1 && (fs == AF_UNIX || fd == AF_UNIX)) || (fs != fd && !ip)) {
     if (!g.local)
       abort();
     return;
