@@ -33,6 +33,9 @@ def has_forward_mode():
 
 
 class BenchForwardTest(unittest.TestCase):
+    # The bench measures Release builds; a sanitizer build would only make
+    # every cell slower (its memory checks run in test_forward.py).
+    @unittest.skipIf(os.environ.get("SK_SANITIZED"), "sanitizer build")
     def test_every_row_through_every_forwarder(self):
         missing = [t for t in TOOLS if shutil.which(t) is None]
         if missing:
