@@ -42,12 +42,7 @@ static const char *up_ca, *up_servername, *up_cert, *up_key;
 static sk_tls_ctx *up_ctx; /* --upstream-tls: made by setup */
 static size_t relay_queue; /* per direction: --max-queue / 2 */
 
-/* --connect-timeout's default; its parse sees this very pointer first on
- * every run (apply_mode_options() parses the defaults before the values),
- * which is where the state of an earlier run is dropped (the CLI fuzzer
- * runs main() many times). */
-static const char connect_timeout_def[] = "5";
-
+/* The mode's reset_options: what an earlier run of main() left. */
 static void forward_reset(void) {
   nups = 0;
   up_tls = up_insecure = send_proxy = 0;
@@ -65,8 +60,6 @@ static const char *parse_to(const char *value) {
 }
 
 static const char *parse_connect_timeout(const char *value) {
-  if (value == connect_timeout_def)
-    forward_reset();
   if (cli_parse_duration_ms(value, 0, 3600 * 1000, &connect_ms) < 0)
     return "is not a time in seconds (0..3600)";
   /* Rounded to 0 it would mean "no limit". */
@@ -543,8 +536,8 @@ static uint64_t forward_progress(struct conn *c) {
 static const struct mode_option forward_options[] = {
     {"--to", "ADDR", "upstream address (repeatable: round-robin)", NULL,
      parse_to},
-    {"--connect-timeout", "S", "limit for connect and TLS handshake",
-     connect_timeout_def, parse_connect_timeout},
+    {"--connect-timeout", "S", "limit for connect and TLS handshake", "5",
+     parse_connect_timeout},
     {"--upstream-tls", NULL, "TLS to upstreams", NULL, parse_upstream_tls},
     {"--upstream-ca", "FILE", "CAs for upstreams (default: the system's)", NULL,
      parse_upstream_ca},
@@ -574,6 +567,7 @@ const struct mode mode_forward = {
     .fds_per_conn = 6,
     .owns_stream = 1,
     .options = forward_options,
+    .reset_options = forward_reset,
     .setup = forward_setup,
     .teardown = forward_teardown,
     .open = forward_open,

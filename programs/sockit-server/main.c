@@ -142,6 +142,8 @@ static void apply_mode_options(const struct mode *m,
     cli_usage_error(PROG, "%s applies only to --mode %s",
                     mode_opt_names[given[i].k], names);
   }
+  if (m->reset_options != NULL)
+    m->reset_options();
   for (const struct mode_option *o = m->options; o != NULL && o->name != NULL;
        o++) {
     const char *why;

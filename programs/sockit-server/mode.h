@@ -70,6 +70,10 @@ struct mode {
   /* Options that only this mode takes, ended by one with name NULL; given
    * with another mode, they are an error. May be NULL. */
   const struct mode_option *options;
+  /* Called before the options are parsed: drops what an earlier run of
+   * main() left (a repeatable option appends; the CLI fuzzer runs main()
+   * many times). May be NULL. */
+  void (*reset_options)(void);
   /* Once, before anything listens (files: open the root). Returns 0, or
    * prints one line and returns -1. May be NULL. */
   int (*setup)(const struct server_config *cfg);
