@@ -1527,6 +1527,103 @@ def plot_cpu_floor(results, outdir):
     return svg
 
 
+UDP_SERIES = (
+    # (server kind, label substring, legend, colour)
+    ("sockit-udp", "--mode sockperf", "sockit-server --mode sockperf",
+     "#0072B2"),
+    ("sockit-udp", "UDP echo", "sockit-server UDP echo (plain payload)",
+     "#56B4E9"),
+    ("sockperf-udp", "", "sockperf server", "#999999"))
+
+
+def plot_udp(results, outdir):
+    """UDP against sockperf's server and iperf3: datagrams/s and server CPU
+    per datagram per case (log scales), one-way Gbit/s with the loss."""
+    cases = [e for e in results["cases"]
+             if e["group"] in ("udp-echo", "udp-oneway")]
+    if not cases:
+        return None
+
+    def pick(e, kind, sub):
+        return next((v for v in e["variants"] if v["server"] == kind and
+                     sub in v["label"]), None)
+
+    def cell(v, key):
+        s = v["summary"].get(key) if v else None
+        return f"{s[0]:.4g}" if s and s[0] > 0 else "?"
+
+    def name(e):
+        p = e["params"]
+        if e["id"].startswith("udp-sockperf-"):
+            return "sockperf " + e["title"].split()[2] + " client"
+        return (f"{p.get('conns')} socket(s) x{p.get('pipeline')}, "
+                "batching client")
+
+    echo = [e for e in cases if e["group"] == "udp-echo"]
+    ser = UDP_SERIES
+    files, plots = {}, []
+    for key, fname in (("msgs_per_sec", "udp-rate.dat"),
+                       ("server_cpu_us_per_msg", "udp-cpu.dat")):
+        data = outdir / fname
+        files[data] = "".join(
+            f"\"{name(e)}\" " + " ".join(cell(pick(e, k, sub), key)
+                                       for k, sub, _, _ in ser) + "\n"
+            for e in echo)
+        plots.append([f"'{data}' using {j + 2}{':xtic(1)' if j == 0 else ''}"
+                      f" lc rgb '{col}' notitle"
+                      for j, (_, _, _, col) in enumerate(ser)])
+    ow = next((e for e in cases if e["group"] == "udp-oneway"), None)
+    ow_rows = []  # (tic, colour, Gbit/s, loss %)
+    for v in (ow["variants"] if ow else []):
+        g = v["summary"].get("gbit_per_sec")
+        if g:
+            loss = v["summary"].get("loss_pct", [None])[0]
+            tic = ("sockit-server" if v["server"] == "sockit-udp"
+                   else v["label"])
+            ow_rows.append((tic, "#0072B2" if v["server"] == "sockit-udp"
+                            else "#CC79A7", g[0], loss))
+    svg = outdir / "udp.svg"
+    script = svg_term(1100, 560) + (
+        f"set output '{svg}'\nset multiplot title 'UDP, 64 B echo and 1472 B "
+        "one way, server on 1 core (median of runs)'\n"
+        "set style data histograms\nset style histogram clustered gap 1\n"
+        "set style fill solid 0.85 border rgb '#333333'\nset boxwidth 0.9\n"
+        "set xtics rotate by -30\nunset key\n")
+    titles = (("datagrams/s answered or received (higher is better)",
+               "datagrams/s", "set format y '%.1s%c'\n"),
+              ("server CPU per datagram (lower is better)", "µs",
+               "set format y '%g'\n"))
+    for i, (title, ylabel, fmt) in enumerate(titles):
+        script += panel(0.07 + i * 0.36, 0.34 + i * 0.36, bottom=0.34)
+        script += (f"set title {gq(title)}\n"
+                   f"set ylabel {gq(ylabel + ' (log scale)')}\n"
+                   "set logscale y\n"
+                   f"set yrange [{'10' if i == 0 else '0.1'}:*]\n{fmt}")
+        script += "plot " + ", \\\n  ".join(plots[i]) + "\n"
+    if ow_rows:
+        data = outdir / "udp-oneway.dat"
+        files[data] = "".join(
+            f"{j} {g:.4g} \"{tic}\" "
+            f"\"{'' if loss is None else f'loss {loss:.1f} %'}\"\n"
+            for j, (tic, _, g, loss) in enumerate(ow_rows))
+        script += panel(0.80, 0.98, bottom=0.34)
+        script += ("set title 'one way 1472 B (higher is better)'\n"
+                   "unset logscale y\nset yrange [0:*]\n"
+                   "set ylabel 'Gbit/s received'\nset format y '%g'\n"
+                   f"set xrange [-0.6:{len(ow_rows) - 0.4}]\n"
+                   "set boxwidth 0.8\n")
+        script += "plot " + ", \\\n  ".join(
+            f"'{data}' every ::{j}::{j} using 1:2:xtic(3) with boxes "
+            f"lc rgb '{col}' notitle"
+            for j, (_, col, _, _) in enumerate(ow_rows)) + (
+            f", '{data}' using 1:2:4 with labels offset 0,0.8 notitle\n")
+    script += legend([f"with boxes fill solid 0.85 lc rgb '{col}' "
+                      f"title {gq(lbl)}" for _, _, lbl, col in ser],
+                     top=0.12) + "unset multiplot\n"
+    gnuplot(script, files)
+    return svg
+
+
 def plot_tls(tls, outdir):
     """bench/tls_peers.py: handshakes/s per server (left, log scale), TLS
     echo msgs/s and bulk MB/s against openssl speed (right)."""
@@ -2284,6 +2381,8 @@ def render(results, out, args):
             ("Latency percentiles (lower is better)", plot_latency),
             ("Server CPU per message against the floor (lower is better)",
              plot_cpu_floor),
+            ("UDP against sockperf's server and iperf3 (datagrams/s and "
+             "Gbit/s: higher is better; CPU: lower is better)", plot_udp),
             ("TLS handshakes, echo and bulk against peers (higher is "
              "better)", lambda r, o: plot_tls(r.get("tls"), o))):
         try:
