@@ -7,7 +7,8 @@
 #                           peers (haproxy and nginx's stream module for
 #                           the PROXY protocol), clang for fuzzing, g++ for
 #                           the C++ smoke test, man-db for the man page
-#                           checks, dpkg-dev for `make deb`)
+#                           checks, dpkg-dev for `make deb`, gnuplot for
+#                           the benchmark report's plots)
 #   scripts/deps.sh deb     what `make deb` needs: build, plus dpkg-dev, file
 #   scripts/deps.sh bench   plus the benchmark peers
 #   scripts/deps.sh GROUP --check   only tells: exit 0 if all are installed
@@ -20,10 +21,10 @@ case "$what" in
   deb) pkgs="$pkgs dpkg-dev file" ;;
 esac
 case "$what" in
-  test|bench|all) pkgs="$pkgs libcmocka-dev python3 socat netcat-openbsd openssl iproute2 clang libclang-rt-14-dev valgrind sockperf g++ man-db groff-base dpkg-dev file curl prometheus systemd zsh haproxy nginx libnginx-mod-stream" ;;
+  test|bench|all) pkgs="$pkgs libcmocka-dev python3 socat netcat-openbsd openssl iproute2 clang libclang-rt-14-dev valgrind sockperf g++ man-db groff-base dpkg-dev file curl prometheus systemd zsh haproxy nginx libnginx-mod-stream gnuplot-nox" ;;
 esac
 case "$what" in
-  bench|all) pkgs="$pkgs libuv1-dev libevent-dev iperf3 gnuplot-nox stunnel4" ;;
+  bench|all) pkgs="$pkgs libuv1-dev libevent-dev iperf3 stunnel4" ;;
 esac
 
 missing=""
