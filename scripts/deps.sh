@@ -4,7 +4,7 @@
 # the exact command to run (as root) and fails.
 #   scripts/deps.sh build   what `make`/`make run` need, nothing more
 #   scripts/deps.sh test    plus the test suite's (cmocka, python3, the test
-#                           peers (haproxy and nginx's stream module for
+#                           peers (haproxy, stunnel4 and nginx's stream module for
 #                           the PROXY protocol), clang for fuzzing, g++ for
 #                           the C++ smoke test, man-db for the man page
 #                           checks, dpkg-dev for `make deb`, gnuplot for
@@ -21,10 +21,10 @@ case "$what" in
   deb) pkgs="$pkgs dpkg-dev file" ;;
 esac
 case "$what" in
-  test|bench|all) pkgs="$pkgs libcmocka-dev python3 socat netcat-openbsd openssl iproute2 clang libclang-rt-14-dev valgrind sockperf g++ man-db groff-base dpkg-dev file curl prometheus systemd zsh haproxy nginx libnginx-mod-stream gnuplot-nox" ;;
+  test|bench|all) pkgs="$pkgs libcmocka-dev python3 socat netcat-openbsd openssl iproute2 clang libclang-rt-14-dev valgrind sockperf g++ man-db groff-base dpkg-dev file curl prometheus systemd zsh haproxy nginx libnginx-mod-stream stunnel4 gnuplot-nox" ;;
 esac
 case "$what" in
-  bench|all) pkgs="$pkgs libuv1-dev libevent-dev iperf3 stunnel4" ;;
+  bench|all) pkgs="$pkgs libuv1-dev libevent-dev iperf3" ;;
 esac
 
 missing=""
