@@ -4,8 +4,9 @@
 # the exact command to run (as root) and fails.
 #   scripts/deps.sh build   what `make`/`make run` need, nothing more
 #   scripts/deps.sh test    plus the test suite's (cmocka, python3, the test
-#                           peers (haproxy, stunnel4 and nginx's stream module for
-#                           the PROXY protocol), clang for fuzzing, g++ for
+#                           peers (haproxy and nginx's stream module for
+#                           the PROXY protocol, stunnel4 for the forwarding
+#                           bench's test), clang for fuzzing, g++ for
 #                           the C++ smoke test, man-db for the man page
 #                           checks, dpkg-dev for `make deb`, gnuplot for
 #                           the benchmark report's plots)
