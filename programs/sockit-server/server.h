@@ -202,7 +202,8 @@ struct conn {
   unsigned char cut_resets;
   /* Framed modes only: with --frame raw every read is a whole frame, and a
    * connection is allocated without this tail (CONN_RAW_SIZE), which is
-   * what keeps an idle connection near 270 bytes. */
+   * what keeps an idle connection near 370 bytes
+   * (docs/PERFORMANCE-NOTES.md, section 11). */
   uint64_t frame_start; /* loop time (ms) the unfinished frame began */
   size_t frame_bytes;   /* payload bytes of the current frame so far */
   sk_frame_decoder dec;

@@ -69,8 +69,8 @@ class BenchReportTest(unittest.TestCase):
             with open(path) as f:
                 raw = f.read()
             # gnuplot's enhanced mode turns io_uring into io<sub>u</sub>ring
-            # (a tspan with a baseline shift): never in these plots.
-            self.assertNotIn("baseline-shift", raw, name)
+            # (tspans moved with dy=): never in these plots.
+            self.assertNotIn('dy="', raw, name)
             text = svg_text(path)
             self.assertRegex(text, r"(higher|lower) is better", name)
         thr = svg_text(os.path.join(self.tmp, "throughput-vs-conns.svg"))
@@ -95,7 +95,10 @@ class BenchReportTest(unittest.TestCase):
         want = next(v for v in e["variants"]
                     if v["label"].startswith("sockperf server"))
         got = next(r for r in rows if r.startswith('"100 socket(s)'))
-        self.assertIn(f"{want['summary']['msgs_per_sec'][0]:.4g}", got)
+        # name, then sockit --mode sockperf, sockit echo, sockperf server
+        fields = got.rsplit('"', 1)[1].split()
+        self.assertEqual(fields[2],
+                         f"{want['summary']['msgs_per_sec'][0]:.4g}")
         with open(os.path.join(self.tmp, "udp-oneway.dat")) as f:
             oneway = f.read()
         self.assertRegex(oneway, r'"loss \d+\.\d %"')
@@ -114,6 +117,15 @@ class BenchReportTest(unittest.TestCase):
         self.assertTrue(out.exists())
         self.assertFalse(
             os.path.exists(os.path.join(self.tmp, "udp-oneway.dat")))
+        # Only the one-way case: its panel alone, iperf3 in the legend.
+        cases = [e for e in self.results["cases"]
+                 if e["group"] == "udp-oneway"]
+        out = bench_run.plot_udp(dict(self.results, cases=cases),
+                                 __import__("pathlib").Path(self.tmp))
+        text = svg_text(out)
+        self.assertIn("iperf3", text)
+        self.assertIn("loss", text)
+        self.assertNotIn("datagrams/s", text)
 
     def test_targets_are_judged_from_the_run(self):
         results = dict(self.results, tls=self.tls)
@@ -154,6 +166,9 @@ class BenchReportTest(unittest.TestCase):
         self.assertRegex(r, r"P-256 TLS 1\.2 \d+\.\d\d×")
         for verdict in re.findall(r"\*\*(\w+)\*\*", table):
             self.assertIn(verdict, ("met", "missed"))
+        # Every target is judged from the fixture: none is n/a.
+        for r in table.splitlines()[2:]:
+            self.assertFalse(r.split(" | ", 1)[1].startswith("n/a"), r)
 
 
 if __name__ == "__main__":
