@@ -114,17 +114,30 @@ struct hole {
   int nfill;
 };
 
-/* A listener on family's loopback at port (0 = any). */
-static void listener_open(sk_socket *lis, int family, uint16_t port,
-                          int backlog) {
+/* A listener on family's loopback at port (0 = any). Returns 0, or the
+ * bind's error (nothing left open): a port the kernel gave one family may
+ * be taken on the other by another test's socket, so tests that want one
+ * port on both families try another pair then. */
+static int listener_try(sk_socket *lis, int family, uint16_t port,
+                        int backlog) {
   sk_endpoint ep;
   SK_ASSERT_OK(sk_endpoint_loopback(&ep, family, port));
   SK_ASSERT_OK(sk_socket_open(lis, family, SOCK_STREAM, 0));
   int on = 1;
   if (family == AF_INET6)
     setsockopt(lis->fd, IPPROTO_IPV6, IPV6_V6ONLY, &on, sizeof(on));
-  SK_ASSERT_OK(sk_socket_bind(lis, &ep));
+  int rc = sk_socket_bind(lis, &ep);
+  if (rc != 0) {
+    sk_socket_close(lis, 0);
+    return rc;
+  }
   SK_ASSERT_OK(sk_socket_listen(lis, backlog));
+  return 0;
+}
+
+static void listener_open(sk_socket *lis, int family, uint16_t port,
+                          int backlog) {
+  SK_ASSERT_OK(listener_try(lis, family, port, backlog));
 }
 
 static uint16_t local_port(const sk_socket *s) {
@@ -221,9 +234,17 @@ static void test_black_hole_first(void **state) {
   set_v4(rrs[1].addr);
   SK_ASSERT_OK(sk_loop_init(&loop));
   dns_start(&loop, &d, rrs, 2);
-  hole_open(&h, AF_INET6, 0);
-  uint16_t port = local_port(&h.lis);
-  listener_open(&good, AF_INET, port, 16);
+  uint16_t port;
+  for (int tries = 0;; tries++) {
+    hole_open(&h, AF_INET6, 0);
+    port = local_port(&h.lis);
+    int rc = listener_try(&good, AF_INET, port, 16);
+    if (rc == 0)
+      break;
+    assert_int_equal(rc, -EADDRINUSE);
+    assert_true(tries < 50);
+    hole_close(&h);
+  }
   int fds = count_fds();
 
   struct conn c;
@@ -257,9 +278,17 @@ static void test_both_families(void **state) {
   set_v6(rrs[1].addr);
   SK_ASSERT_OK(sk_loop_init(&loop));
   dns_start(&loop, &d, rrs, 2);
-  listener_open(&l6, AF_INET6, 0, 16);
-  uint16_t port = local_port(&l6);
-  listener_open(&l4, AF_INET, port, 16);
+  uint16_t port;
+  for (int tries = 0;; tries++) {
+    listener_open(&l6, AF_INET6, 0, 16);
+    port = local_port(&l6);
+    int rc = listener_try(&l4, AF_INET, port, 16);
+    if (rc == 0)
+      break;
+    assert_int_equal(rc, -EADDRINUSE);
+    assert_true(tries < 50);
+    sk_socket_close(&l6, 0);
+  }
   int fds = count_fds();
 
   char text[64];
