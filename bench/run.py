@@ -1580,7 +1580,8 @@ def plot_udp(results, outdir):
     ser = UDP_SERIES
     files, plots = {}, []
     for key, fname in (("msgs_per_sec", "udp-rate.dat"),
-                       ("server_cpu_us_per_msg", "udp-cpu.dat")):
+                       ("server_cpu_us_per_msg", "udp-cpu.dat")) if echo \
+            else ():
         data = outdir / fname
         files[data] = "".join(
             f"\"{name(e)}\" " + " ".join(cell(pick(e, k, sub), key)
@@ -1644,8 +1645,7 @@ def plot_udp(results, outdir):
     script += legend([f"with boxes fill solid 0.85 lc rgb '{col}' "
                       f"title {gq(lbl)}" for lbl, col in keys],
                      top=0.12) + "unset multiplot\n"
-    gnuplot(script, {k: v for k, v in files.items() if echo or
-                     k.name == "udp-oneway.dat"})
+    gnuplot(script, files)
     return svg
 
 

@@ -6,6 +6,7 @@ stays io_uring), and the targets judged from the run's figures."""
 import gzip
 import json
 import os
+import pathlib
 import re
 import shutil
 import subprocess
@@ -107,13 +108,13 @@ class BenchReportTest(unittest.TestCase):
         cases = [e for e in self.results["cases"]
                  if not e["group"].startswith("udp")]
         out = bench_run.plot_udp(dict(self.results, cases=cases),
-                                 __import__("pathlib").Path(self.tmp))
+                                 pathlib.Path(self.tmp))
         self.assertIsNone(out)
         # Without the one-way case the echo panels still render.
         cases = [e for e in self.results["cases"]
                  if e["group"] != "udp-oneway"]
         out = bench_run.plot_udp(dict(self.results, cases=cases),
-                                 __import__("pathlib").Path(self.tmp))
+                                 pathlib.Path(self.tmp))
         self.assertTrue(out.exists())
         self.assertFalse(
             os.path.exists(os.path.join(self.tmp, "udp-oneway.dat")))
@@ -121,7 +122,7 @@ class BenchReportTest(unittest.TestCase):
         cases = [e for e in self.results["cases"]
                  if e["group"] == "udp-oneway"]
         out = bench_run.plot_udp(dict(self.results, cases=cases),
-                                 __import__("pathlib").Path(self.tmp))
+                                 pathlib.Path(self.tmp))
         text = svg_text(out)
         self.assertIn("iperf3", text)
         self.assertIn("loss", text)
