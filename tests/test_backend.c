@@ -557,9 +557,16 @@ static void test_poll_timeout_accuracy(void **state) {
     assert_true(dt >= 0.045);
     assert_true(dt < 0.5);
   }
-  double t0 = now_sec();
-  backend_poll(&loop, 0);
-  assert_true(now_sec() - t0 < 0.02);
+  /* A zero timeout returns at once: the quickest of three tries, so that
+   * being descheduled once (a loaded machine) is not taken for waiting. */
+  double best = 1.0;
+  for (int i = 0; i < 3; i++) {
+    double t0 = now_sec();
+    backend_poll(&loop, 0);
+    double dt = now_sec() - t0;
+    best = dt < best ? dt : best;
+  }
+  assert_true(best < 0.02);
   assert_int_equal(t.calls, 0);
   SK_ASSERT_OK(sk__io_stop(&loop, &t.io, SK__IO_READ));
   close(sv[0]);

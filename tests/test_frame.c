@@ -15,6 +15,10 @@
 #include "sk_test.h"
 #include "../fuzz/frame_ref.h"
 
+/* Property tests run a fixed number of random cases; a sanitizer build runs
+ * a quarter of them (the same paths, each several times slower there). */
+#define PROP_SHRINK (SK_TEST_SANITIZED ? 4 : 1)
+
 /* ---- helpers ---- */
 
 /* A buffer whose last byte is followed by a PROT_NONE page. */
@@ -839,7 +843,7 @@ static size_t random_max(sk_frame_mode mode, uint64_t *rng) {
 
 static void property_roundtrip(sk_frame_mode mode, uint64_t seed) {
   uint64_t rng = seed;
-  for (int iter = 0; iter < 150; iter++) {
+  for (int iter = 0; iter < 150 / PROP_SHRINK; iter++) {
     size_t max_frame = random_max(mode, &rng);
     bytes b = {0};
     fr_out want;
@@ -882,7 +886,7 @@ static void test_property_ascii4(void **state) {
 static void test_property_damaged(void **state) {
   uint64_t rng = 6;
   (void)state;
-  for (int iter = 0; iter < 600; iter++) {
+  for (int iter = 0; iter < 600 / PROP_SHRINK; iter++) {
     sk_frame_mode mode = (sk_frame_mode)rng_below(&rng, 5);
     size_t max_frame = random_max(mode, &rng);
     bytes b = {0};
@@ -926,7 +930,7 @@ static void test_property_noise(void **state) {
   uint64_t rng = 7;
   unsigned char buf[512];
   (void)state;
-  for (int iter = 0; iter < 1000; iter++) {
+  for (int iter = 0; iter < 1000 / PROP_SHRINK; iter++) {
     sk_frame_mode mode = (sk_frame_mode)rng_below(&rng, 5);
     size_t n = rng_below(&rng, sizeof(buf) + 1);
     for (size_t i = 0; i < n; i++) {

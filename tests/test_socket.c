@@ -859,13 +859,51 @@ static void test_poll_available(void **state) {
 
 /* ---- text helpers ---- */
 
+/* Binds a TCP socket, not listening, to [::1]:port, so that "localhost"
+ * on that port is refused on IPv6 whatever other tests run meanwhile.
+ * Returns 0 (and *fd, -1 when this host has no IPv6 loopback) or
+ * -EADDRINUSE when someone else has the port there. */
+static int hold_v6(uint16_t port, sk_socket *fd) {
+  sk_endpoint ep;
+  fd->fd = -1;
+  if (sk_socket_open(fd, AF_INET6, SOCK_STREAM, 0) < 0)
+    return 0;
+  SK_ASSERT_OK(sk_endpoint_loopback(&ep, AF_INET6, port));
+  int rc = sk_socket_bind(fd, &ep);
+  if (rc < 0)
+    (void)sk_socket_abort(fd);
+  if (rc == -EADDRINUSE)
+    return rc;
+  return 0;
+}
+
+/* A TCP socket on 127.0.0.1 (listening when listen_too, else only bound)
+ * whose port is also held on [::1] (hold_v6()). */
+static void hold_pair(sk_socket *v4, int listen_too, sk_socket *v6) {
+  for (int tries = 0; tries < 50; tries++) {
+    sk_endpoint ep;
+    if (listen_too) {
+      SK_ASSERT_OK(sk_socket_listen_text(v4, "127.0.0.1:0", 0));
+    } else {
+      SK_ASSERT_OK(sk_socket_open(v4, AF_INET, SOCK_STREAM, 0));
+      SK_ASSERT_OK(sk_endpoint_loopback(&ep, AF_INET, 0));
+      SK_ASSERT_OK(sk_socket_bind(v4, &ep));
+    }
+    SK_ASSERT_OK(sk_socket_local(v4, &ep));
+    if (hold_v6(sk_endpoint_port(&ep), v6) == 0)
+      return;
+    SK_ASSERT_OK(sk_socket_abort(v4));
+  }
+  fail_msg("no port free on both 127.0.0.1 and ::1");
+}
+
 static void test_text_helpers(void **state) {
   (void)state;
-  sk_socket lis, c, s;
+  sk_socket lis, c, s, v6;
   sk_endpoint bound;
   char text[64];
   char buf[8];
-  SK_ASSERT_OK(sk_socket_listen_text(&lis, "127.0.0.1:0", 0));
+  hold_pair(&lis, 1, &v6);
   SK_ASSERT_OK(sk_socket_local(&lis, &bound));
   int on = 0;
   SK_ASSERT_OK(sk_opt_get_reuseaddr(&lis, &on));
@@ -881,6 +919,8 @@ static void test_text_helpers(void **state) {
   assert_memory_equal(buf, "ping", 4);
   sk_socket_abort(&c);
   sk_socket_abort(&s);
+  if (v6.fd >= 0)
+    sk_socket_abort(&v6);
 
   /* A second listener on the same address is refused. */
   snprintf(text, sizeof text, "127.0.0.1:%u", sk_endpoint_port(&bound));
@@ -890,14 +930,14 @@ static void test_text_helpers(void **state) {
   /* A refused port: every address is tried and the last error returned. */
   sk_socket holder;
   sk_endpoint hold_ep;
-  SK_ASSERT_OK(sk_socket_open(&holder, AF_INET, SOCK_STREAM, 0));
-  SK_ASSERT_OK(sk_endpoint_loopback(&hold_ep, AF_INET, 0));
-  SK_ASSERT_OK(sk_socket_bind(&holder, &hold_ep));
+  hold_pair(&holder, 0, &v6);
   SK_ASSERT_OK(sk_socket_local(&holder, &hold_ep));
   snprintf(text, sizeof text, "localhost:%u", sk_endpoint_port(&hold_ep));
   assert_int_equal(sk_socket_connect_text(&c, text, SOCK_STREAM, 5000),
                    -ECONNREFUSED);
   assert_int_equal(c.fd, -1);
+  if (v6.fd >= 0)
+    sk_socket_abort(&v6);
 
   /* A datagram "connection" only sets the default peer. */
   sk_socket u, peer;
