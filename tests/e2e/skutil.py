@@ -4,6 +4,7 @@ server's readiness line (never a sleep), and talk to them over loopback.
 Every wait has a deadline; every process started here is killed at the end of
 the test that started it.
 """
+import errno
 import os
 import pty
 import re
@@ -187,8 +188,10 @@ def needs(*cmds):
 
 
 def free_tcp_port(host="127.0.0.1"):
-    """A TCP port nobody listens on right now, for peers (openssl s_server)
-    that cannot be told to pick their own and print it."""
+    """A TCP port nobody listens on right now, for peers (haproxy, nginx)
+    that cannot be told to pick their own and print it. Another test can
+    take it before the peer binds it: start the peer again on another port
+    when it fails to bind, and check that the listener is the peer's."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((host, 0))
         return s.getsockname()[1]
@@ -209,9 +212,68 @@ class refusing_port:
         self.sock.close()
 
 
+def hold_v6_loopback(port):
+    """Binds [::1]:port without listening and returns that socket: while it
+    is open, a connection there is refused and no other test can listen
+    there. Returns None when this machine has no IPv6 loopback (::1 then
+    leads nowhere anyway); raises OSError (EADDRINUSE) when someone else
+    holds the port on ::1."""
+    try:
+        s = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+    except OSError as e:
+        if e.errno == errno.EAFNOSUPPORT:
+            return None
+        raise
+    try:
+        s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        s.bind(("::1", port))
+    except OSError as e:
+        s.close()
+        if e.errno in (errno.EADDRNOTAVAIL, errno.EAFNOSUPPORT):
+            return None
+        raise
+    return s
+
+
+class localhost_listener:
+    """For a test that reaches a listener on 127.0.0.1 by the name
+    "localhost:PORT". "localhost" may resolve to ::1 first (an /etc/hosts
+    that lists it there), and a concurrent test may listen on [::1]:PORT:
+    the client would talk to that one. So [::1]:PORT is held (bound, never
+    listening: refused, and the client falls back to 127.0.0.1) for as long
+    as the `with` block lasts.
+
+    start() starts the listener and returns (listener, port); stop(listener)
+    stops it. When the port is taken on ::1 the listener is stopped and
+    started again, on another port. The block gets (listener, port); the
+    listener is stopped at its end."""
+
+    def __init__(self, start, stop, tries=5):
+        self.start, self.stop, self.tries = start, stop, tries
+
+    def __enter__(self):
+        for attempt in range(self.tries):
+            self.listener, port = self.start()
+            try:
+                self.hold = hold_v6_loopback(port)
+                return self.listener, port
+            except OSError:
+                self.stop(self.listener)
+                if attempt == self.tries - 1:
+                    raise
+
+    def __exit__(self, *exc):
+        try:
+            self.stop(self.listener)
+        finally:
+            if self.hold is not None:
+                self.hold.close()
+
+
 def wait_file_contains(path, needle, timeout=10.0, proc=None):
     """Polls a file (a peer's redirected output) until it contains `needle`
-    (bytes); fails early if `proc` exits first. Returns the content."""
+    (bytes, or a compiled bytes regex); fails early if `proc` exits first.
+    Returns the content."""
     deadline = time.monotonic() + timeout
     while True:
         try:
@@ -219,7 +281,8 @@ def wait_file_contains(path, needle, timeout=10.0, proc=None):
                 data = f.read()
         except FileNotFoundError:
             data = b""
-        if needle in data:
+        if (needle in data if isinstance(needle, bytes)
+                else needle.search(data)):
             return data
         if proc is not None and proc.poll() is not None:
             raise EOFError("peer exited (%s) before printing %r; output:\n%s"
@@ -228,6 +291,18 @@ def wait_file_contains(path, needle, timeout=10.0, proc=None):
             raise TimeoutError("%r not seen in %s; so far:\n%s"
                                % (needle, path, data))
         time.sleep(0.02)
+
+
+S_SERVER_ACCEPT_RE = re.compile(rb"^ACCEPT 127\.0\.0\.1:(\d+)\r?\n", re.M)
+
+
+def s_server_port(path, proc, timeout=10.0):
+    """The port of `openssl s_server -accept 127.0.0.1:0`, whose output goes
+    to the file `path`: the kernel picks the port when s_server binds (so
+    no concurrent test can take it first), and OpenSSL 3 prints it on the
+    ACCEPT line once s_server listens. Fails early if `proc` exits."""
+    data = wait_file_contains(path, S_SERVER_ACCEPT_RE, timeout, proc)
+    return int(S_SERVER_ACCEPT_RE.search(data).group(1))
 
 
 # ---- certificates, made with the openssl command-line tool ----

@@ -12,14 +12,14 @@ import pty
 import select
 import signal
 import socket
-import struct
 import subprocess
 import tempfile
 import threading
 import time
 import unittest
 
-from skutil import CLIENT, SERVER, Server, needs, refusing_port, run_client
+from skutil import (CLIENT, SERVER, Server, localhost_listener, needs,
+                    refusing_port, run_client)
 
 # An ISO 8583 network management request (MTI 0800): binary primary bitmap
 # with bit 1 (a secondary bitmap follows), bit 7 and bit 11; secondary bitmap
@@ -202,11 +202,15 @@ def close_after_one_handler(srv, conn):
 
 class UdpServer:
     """A UDP server in a thread. mode: 'echo', 'drop-first' (ignores the
-    first datagram, echoes the rest), 'silent' (never answers)."""
+    first datagram, echoes the rest), 'silent' (never answers). `seen`
+    lists the datagrams received; on exit from the with-block it also gets
+    those still unread (the thread may not have read a client's last one
+    yet when the client exits)."""
 
     def __init__(self, mode="echo", unix_path=None):
         self.mode = mode
         self.seen = []
+        self.seen_changed = threading.Condition()
         if unix_path:
             self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
             self.sock.bind(unix_path)
@@ -225,12 +229,24 @@ class UdpServer:
             if not r:
                 continue
             data, peer = self.sock.recvfrom(65536)
-            self.seen.append(data)
+            self._saw(data)
             if self.mode == "silent":
                 continue
             if self.mode == "drop-first" and len(self.seen) == 1:
                 continue
             self.sock.sendto(data, peer)
+
+    def _saw(self, data):
+        with self.seen_changed:
+            self.seen.append(data)
+            self.seen_changed.notify_all()
+
+    def wait_seen(self, n, timeout=DEADLINE):
+        """Waits until n datagrams were received (or the timeout); returns
+        how many were."""
+        with self.seen_changed:
+            self.seen_changed.wait_for(lambda: len(self.seen) >= n, timeout)
+            return len(self.seen)
 
     def __enter__(self):
         return self
@@ -238,6 +254,13 @@ class UdpServer:
     def __exit__(self, *exc):
         self.stop.set()
         self.thread.join(DEADLINE)
+        # What arrived after the thread's last read.
+        self.sock.setblocking(False)
+        try:
+            while True:
+                self._saw(self.sock.recv(65536))
+        except BlockingIOError:
+            pass
         self.sock.close()
 
 
@@ -413,9 +436,13 @@ class MessagesTest(ClientTestCase):
         self.assert_ok(r, b"one two")
 
     def test_localhost_name_is_resolved(self):
-        with PyServer(echo_handler) as srv:
-            port = srv.addr.rsplit(":", 1)[1]
-            r = run_client(["localhost:" + port, "hi"])
+        def start():
+            srv = PyServer(echo_handler)
+            return srv, int(srv.addr.rsplit(":", 1)[1])
+
+        with localhost_listener(start, lambda srv: srv.__exit__()) \
+                as (_, port):
+            r = run_client(["localhost:%d" % port, "hi"])
         self.assert_ok(r, b"hi")
 
     def test_tcp_scheme_prefix_is_accepted(self):
@@ -805,6 +832,9 @@ class UdpTest(ClientTestCase):
             r = run_client(["--udp", "--timeout", "0.2", "--retries", "2",
                             srv.addr, "anyone?"])
             elapsed = time.monotonic() - t0
+            # The client has sent its 3 tries, but the server's thread may
+            # not have read the last one yet.
+            srv.wait_seen(3)
         self.assert_fails(r, 1, "no reply from %s after 3 tries" % srv.addr)
         self.assertEqual(len(srv.seen), 3)
         self.assertGreaterEqual(elapsed, 0.6)

@@ -214,23 +214,58 @@ class ByHand(unittest.TestCase):
                       p.stderr)
 
 
-def wait_port(port, proc, timeout=15.0):
-    """Waits until something accepts on 127.0.0.1:port (the peer is up)."""
+def free_ports(n):
+    """n distinct TCP ports nobody listens on right now."""
+    ports = []
+    while len(ports) < n:
+        p = free_tcp_port()
+        if p not in ports:
+            ports.append(p)
+    return ports
+
+
+def owns_listener(pid, port):
+    """True when a socket listens on 127.0.0.1:port and every socket that
+    does is one of pid's descriptors (inodes from /proc/net/tcp)."""
+    want = "0100007F:%04X" % port
+    try:
+        with open("/proc/net/tcp") as f:
+            inodes = {fields[9] for fields in (ln.split() for ln in f)
+                      if len(fields) > 9 and fields[1] == want
+                      and fields[3] == "0A"}
+        fds = os.listdir("/proc/%d/fd" % pid)
+    except OSError:
+        return False
+    mine = set()
+    for fd in fds:
+        try:
+            link = os.readlink("/proc/%d/fd/%s" % (pid, fd))
+        except OSError:
+            continue
+        if link.startswith("socket:[") and link[8:-1] in inodes:
+            mine.add(link[8:-1])
+    return bool(inodes) and mine == inodes
+
+
+def wait_listening(proc, ports, timeout=15.0):
+    """Waits until proc itself listens on 127.0.0.1 on every port: True;
+    False if it exits first (it could not bind one: a concurrent test took
+    it after it was found free). Whether something accepts there proves
+    nothing, since that could be the other test's listener."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError("peer exited with %s" % proc.returncode)
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            select.select([], [], [], 0.05)  # the peer is still starting
-    raise TimeoutError("nothing listens on port %d" % port)
+            return False
+        if all(owns_listener(proc.pid, p) for p in ports):
+            return True
+        select.select([], [], [], 0.05)  # the peer is still starting
+    raise TimeoutError("peer not listening on %s" % ports)
 
 
 class RealPeers(unittest.TestCase):
-    """HAProxy and nginx in front of sockit-server, each on a port found
-    free just before (the peer cannot pick its own and tell it)."""
+    """HAProxy and nginx in front of sockit-server, each on ports found
+    free just before (the peer cannot pick its own and tell it): started
+    again on other ports when it cannot bind them."""
 
     def setUp(self):
         self.dir = tempfile.mkdtemp(prefix="sk-pp-")
@@ -257,6 +292,22 @@ class RealPeers(unittest.TestCase):
         self.procs.append(p)
         return p
 
+    def start_listening(self, nports, args_for, log=None, tries=5):
+        """Starts a peer on nports distinct free ports: args_for(ports)
+        writes its configuration and returns its command line. Returns the
+        ports once the peer listens on all of them itself. `log`: a file
+        where the peer writes its errors, besides stderr."""
+        for _ in range(tries):
+            ports = free_ports(nports)
+            p = self.start(args_for(ports))
+            if wait_listening(p, ports):
+                return ports
+        why = p.stderr.read().decode(errors="replace")
+        if log and os.path.exists(log):
+            with open(log, errors="replace") as f:
+                why += f.read()
+        self.fail("peer never listened on its ports; it said:\n" + why)
+
     def through(self, srv, port):
         """Echo through the proxy on port; the server names our address."""
         with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
@@ -267,12 +318,21 @@ class RealPeers(unittest.TestCase):
     @needs("haproxy")
     def test_haproxy_send_proxy_v1_and_v2(self):
         with Server(["-l", "127.0.0.1:0", "--proxy-protocol"]) as srv:
-            up = srv.tcp
-            p1, p2 = free_tcp_port(), free_tcp_port()
-            cfg = os.path.join(self.dir, "haproxy.cfg")
-            with open(cfg, "w") as f:
-                f.write("""global
+            p1, p2 = self.start_listening(2, lambda ports: self.haproxy(
+                ports, srv.tcp))
+            self.through(srv, p1)
+            self.through(srv, p2)
+
+    def haproxy(self, ports, up):
+        """Writes haproxy.cfg (frontend v1 on ports[0], v2 on ports[1], to
+        up); returns haproxy's command line. noreuseport: by default
+        haproxy would share a port with another SO_REUSEPORT listener
+        instead of failing to bind it."""
+        cfg = os.path.join(self.dir, "haproxy.cfg")
+        with open(cfg, "w") as f:
+            f.write("""global
   maxconn 100
+  noreuseport
 defaults
   mode tcp
   timeout connect 5s
@@ -288,12 +348,8 @@ frontend v2
   default_backend v2
 backend v2
   server s2 %s send-proxy-v2
-""" % (p1, up, p2, up))
-            hap = self.start(["haproxy", "-db", "-f", cfg])
-            wait_port(p1, hap)
-            wait_port(p2, hap)
-            self.through(srv, p1)
-            self.through(srv, p2)
+""" % (ports[0], up, ports[1], up))
+        return ["haproxy", "-db", "-f", cfg]
 
     @needs("nginx")
     def test_nginx_proxy_protocol(self):
@@ -306,10 +362,17 @@ backend v2
             self.skipTest("nginx stream module not installed "
                           "(libnginx-mod-stream)")
         with Server(["-l", "127.0.0.1:0", "--proxy-protocol"]) as srv:
-            port = free_tcp_port()
-            cfg = os.path.join(self.dir, "nginx.conf")
-            with open(cfg, "w") as f:
-                f.write("""load_module %s;
+            port, = self.start_listening(
+                1, lambda ports: self.nginx(mod, ports[0], srv.tcp),
+                log=os.path.join(self.dir, "error.log"))
+            self.through(srv, port)
+
+    def nginx(self, mod, port, up):
+        """Writes nginx.conf (a stream server on port, to up, with the
+        stream module mod); returns nginx's command line."""
+        cfg = os.path.join(self.dir, "nginx.conf")
+        with open(cfg, "w") as f:
+            f.write("""load_module %s;
 pid %s/nginx.pid;
 error_log %s/error.log;
 events { worker_connections 64; }
@@ -320,12 +383,10 @@ stream {
     proxy_protocol on;
   }
 }
-""" % (mod, self.dir, self.dir, port, srv.tcp))
-            ngx = self.start(["nginx", "-p", self.dir, "-e",
-                              os.path.join(self.dir, "error.log"), "-c", cfg,
-                              "-g", "daemon off;"])
-            wait_port(port, ngx)
-            self.through(srv, port)
+""" % (mod, self.dir, self.dir, port, up))
+        return ["nginx", "-p", self.dir, "-e",
+                os.path.join(self.dir, "error.log"), "-c", cfg,
+                "-g", "daemon off;"]
 
 
 if __name__ == "__main__":

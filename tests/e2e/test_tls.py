@@ -21,9 +21,9 @@ import subprocess
 import time
 import unittest
 
-from skutil import (SERVER, CertDir, Server, free_tcp_port, needs,
-                    recv_exact, run_client, self_signed_cert, split_addr,
-                    wait_file_contains)
+from skutil import (SERVER, CertDir, Server, localhost_listener, needs,
+                    recv_exact, run_client, s_server_port, self_signed_cert,
+                    split_addr)
 
 FINGERPRINT_RE = re.compile(
     r"TLS certificate SHA-256 fingerprint ((?:[0-9A-F]{2}:){31}[0-9A-F]{2})$")
@@ -133,6 +133,15 @@ class TlsTest(unittest.TestCase):
     def handshake_failures(self, srv):
         return [l for l in srv.log if "TLS handshake failed" in l]
 
+    def localhost_server(self, *extra, cert="server"):
+        """server() for a test that names it "localhost:PORT" (see
+        skutil.localhost_listener); use in a `with`, which gives (server,
+        port of its TLS listener on 127.0.0.1)."""
+        def start():
+            srv = self.server(*extra, cert=cert)
+            return srv, split_addr(srv.addrs["tls"][0])[1]
+        return localhost_listener(start, Server.stop)
+
     # ---- interoperability ----
 
     def test_openssl_s_client_echo(self):
@@ -154,28 +163,26 @@ class TlsTest(unittest.TestCase):
         self.assertEqual(self.handshake_failures(srv), [])
 
     def test_client_with_openssl_s_server(self):
-        port = free_tcp_port()
         out = os.path.join(self.certs.dir, "s_server.out")
         with open(out, "wb") as f:
             # -rev: every line comes back reversed, which proves the bytes
             # made the whole trip through s_server.
             p = subprocess.Popen(
-                ["openssl", "s_server", "-accept", "127.0.0.1:%d" % port,
+                ["openssl", "s_server", "-accept", "127.0.0.1:0",
                  "-cert", self.certs.path("server.pem"), "-key",
                  self.certs.path("server.key"), "-rev"],
                 stdin=subprocess.DEVNULL, stdout=f, stderr=subprocess.STDOUT)
         self.addCleanup(p.wait)
         self.addCleanup(p.kill)
-        wait_file_contains(out, b"ACCEPT", timeout=10, proc=p)
-        addr = "127.0.0.1:%d" % port
+        addr = "127.0.0.1:%d" % s_server_port(out, p)
         # The pump: stdin, then close_notify + FIN, then the replies.
         r = self.client("--tls", "--ca", self.ca, addr,
                         input=b"hello world\nsockit over tls\n")
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertEqual(r.stdout, b"dlrow olleh\nslt revo tikcos\n")
         # The send mode (sync API): one line frame per MESSAGE.
-        r = self.client("--tls", "--ca", self.ca, "-f", "line",
-                        "localhost:%d" % port, "abc", "stressed")
+        r = self.client("--tls", "--ca", self.ca, "-f", "line", addr,
+                        "abc", "stressed")
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertEqual(r.stdout, b"cba\ndesserts\n")
 
@@ -193,29 +200,31 @@ class TlsTest(unittest.TestCase):
 
     def test_ca_echo_round_trip(self):
         sock = os.path.join(self.certs.dir, "tls.sock")
-        srv = self.server("-l", "unix:" + sock)
-        self.assertTrue(any("tls+unix://" + sock in l for l in srv.log))
-        tls = srv.addrs["tls"][0]
-        port = split_addr(tls)[1]
-        # stdin, raw.
-        r = self.client("--tls", "--ca", self.ca, tls, input=b"over stdin\n")
-        self.assertEqual((r.returncode, r.stdout), (0, b"over stdin\n"),
-                         r.stderr)
-        # The URL from the readiness line implies --tls; host name check
-        # against "localhost" this time.
-        r = self.client("--ca", self.ca, "tls://localhost:%d" % port,
-                        "raw", " message")
-        self.assertEqual((r.returncode, r.stdout), (0, b"raw message"),
-                         r.stderr)
-        # Framed MESSAGEs (sync API).
-        r = self.client("--tls", "--ca", self.ca, "-f", "line", tls, "a", "b")
-        self.assertEqual((r.returncode, r.stdout), (0, b"a\nb\n"), r.stderr)
-        # A Unix listener: the name to check is given explicitly.
-        r = self.client("--ca", self.ca, "--servername", "localhost",
-                        "tls+unix://" + sock, input=b"via unix\n")
-        self.assertEqual((r.returncode, r.stdout), (0, b"via unix\n"),
-                         r.stderr)
-        self.assertEqual(self.handshake_failures(srv), [])
+        with self.localhost_server("-l", "unix:" + sock) as (srv, port):
+            self.assertTrue(any("tls+unix://" + sock in l for l in srv.log))
+            tls = srv.addrs["tls"][0]
+            # stdin, raw.
+            r = self.client("--tls", "--ca", self.ca, tls,
+                            input=b"over stdin\n")
+            self.assertEqual((r.returncode, r.stdout), (0, b"over stdin\n"),
+                             r.stderr)
+            # The URL from the readiness line implies --tls; host name check
+            # against "localhost" this time.
+            r = self.client("--ca", self.ca, "tls://localhost:%d" % port,
+                            "raw", " message")
+            self.assertEqual((r.returncode, r.stdout), (0, b"raw message"),
+                             r.stderr)
+            # Framed MESSAGEs (sync API).
+            r = self.client("--tls", "--ca", self.ca, "-f", "line", tls, "a",
+                            "b")
+            self.assertEqual((r.returncode, r.stdout), (0, b"a\nb\n"),
+                             r.stderr)
+            # A Unix listener: the name to check is given explicitly.
+            r = self.client("--ca", self.ca, "--servername", "localhost",
+                            "tls+unix://" + sock, input=b"via unix\n")
+            self.assertEqual((r.returncode, r.stdout), (0, b"via unix\n"),
+                             r.stderr)
+            self.assertEqual(self.handshake_failures(srv), [])
 
     def test_self_signed_pin(self):
         srv = self.server("--self-signed", cert=None)
@@ -268,20 +277,21 @@ class TlsTest(unittest.TestCase):
             self.ssl_client(tls)
 
     def test_rejects_wrong_host(self):
-        srv = self.server(cert="wronghost")
-        tls = srv.addrs["tls"][0]
-        port = split_addr(tls)[1]
-        r = self.client("--tls", "--ca", self.ca, tls, "x")
-        self.assert_fails(r, "certificate verify failed: IP address mismatch")
-        r = self.client("--tls", "--ca", self.ca, "-f", "line",
-                        "localhost:%d" % port, "x")
-        self.assert_fails(r, "TLS handshake with localhost:%d failed: "
-                          "certificate verify failed: hostname mismatch"
-                          % port)
-        # The certificate is fine for the name it does show.
-        r = self.client("--tls", "--ca", self.ca, "--servername",
-                        "example.org", tls, input=b"named\n")
-        self.assertEqual((r.returncode, r.stdout), (0, b"named\n"), r.stderr)
+        with self.localhost_server(cert="wronghost") as (srv, port):
+            tls = srv.addrs["tls"][0]
+            r = self.client("--tls", "--ca", self.ca, tls, "x")
+            self.assert_fails(r, "certificate verify failed: IP address "
+                              "mismatch")
+            r = self.client("--tls", "--ca", self.ca, "-f", "line",
+                            "localhost:%d" % port, "x")
+            self.assert_fails(r, "TLS handshake with localhost:%d failed: "
+                              "certificate verify failed: hostname mismatch"
+                              % port)
+            # The certificate is fine for the name it does show.
+            r = self.client("--tls", "--ca", self.ca, "--servername",
+                            "example.org", tls, input=b"named\n")
+            self.assertEqual((r.returncode, r.stdout), (0, b"named\n"),
+                             r.stderr)
 
     def test_rejects_untrusted_ca(self):
         srv = self.server()

@@ -6,8 +6,8 @@ openssl s_client (-sess_out / -sess_in), and TLS file errors that name the
 file and say why.
 
 Certificates are made at run time in a temporary directory and removed
-afterwards. Servers listen on port 0 (s_server, which cannot print its
-port, gets a free one); every wait has a deadline.
+afterwards. Servers listen on port 0 (s_server too: it prints the port it
+got); every wait has a deadline.
 """
 import os
 import re
@@ -16,8 +16,8 @@ import subprocess
 import time
 import unittest
 
-from skutil import SERVER, CertDir, Server, free_tcp_port, needs, \
-    run_client, self_signed_cert, wait_file_contains
+from skutil import SERVER, CertDir, Server, needs, run_client, \
+    s_server_port, self_signed_cert
 
 
 class Certs(CertDir):
@@ -119,11 +119,10 @@ class TestTlsSni(unittest.TestCase):
         self.assertIn("Reused, TLSv1.3", out)
 
     def test_sockit_client_verifies_the_sni_certificate(self):
-        port = free_tcp_port()
         log = self.certs.path("s_server.out")
         with open(log, "wb") as f:
             p = subprocess.Popen(
-                ["openssl", "s_server", "-accept", "127.0.0.1:%d" % port,
+                ["openssl", "s_server", "-accept", "127.0.0.1:0",
                  "-cert", self.certs.path("a.pem"),
                  "-key", self.certs.path("a.key"),
                  "-servername", "b.test",
@@ -132,8 +131,7 @@ class TestTlsSni(unittest.TestCase):
                 stdin=subprocess.DEVNULL, stdout=f, stderr=subprocess.STDOUT)
         self.addCleanup(p.wait)
         self.addCleanup(p.kill)
-        wait_file_contains(log, b"ACCEPT", timeout=10, proc=p)
-        addr = "127.0.0.1:%d" % port
+        addr = "127.0.0.1:%d" % s_server_port(log, p)
         for name in ("b.test", "a.test"):
             r = run_client(["--tls", "--ca", self.ca, "--servername", name,
                             addr], input=b"hello\n")
