@@ -17,6 +17,10 @@
 #include <string.h>
 #include <cmocka.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
 #include "sockit.h"
 
 /* 1 in a sanitizer build, where everything runs several times slower: bulk
@@ -100,6 +104,25 @@ static inline void sk_test_loop_done(sk_loop *loop) {
   sk_loop_run(loop, SK_RUN_NOWAIT);
   assert_int_equal(sk_loop_handles(loop), 0);
   assert_int_equal(sk_loop_free(loop), 0);
+}
+
+/* A plain socket of the given type on 127.0.0.1, on a port the kernel
+ * picks (listening, for SOCK_STREAM), made without the library so that
+ * a test of one part does not lean on another. Its port in *port. */
+static inline int sk_test_loopback4(int type, uint16_t *port) {
+  struct sockaddr_in sin;
+  socklen_t len = sizeof(sin);
+  int fd = socket(AF_INET, type | SOCK_CLOEXEC, 0);
+  assert_true(fd >= 0);
+  memset(&sin, 0, sizeof(sin));
+  sin.sin_family = AF_INET;
+  sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  assert_int_equal(bind(fd, (struct sockaddr *)&sin, sizeof(sin)), 0);
+  if (type == SOCK_STREAM)
+    assert_int_equal(listen(fd, 8), 0);
+  assert_int_equal(getsockname(fd, (struct sockaddr *)&sin, &len), 0);
+  *port = ntohs(sin.sin_port);
+  return fd;
 }
 
 #endif

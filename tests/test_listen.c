@@ -176,24 +176,6 @@ static void test_udp_group_port0_and_held_port(void **state) {
   close_all_handles(h, 3);
 }
 
-/* A plain socket on 127.0.0.1 with a port of the kernel's choosing
- * (listening, for TCP); its port in *port. */
-static int hold_v4(int type, uint16_t *port) {
-  struct sockaddr_in sin;
-  socklen_t len = sizeof(sin);
-  int fd = socket(AF_INET, type | SOCK_CLOEXEC, 0);
-  assert_true(fd >= 0);
-  memset(&sin, 0, sizeof(sin));
-  sin.sin_family = AF_INET;
-  sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  assert_int_equal(bind(fd, (struct sockaddr *)&sin, sizeof(sin)), 0);
-  if (type == SOCK_STREAM)
-    assert_int_equal(listen(fd, 1), 0);
-  assert_int_equal(getsockname(fd, (struct sockaddr *)&sin, &len), 0);
-  *port = ntohs(sin.sin_port);
-  return fd;
-}
-
 /* [::]:P with V6ONLY does not clash with 127.0.0.1:P: a group binds it as a
  * single listener does (the probe asks with the members' flags), while a
  * dual-stack [::]:P is refused by both. Streams and UDP alike. */
@@ -226,7 +208,7 @@ static void test_group_v6only_beside_ipv4(void **state) {
   for (int tries = 0; rc == -EADDRINUSE && tries < 50; tries++) {
     if (v4 >= 0)
       close(v4);
-    v4 = hold_v4(SOCK_STREAM, &port);
+    v4 = sk_test_loopback4(SOCK_STREAM, &port);
     sk_endpoint_set_port(&e6, port);
     assert_int_equal(sk_stream_listen_group(sp, 2, &e6, 0, SK_LISTEN_DUALSTACK),
                      -EADDRINUSE);
@@ -240,7 +222,7 @@ static void test_group_v6only_beside_ipv4(void **state) {
   for (int tries = 0; rc == -EADDRINUSE && tries < 50; tries++) {
     if (u4 >= 0)
       close(u4);
-    u4 = hold_v4(SOCK_DGRAM, &port);
+    u4 = sk_test_loopback4(SOCK_DGRAM, &port);
     sk_endpoint_set_port(&e6, port);
     assert_int_equal(sk_udp_bind_group(up, 2, &e6, SK_LISTEN_DUALSTACK),
                      -EADDRINUSE);
