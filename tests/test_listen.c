@@ -57,7 +57,7 @@ static void connect_client(sk_socket *c, uint16_t port) {
   SK_ASSERT_OK(sk_socket_connect(c, &ep, 5000));
 }
 
-/* Waits (5 s at most) until the n listeners hold `want` connections ready
+/* Waits (about 5 s at most) until the n listeners hold `want` connections ready
  * to accept between them. connect() can return before the listener's side
  * has taken the handshake's last ACK (the kernel may leave that to its
  * softirq thread on a busy machine), so a non-blocking accept right after
@@ -176,6 +176,31 @@ static void test_udp_group_port0_and_held_port(void **state) {
   close_all_handles(h, 3);
 }
 
+/* After the library refused [::]:port as taken: fails the test unless a
+ * plain IPv6-only socket is refused there too (another test holds it). */
+static void v6only_taken(int type, uint16_t port) {
+  struct sockaddr_in6 sin6;
+  int on = 1, fd = socket(AF_INET6, type | SOCK_CLOEXEC, 0);
+  assert_true(fd >= 0);
+  assert_int_equal(setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &on, sizeof(on)),
+                   0);
+  /* As the library binds: SO_REUSEADDR for TCP only (on UDP it would
+   * let two sockets share a port). */
+  if (type == SOCK_STREAM)
+    assert_int_equal(setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on)),
+                     0);
+  memset(&sin6, 0, sizeof(sin6));
+  sin6.sin6_family = AF_INET6;
+  sin6.sin6_port = htons(port);
+  sin6.sin6_addr = in6addr_any;
+  int rc = bind(fd, (struct sockaddr *)&sin6, sizeof(sin6));
+  int err = errno;
+  close(fd);
+  if (rc == 0)
+    fail_msg("[::]:%u refused as taken, but it was free", (unsigned)port);
+  assert_int_equal(err, EADDRINUSE);
+}
+
 /* [::]:P with V6ONLY does not clash with 127.0.0.1:P: a group binds it as a
  * single listener does (the probe asks with the members' flags), while a
  * dual-stack [::]:P is refused by both. Streams and UDP alike. */
@@ -203,11 +228,13 @@ static void test_group_v6only_beside_ipv4(void **state) {
   SK_ASSERT_OK(sk_udp_init(&loop, &u[1]));
   SK_ASSERT_OK(sk_endpoint_parse(&e6, "[::]:0"));
   /* The kernel may give another test's IPv6 socket the port it gives us on
-   * IPv4: a refused IPv6-only bind is then not the code's fault, and the
-   * test takes another port (a few tries at most). */
+   * IPv4: a refused IPv6-only bind is then not the code's fault (checked),
+   * and the test takes another port (50 tries at most). */
   for (int tries = 0; rc == -EADDRINUSE && tries < 50; tries++) {
-    if (v4 >= 0)
+    if (v4 >= 0) {
+      v6only_taken(SOCK_STREAM, port);
       close(v4);
+    }
     v4 = sk_test_loopback4(SOCK_STREAM, &port);
     sk_endpoint_set_port(&e6, port);
     assert_int_equal(sk_stream_listen_group(sp, 2, &e6, 0, SK_LISTEN_DUALSTACK),
@@ -220,8 +247,10 @@ static void test_group_v6only_beside_ipv4(void **state) {
 
   rc = -EADDRINUSE;
   for (int tries = 0; rc == -EADDRINUSE && tries < 50; tries++) {
-    if (u4 >= 0)
+    if (u4 >= 0) {
+      v6only_taken(SOCK_DGRAM, port);
       close(u4);
+    }
     u4 = sk_test_loopback4(SOCK_DGRAM, &port);
     sk_endpoint_set_port(&e6, port);
     assert_int_equal(sk_udp_bind_group(up, 2, &e6, SK_LISTEN_DUALSTACK),

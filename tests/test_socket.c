@@ -861,17 +861,17 @@ static void test_poll_available(void **state) {
 
 /* Binds a TCP socket, not listening, to [::1]:port, so that "localhost"
  * on that port is refused on IPv6 whatever other tests run meanwhile.
- * Returns 0 (and *fd, -1 when this host has no IPv6 loopback) or
- * -EADDRINUSE when someone else has the port there. */
-static int hold_v6(uint16_t port, sk_socket *fd) {
+ * Returns 0 with the socket in *hold (hold->fd is -1 when this host has no
+ * IPv6 loopback), or -EADDRINUSE when someone else has the port there. */
+static int hold_v6(uint16_t port, sk_socket *hold) {
   sk_endpoint ep;
-  fd->fd = -1;
-  if (sk_socket_open(fd, AF_INET6, SOCK_STREAM, 0) < 0)
+  hold->fd = -1;
+  if (sk_socket_open(hold, AF_INET6, SOCK_STREAM, 0) < 0)
     return 0;
   SK_ASSERT_OK(sk_endpoint_loopback(&ep, AF_INET6, port));
-  int rc = sk_socket_bind(fd, &ep);
+  int rc = sk_socket_bind(hold, &ep);
   if (rc < 0)
-    (void)sk_socket_abort(fd);
+    (void)sk_socket_abort(hold);
   if (rc == -EADDRINUSE)
     return rc;
   return 0;

@@ -227,7 +227,9 @@ def free_ports(n):
 def owns_listener(pid, port):
     """True when a socket listens on 127.0.0.1:port and every socket that
     does is one of pid's descriptors (inodes from /proc/net/tcp)."""
-    want = "0100007F:%04X" % port
+    # The kernel prints the address as the 32-bit word in host order.
+    addr = struct.unpack("=I", socket.inet_aton("127.0.0.1"))[0]
+    want = "%08X:%04X" % (addr, port)
     try:
         with open("/proc/net/tcp") as f:
             inodes = {fields[9] for fields in (ln.split() for ln in f)

@@ -21,7 +21,8 @@ import subprocess
 import time
 import unittest
 
-from skutil import (SERVER, CertDir, Server, localhost_listener, needs,
+from skutil import (SERVER, CertDir, Server, hold_v6_loopback,
+                    localhost_listener, needs,
                     recv_exact, run_client, s_server_port, self_signed_cert,
                     split_addr)
 
@@ -174,15 +175,25 @@ class TlsTest(unittest.TestCase):
                 stdin=subprocess.DEVNULL, stdout=f, stderr=subprocess.STDOUT)
         self.addCleanup(p.wait)
         self.addCleanup(p.kill)
-        addr = "127.0.0.1:%d" % s_server_port(out, p)
+        port = s_server_port(out, p)
         # The pump: stdin, then close_notify + FIN, then the replies.
-        r = self.client("--tls", "--ca", self.ca, addr,
+        r = self.client("--tls", "--ca", self.ca, "127.0.0.1:%d" % port,
                         input=b"hello world\nsockit over tls\n")
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertEqual(r.stdout, b"dlrow olleh\nslt revo tikcos\n")
-        # The send mode (sync API): one line frame per MESSAGE.
-        r = self.client("--tls", "--ca", self.ca, "-f", "line", addr,
-                        "abc", "stressed")
+        # The send mode (sync API): one line frame per MESSAGE, to a name:
+        # "localhost" is resolved and the certificate checked against it.
+        # [::1]:port is held so that the name can only lead to s_server
+        # (when another test holds it there, the address is used instead).
+        try:
+            hold = hold_v6_loopback(port)
+            host = "localhost"
+        except OSError:
+            hold, host = None, "127.0.0.1"
+        if hold is not None:
+            self.addCleanup(hold.close)
+        r = self.client("--tls", "--ca", self.ca, "-f", "line",
+                        "%s:%d" % (host, port), "abc", "stressed")
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertEqual(r.stdout, b"cba\ndesserts\n")
 
