@@ -3,6 +3,7 @@
  * SK_TEST_ASYNC: run once per backend (the listeners live on a loop). */
 #include "sk_test.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -137,6 +138,55 @@ static void test_listen_group_refuses_a_held_port(void **state) {
       sk_stream_listen_group(sp + 1, 1, &ep, 0, SK_LISTEN_REUSEPORT),
       -EADDRINUSE);
   close_all_handles(h, 3);
+}
+
+/* Descriptors this process has open. */
+static int open_fds(void) {
+  int n = 0;
+  DIR *d = opendir("/proc/self/fd");
+  assert_non_null(d);
+  while (readdir(d) != NULL)
+    n++;
+  closedir(d);
+  return n;
+}
+
+/* A group that fails part way leaves nothing open: the members bound
+ * before the failing one are closed again and can be bound once more.
+ * (The last member is already open, which fails it with -EBUSY.) */
+static void test_group_failing_part_way_leaves_nothing_open(void **state) {
+  sk_stream s[3], *sp[3] = {&s[0], &s[1], &s[2]};
+  sk_udp u[3], *up[3] = {&u[0], &u[1], &u[2]};
+  sk_handle *h[6] = {&s[0].h, &s[1].h, &s[2].h, &u[0].h, &u[1].h, &u[2].h};
+  sk_endpoint ep, busy;
+  (void)state;
+  setup_loop();
+  for (int i = 0; i < 3; i++) {
+    SK_ASSERT_OK(sk_stream_init(&loop, &s[i]));
+    SK_ASSERT_OK(sk_udp_init(&loop, &u[i]));
+  }
+  SK_ASSERT_OK(sk_endpoint_parse(&ep, "127.0.0.1:0"));
+  SK_ASSERT_OK(sk_stream_listen(&s[2], &ep, 0, 0));
+  SK_ASSERT_OK(sk_udp_bind(&u[2], &ep, 0));
+
+  int fds = open_fds();
+  assert_int_equal(sk_stream_listen_group(sp, 3, &ep, 0, 0), -EBUSY);
+  assert_int_equal(s[0].sock.fd, -1);
+  assert_int_equal(s[1].sock.fd, -1);
+  assert_true(s[2].sock.fd >= 0); /* the caller's own: untouched */
+  assert_int_equal(sk_udp_bind_group(up, 3, &ep, 0), -EBUSY);
+  assert_int_equal(u[0].sock.fd, -1);
+  assert_int_equal(u[1].sock.fd, -1);
+  assert_true(u[2].sock.fd >= 0);
+  assert_int_equal(open_fds(), fds); /* the sockets themselves are closed */
+
+  /* The members bind again. */
+  SK_ASSERT_OK(sk_stream_listen_group(sp, 2, &ep, 0, 0));
+  SK_ASSERT_OK(sk_socket_local(&s[0].sock, &busy));
+  assert_int_equal(local_port(&s[1].sock), sk_endpoint_port(&busy));
+  SK_ASSERT_OK(sk_udp_bind_group(up, 2, &ep, 0));
+  assert_int_equal(local_port(&u[1].sock), local_port(&u[0].sock));
+  close_all_handles(h, 6);
 }
 
 static void test_udp_group_port0_and_held_port(void **state) {
@@ -333,6 +383,7 @@ SK_TEST_MAIN(cmocka_unit_test(test_listen_group_port0_shares_one_port),
              cmocka_unit_test(test_listen_group_refuses_a_held_port),
              cmocka_unit_test(test_udp_group_port0_and_held_port),
              cmocka_unit_test(test_group_v6only_beside_ipv4),
+             cmocka_unit_test(test_group_failing_part_way_leaves_nothing_open),
              cmocka_unit_test(test_listen_group_bad_arguments),
              cmocka_unit_test(test_accept_queued_takes_the_backlog),
              cmocka_unit_test(test_err_is_resource))

@@ -36,7 +36,8 @@ extern "C" {
  * (the kernel lets only those share) that binds the port between the check
  * and the first listener's bind shares it with the group. The port bound
  * is sk_socket_local(&s[0]->sock). Returns 0, or a negative errno; on
- * failure some listeners may be open: close them all. */
+ * failure none of them is left open (those bound before the failure are
+ * closed again), and each may be bound again or closed. */
 SK_EXTERN int sk_stream_listen_group(sk_stream *const *s, size_t n,
                                      const sk_endpoint *ep, int backlog,
                                      unsigned flags);

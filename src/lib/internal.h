@@ -222,6 +222,12 @@ void sk__stream_close(sk_stream *s);
 void sk__stream_closed(sk_stream *s);
 void sk__udp_close(sk_udp *u);
 
+/* Undo sk_stream_listen() / sk_udp_bind() on a handle that has done
+ * nothing since (listen.c: a group that failed part way): the socket is
+ * closed and the handle is as its init left it, ready to bind again. */
+void sk__stream_unlisten(sk_stream *s);
+void sk__udp_unbind(sk_udp *u);
+
 /* Reads the destination address and interface of a received datagram from
  * its control messages (IP_PKTINFO / IPV6_PKTINFO). to gets the local port
  * given; to->len stays 0 when the message carried none. */

@@ -1,6 +1,7 @@
 /* Listening helpers: N listeners on one port, and draining a listener's
  * queue before it closes (include/sockit/listen.h). Built on the public
- * socket, stream and UDP calls (and the socket flags every bind uses). */
+ * socket, stream and UDP calls (and the socket flags every bind uses, and
+ * the undoing of a bind when a group fails part way). */
 #include "sockit/listen.h"
 
 #include <errno.h>
@@ -23,6 +24,17 @@ struct group {
 
 static sk_socket *member_sock(const struct group *g, size_t i) {
   return g->type == SOCK_STREAM ? &g->s[i]->sock : &g->u[i]->sock;
+}
+
+/* Closes the first n members again (this call bound them, and they have
+ * done nothing since): a failed group leaves nothing open. */
+static void members_unbind(const struct group *g, size_t n) {
+  for (size_t i = 0; i < n; i++) {
+    if (g->type == SOCK_STREAM)
+      sk__stream_unlisten(g->s[i]);
+    else
+      sk__udp_unbind(g->u[i]);
+  }
 }
 
 static int member_bind(const struct group *g, size_t i, const sk_endpoint *ep,
@@ -89,13 +101,17 @@ static int group_bind(const struct group *g, size_t n, const sk_endpoint *ep,
   if (rc < 0)
     return rc;
   rc = sk_socket_local(member_sock(g, 0), &local);
-  if (rc < 0)
+  if (rc < 0) {
+    members_unbind(g, 1);
     return rc;
+  }
   sk_endpoint_set_port(&at, sk_endpoint_port(&local));
   for (size_t i = 1; i < n; i++) {
     rc = member_bind(g, i, &at, flags);
-    if (rc < 0)
+    if (rc < 0) {
+      members_unbind(g, i);
       return rc;
+    }
   }
   return 0;
 }

@@ -251,6 +251,12 @@ fail:
   return rc;
 }
 
+void sk__stream_unlisten(sk_stream *s) {
+  stream_drop_fd(s);
+  s->sock = (sk_socket)SK_SOCKET_INIT;
+  s->sflags &= ~(unsigned)SK__S_LISTENING;
+}
+
 /* ---- accept ---- */
 
 static void accept_resume(struct sk__tnode *n) {

@@ -148,6 +148,11 @@ fail:
   return rc;
 }
 
+void sk__udp_unbind(sk_udp *u) {
+  sk__close_fd(u->sock.fd);
+  u->sock = (sk_socket)SK_SOCKET_INIT;
+}
+
 int sk_udp_connect(sk_udp *u, const sk_endpoint *peer) {
   int rc;
   if (sk_is_closing(&u->h))
