@@ -18,6 +18,7 @@
 #include <cmocka.h>
 
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 
@@ -123,6 +124,17 @@ static inline int sk_test_loopback4(int type, uint16_t *port) {
   assert_int_equal(getsockname(fd, (struct sockaddr *)&sin, &len), 0);
   *port = ntohs(sin.sin_port);
   return fd;
+}
+
+/* Descriptors this process has open (a leak check around a call). */
+static inline int sk_test_open_fds(void) {
+  int n = 0;
+  DIR *d = opendir("/proc/self/fd");
+  assert_non_null(d);
+  while (readdir(d) != NULL)
+    n++;
+  closedir(d);
+  return n;
 }
 
 #endif

@@ -7,7 +7,6 @@
 #include "sk_test.h"
 #include "internal.h"
 
-#include <dirent.h>
 #include <strings.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -172,16 +171,6 @@ static void hole_close(struct hole *h) {
   sk_socket_close(&h->lis, 0);
 }
 
-static int count_fds(void) {
-  int n = 0;
-  DIR *d = opendir("/proc/self/fd");
-  assert_non_null(d);
-  while (readdir(d) != NULL)
-    n++;
-  closedir(d);
-  return n;
-}
-
 /* ---- one connect by name ---- */
 
 struct conn {
@@ -245,7 +234,7 @@ static void test_black_hole_first(void **state) {
     assert_true(tries < 50);
     hole_close(&h);
   }
-  int fds = count_fds();
+  int fds = sk_test_open_fds();
 
   struct conn c;
   sk_connect_opts o = {.timeout_ms = 5000, .dns_servers = d.servers};
@@ -260,7 +249,7 @@ static void test_black_hole_first(void **state) {
   sk_test_run(&loop, 10000);
   assert_int_equal(c.calls, 1);
   /* The black-holed attempt and the resolver's sockets are gone. */
-  assert_int_equal(count_fds(), fds - 1); /* less the responder's */
+  assert_int_equal(sk_test_open_fds(), fds - 1); /* less the responder's */
   sk_test_loop_done(&loop);
   hole_close(&h);
   sk_socket_close(&good, 0);
@@ -289,7 +278,7 @@ static void test_both_families(void **state) {
     assert_true(tries < 50);
     sk_socket_close(&l6, 0);
   }
-  int fds = count_fds();
+  int fds = sk_test_open_fds();
 
   char text[64];
   snprintf(text, sizeof(text), "both.test:%u", port);
@@ -303,7 +292,7 @@ static void test_both_families(void **state) {
   assert_int_equal(d.answered, 2); /* AAAA and A were both asked */
   sk_close(&d.u.h, NULL);
   sk_test_run(&loop, 10000);
-  assert_int_equal(count_fds(), fds - 1); /* less the responder's */
+  assert_int_equal(sk_test_open_fds(), fds - 1); /* less the responder's */
   sk_test_loop_done(&loop);
   sk_socket_close(&l6, 0);
   sk_socket_close(&l4, 0);
@@ -365,7 +354,7 @@ static void cancel_case(const char *name, int by_close) {
   SK_ASSERT_OK(sk_loop_init(&loop));
   dns_start(&loop, &d, rrs, 2);
   hole_open(&h, AF_INET6, 0);
-  int fds = count_fds();
+  int fds = sk_test_open_fds();
 
   struct conn c;
   struct stopper st = {.c = &c, .by_close = by_close};
@@ -383,7 +372,7 @@ static void cancel_case(const char *name, int by_close) {
   sk_close(&d.u.h, NULL);
   sk_test_run(&loop, 10000);
   assert_int_equal(c.calls, 1);
-  assert_int_equal(count_fds(), fds - 1); /* less the responder's */
+  assert_int_equal(sk_test_open_fds(), fds - 1); /* less the responder's */
   sk_test_loop_done(&loop);
   hole_close(&h);
 }
@@ -439,16 +428,17 @@ static void test_sync_black_hole_first(void **state) {
   listener_open(&good, AF_INET, 0, 16);
   SK_ASSERT_OK(sk_socket_local(&h.lis, &eps[0]));
   SK_ASSERT_OK(sk_socket_local(&good, &eps[1]));
-  int fds = count_fds();
+  int fds = sk_test_open_fds();
   SK_ASSERT_OK(sk_socket_connect_list(&c, eps, 2, 500));
   sk_endpoint peer;
   SK_ASSERT_OK(sk_socket_remote(&c, &peer));
   assert_true(sk_endpoint_equal(&peer, &eps[1]));
-  assert_int_equal(count_fds(), fds + 1); /* the black-holed try closed */
+  assert_int_equal(sk_test_open_fds(),
+                   fds + 1); /* the black-holed try closed */
   sk_socket_close(&c, 0);
   /* Only black holes: the timeout is honoured. */
   assert_int_equal(sk_socket_connect_list(&c, eps, 1, 300), -ETIMEDOUT);
-  assert_int_equal(count_fds(), fds);
+  assert_int_equal(sk_test_open_fds(), fds);
   hole_close(&h);
   sk_socket_close(&good, 0);
 }

@@ -3,7 +3,6 @@
  * SK_TEST_ASYNC: run once per backend (the listeners live on a loop). */
 #include "sk_test.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -140,17 +139,6 @@ static void test_listen_group_refuses_a_held_port(void **state) {
   close_all_handles(h, 3);
 }
 
-/* Descriptors this process has open. */
-static int open_fds(void) {
-  int n = 0;
-  DIR *d = opendir("/proc/self/fd");
-  assert_non_null(d);
-  while (readdir(d) != NULL)
-    n++;
-  closedir(d);
-  return n;
-}
-
 /* A group that fails part way leaves nothing open: the members bound
  * before the failing one are closed again and can be bound once more.
  * (The last member is already open, which fails it with -EBUSY.) */
@@ -169,7 +157,7 @@ static void test_group_failing_part_way_leaves_nothing_open(void **state) {
   SK_ASSERT_OK(sk_stream_listen(&s[2], &ep, 0, 0));
   SK_ASSERT_OK(sk_udp_bind(&u[2], &ep, 0));
 
-  int fds = open_fds();
+  int fds = sk_test_open_fds();
   assert_int_equal(sk_stream_listen_group(sp, 3, &ep, 0, 0), -EBUSY);
   assert_int_equal(s[0].sock.fd, -1);
   assert_int_equal(s[1].sock.fd, -1);
@@ -178,7 +166,8 @@ static void test_group_failing_part_way_leaves_nothing_open(void **state) {
   assert_int_equal(u[0].sock.fd, -1);
   assert_int_equal(u[1].sock.fd, -1);
   assert_true(u[2].sock.fd >= 0);
-  assert_int_equal(open_fds(), fds); /* the sockets themselves are closed */
+  assert_int_equal(sk_test_open_fds(),
+                   fds); /* the sockets themselves are closed */
 
   /* The members bind again. */
   SK_ASSERT_OK(sk_stream_listen_group(sp, 2, &ep, 0, 0));
@@ -251,6 +240,37 @@ static void v6only_taken(int type, uint16_t port) {
   assert_int_equal(err, EADDRINUSE);
 }
 
+static int group_bind2(int type, sk_stream *const *sp, sk_udp *const *up,
+                       const sk_endpoint *ep, unsigned flags) {
+  return type == SOCK_STREAM ? sk_stream_listen_group(sp, 2, ep, 0, flags)
+                             : sk_udp_bind_group(up, 2, ep, flags);
+}
+
+/* Holds 127.0.0.1:P with a plain socket (returned) and binds the group of
+ * two (streams sp, or UDP sockets up) to [::]:P: refused dual-stack, bound
+ * IPv6-only. The kernel may give another test's IPv6 socket the port it
+ * gives us on IPv4: a refused IPv6-only bind is then not the code's fault
+ * (checked), and another port is taken (50 tries at most). */
+static int v6only_group_beside_v4(int type, sk_stream *const *sp,
+                                  sk_udp *const *up, uint16_t *port) {
+  sk_endpoint e6;
+  int v4 = -1, rc = -EADDRINUSE;
+  SK_ASSERT_OK(sk_endpoint_parse(&e6, "[::]:0"));
+  for (int tries = 0; rc == -EADDRINUSE && tries < 50; tries++) {
+    if (v4 >= 0) {
+      v6only_taken(type, *port);
+      close(v4);
+    }
+    v4 = sk_test_loopback4(type, port);
+    sk_endpoint_set_port(&e6, *port);
+    assert_int_equal(group_bind2(type, sp, up, &e6, SK_LISTEN_DUALSTACK),
+                     -EADDRINUSE);
+    rc = group_bind2(type, sp, up, &e6, SK_LISTEN_V6ONLY);
+  }
+  SK_ASSERT_OK(rc);
+  return v4;
+}
+
 /* [::]:P with V6ONLY does not clash with 127.0.0.1:P: a group binds it as a
  * single listener does (the probe asks with the members' flags), while a
  * dual-stack [::]:P is refused by both. Streams and UDP alike. */
@@ -260,7 +280,7 @@ static void test_group_v6only_beside_ipv4(void **state) {
   sk_handle *h[4] = {&s[0].h, &s[1].h, &u[0].h, &u[1].h};
   sk_endpoint e6;
   sk_socket probe;
-  int v4 = -1, u4 = -1, rc = -EADDRINUSE;
+  int v4, u4;
   uint16_t port = 0;
   (void)state;
   SK_ASSERT_OK(sk_endpoint_parse(&e6, "[::1]:0"));
@@ -276,38 +296,10 @@ static void test_group_v6only_beside_ipv4(void **state) {
   SK_ASSERT_OK(sk_stream_init(&loop, &s[1]));
   SK_ASSERT_OK(sk_udp_init(&loop, &u[0]));
   SK_ASSERT_OK(sk_udp_init(&loop, &u[1]));
-  SK_ASSERT_OK(sk_endpoint_parse(&e6, "[::]:0"));
-  /* The kernel may give another test's IPv6 socket the port it gives us on
-   * IPv4: a refused IPv6-only bind is then not the code's fault (checked),
-   * and the test takes another port (50 tries at most). */
-  for (int tries = 0; rc == -EADDRINUSE && tries < 50; tries++) {
-    if (v4 >= 0) {
-      v6only_taken(SOCK_STREAM, port);
-      close(v4);
-    }
-    v4 = sk_test_loopback4(SOCK_STREAM, &port);
-    sk_endpoint_set_port(&e6, port);
-    assert_int_equal(sk_stream_listen_group(sp, 2, &e6, 0, SK_LISTEN_DUALSTACK),
-                     -EADDRINUSE);
-    rc = sk_stream_listen_group(sp, 2, &e6, 0, SK_LISTEN_V6ONLY);
-  }
-  SK_ASSERT_OK(rc);
+  v4 = v6only_group_beside_v4(SOCK_STREAM, sp, NULL, &port);
   assert_int_equal(local_port(&s[0].sock), port);
   assert_int_equal(local_port(&s[1].sock), port);
-
-  rc = -EADDRINUSE;
-  for (int tries = 0; rc == -EADDRINUSE && tries < 50; tries++) {
-    if (u4 >= 0) {
-      v6only_taken(SOCK_DGRAM, port);
-      close(u4);
-    }
-    u4 = sk_test_loopback4(SOCK_DGRAM, &port);
-    sk_endpoint_set_port(&e6, port);
-    assert_int_equal(sk_udp_bind_group(up, 2, &e6, SK_LISTEN_DUALSTACK),
-                     -EADDRINUSE);
-    rc = sk_udp_bind_group(up, 2, &e6, SK_LISTEN_V6ONLY);
-  }
-  SK_ASSERT_OK(rc);
+  u4 = v6only_group_beside_v4(SOCK_DGRAM, NULL, up, &port);
   assert_int_equal(local_port(&u[0].sock), port);
   assert_int_equal(local_port(&u[1].sock), port);
   close(v4);
