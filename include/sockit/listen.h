@@ -36,8 +36,10 @@ extern "C" {
  * (the kernel lets only those share) that binds the port between the check
  * and the first listener's bind shares it with the group. The port bound
  * is sk_socket_local(&s[0]->sock). Returns 0, or a negative errno; on
- * failure none of them is left open (those bound before the failure are
- * closed again), and each may be bound again or closed. */
+ * failure the listeners this call bound are closed again, so none is left
+ * open that was not open before (one the caller had already opened fails
+ * the call with -EBUSY and is left as it was); each may be bound again or
+ * closed. */
 SK_EXTERN int sk_stream_listen_group(sk_stream *const *s, size_t n,
                                      const sk_endpoint *ep, int backlog,
                                      unsigned flags);

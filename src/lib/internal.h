@@ -224,7 +224,8 @@ void sk__udp_close(sk_udp *u);
 
 /* Undo sk_stream_listen() / sk_udp_bind() on a handle that has done
  * nothing since (listen.c: a group that failed part way): the socket is
- * closed and the handle is as its init left it, ready to bind again. */
+ * closed and the handle is as it was before the bind, ready to bind
+ * again. */
 void sk__stream_unlisten(sk_stream *s);
 void sk__udp_unbind(sk_udp *u);
 

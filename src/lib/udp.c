@@ -149,6 +149,7 @@ fail:
 }
 
 void sk__udp_unbind(sk_udp *u) {
+  sk__io_set(u->h.loop, &u->io, 0); /* nothing is watched yet: a no-op */
   sk__close_fd(u->sock.fd);
   u->sock = (sk_socket)SK_SOCKET_INIT;
 }
