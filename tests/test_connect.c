@@ -360,6 +360,16 @@ static void cancel_case(const char *name, int by_close) {
   struct stopper st = {.c = &c, .by_close = by_close};
   sk_connect_opts o = {.timeout_ms = 30000, .dns_servers = d.servers};
   conn_start(&loop, &c, name, local_port(&h.lis), &o);
+  /* While it connects, even with no socket yet (the name still resolving),
+   * the stream is taken: it can neither listen nor adopt a descriptor. */
+  sk_endpoint any;
+  SK_ASSERT_OK(sk_endpoint_parse(&any, "127.0.0.1:0"));
+  assert_int_equal(sk_stream_listen(&c.s, &any, 0, 0), -EBUSY);
+  int spare = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  assert_true(spare >= 0);
+  assert_int_equal(sk_stream_open(&c.s, spare), -EBUSY);
+  assert_int_equal(sk_stream_open_accepted(&c.s, spare, AF_INET), -EBUSY);
+  close(spare);
   /* Stop once the responder has seen both queries (the attempt to the
    * black hole starts as soon as their answers are read). */
   while (d.answered < 2 && strcmp(name, "hole.test") == 0)

@@ -189,11 +189,17 @@ static void stream_drop_fd(sk_stream *s) {
   s->sock.fd = -1;
 }
 
+/* The stream has a socket, or is closing, or is connecting (a connect by
+ * name has no socket while the name resolves): it cannot take another. */
+static int stream_taken(const sk_stream *s) {
+  return is_closing(s) || s->sock.fd >= 0 || (s->sflags & SK__S_CONNECTING);
+}
+
 int sk_stream_open(sk_stream *s, int fd) {
   int rc, acc = 0;
   socklen_t len = sizeof(acc);
 
-  if (is_closing(s) || s->sock.fd >= 0)
+  if (stream_taken(s))
     return -EBUSY;
   rc = sk__fd_prepare(fd);
   if (rc == 0)
@@ -208,7 +214,7 @@ int sk_stream_open(sk_stream *s, int fd) {
 }
 
 int sk_stream_open_accepted(sk_stream *s, int fd, int family) {
-  if (is_closing(s) || s->sock.fd >= 0)
+  if (stream_taken(s))
     return -EBUSY;
   if (fd < 0 || (family != AF_INET && family != AF_INET6 && family != AF_UNIX))
     return -EINVAL;
@@ -224,7 +230,7 @@ int sk_stream_listen(sk_stream *s, const sk_endpoint *ep, int backlog,
   int fd, rc, one = 1;
   int family = sk_endpoint_family(ep);
 
-  if (is_closing(s) || s->sock.fd >= 0)
+  if (stream_taken(s))
     return -EBUSY;
   fd = sk__socket_create(family, SOCK_STREAM, sk__listen_sock_flags(flags));
   if (fd < 0)
