@@ -19,16 +19,7 @@
  * build, many times slower and with nothing to find in this single-threaded
  * code, runs a quarter of them. (ASan runs them all: a heap overrun is what
  * it is there to catch.) */
-#if defined(__SANITIZE_THREAD__)
-#define PROP_SHRINK 4
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define PROP_SHRINK 4
-#endif
-#endif
-#ifndef PROP_SHRINK
-#define PROP_SHRINK 1
-#endif
+#define PROP_SHRINK (SK_TEST_TSAN ? 4 : 1)
 
 /* ---- helpers ---- */
 

@@ -173,7 +173,8 @@ static void test_group_failing_part_way_leaves_nothing_open(void **state) {
   assert_int_equal(u[1].sock.fd, -1);
   assert_int_equal(u[2].sock.fd, u2);
   assert_int_equal(sk_test_open_fds(), fds);
-  /* The first member is the caller's: nothing is bound at all. */
+  /* The first member is the caller's: refused before anything is bound,
+   * and the caller's socket stays (a guard: no undo runs here). */
   assert_int_equal(sk_stream_listen_group(first, 2, &ep, 0, 0), -EBUSY);
   assert_int_equal(s[0].sock.fd, -1);
   assert_int_equal(s[2].sock.fd, s2);

@@ -181,6 +181,11 @@ def have(cmd):
     return which(cmd) is not None
 
 
+# A sanitizer build (tests/CMakeLists.txt sets SK_SANITIZED): slower, and its
+# shadow memory makes resident-size measurements meaningless.
+SANITIZED = bool(os.environ.get("SK_SANITIZED"))
+
+
 def needs(*cmds):
     """Decorator: skip a test when a peer program is not installed."""
     missing = [c for c in cmds if not have(c)]

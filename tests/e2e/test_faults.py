@@ -18,11 +18,7 @@ import threading
 import time
 import unittest
 
-from skutil import CLIENT, Server, connect, recv_exact, split_addr
-
-# Set by tests/CMakeLists.txt for ASan/TSan builds, whose shadow memory
-# makes resident-size measurements meaningless.
-SANITIZED = bool(os.environ.get("SK_SANITIZED"))
+from skutil import SANITIZED, CLIENT, Server, connect, recv_exact, split_addr
 
 
 def proc_cpu_seconds(pid):

@@ -31,11 +31,11 @@ import threading
 import time
 import unittest
 
-from skutil import (SERVER, Server, localhost_listener, needs, recv_exact,
-                    refusing_port, s_server_port, self_signed_cert)
+from skutil import (SANITIZED, SERVER, Server, localhost_listener, needs,
+                    recv_exact, refusing_port, s_server_port,
+                    self_signed_cert)
 from test_tls import Certs
 
-SANITIZED = bool(os.environ.get("SK_SANITIZED"))
 CHUNK = 1 << 20
 BIG = (64 if SANITIZED else 1024) * CHUNK
 T = 120.0  # the deadline of any one blocking socket operation
@@ -422,9 +422,8 @@ class Peers(ForwardCase):
             p.kill()
             p.wait()
 
-    def wait_stderr(self, p, needle, stream=None):
-        stream = stream or p.stderr
-        fd = stream.fileno()
+    def wait_stderr(self, p, needle):
+        fd = p.stderr.fileno()
         deadline = time.monotonic() + 30
         seen = b""
         while needle not in seen:

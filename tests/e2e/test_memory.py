@@ -28,9 +28,8 @@ import struct
 import time
 import unittest
 
-from skutil import Server, connect
+from skutil import SANITIZED, Server, connect
 
-SANITIZED = bool(os.environ.get("SK_SANITIZED"))
 
 # Growth allowed per flooding connection: the --max-queue, the
 # kernel-bounded overshoot of one read's replies, the loop's request cache.

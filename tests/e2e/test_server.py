@@ -18,8 +18,8 @@ import threading
 import time
 import unittest
 
-from skutil import (CLIENT, SERVER, Server, connect, needs, recv_exact,
-                    run_client, split_addr)
+from skutil import (SANITIZED, CLIENT, SERVER, Server, connect, needs,
+                    recv_exact, run_client, split_addr)
 
 # An ISO 8583 network management request (MTI 0800) with a binary primary
 # bitmap announcing a secondary bitmap, field 7 (transmission date and time),
@@ -318,7 +318,7 @@ class Concurrency(ServerTest):
         # Each ping within 2 s (5 s for a sanitized server on a loaded
         # machine); a server stuck on the other clients would never answer
         # (they never read, or send nothing).
-        limit = 5.0 if os.environ.get("SK_SANITIZED") else 2.0
+        limit = 5.0 if SANITIZED else 2.0
         for i in range(20):
             t0 = time.monotonic()
             c = connect(srv.tcp, timeout=10)

@@ -21,13 +21,18 @@ import subprocess
 import time
 import unittest
 
-from skutil import (SERVER, CertDir, Server, hold_v6_loopback,
-                    localhost_listener, needs,
+from skutil import (SERVER, CertDir, Server, localhost_listener, needs,
                     recv_exact, run_client, s_server_port, self_signed_cert,
                     split_addr)
 
 FINGERPRINT_RE = re.compile(
     r"TLS certificate SHA-256 fingerprint ((?:[0-9A-F]{2}:){31}[0-9A-F]{2})$")
+
+
+def stop_process(p):
+    """Kills a peer started by a test and reaps it."""
+    p.kill()
+    p.wait()
 
 
 class Certs(CertDir):
@@ -163,39 +168,37 @@ class TlsTest(unittest.TestCase):
         srv.wait_log("recv %d bytes" % len(msg))
         self.assertEqual(self.handshake_failures(srv), [])
 
-    def test_client_with_openssl_s_server(self):
+    def s_server_rev(self):
+        """openssl s_server on 127.0.0.1, a port of its own choosing, with
+        -rev: every line comes back reversed, which proves the bytes made
+        the whole trip through it. Returns (process, port)."""
         out = os.path.join(self.certs.dir, "s_server.out")
         with open(out, "wb") as f:
-            # -rev: every line comes back reversed, which proves the bytes
-            # made the whole trip through s_server.
             p = subprocess.Popen(
                 ["openssl", "s_server", "-accept", "127.0.0.1:0",
                  "-cert", self.certs.path("server.pem"), "-key",
                  self.certs.path("server.key"), "-rev"],
                 stdin=subprocess.DEVNULL, stdout=f, stderr=subprocess.STDOUT)
-        self.addCleanup(p.wait)
-        self.addCleanup(p.kill)
-        port = s_server_port(out, p)
-        # The pump: stdin, then close_notify + FIN, then the replies.
-        r = self.client("--tls", "--ca", self.ca, "127.0.0.1:%d" % port,
-                        input=b"hello world\nsockit over tls\n")
-        self.assertEqual(r.returncode, 0, r.stderr)
-        self.assertEqual(r.stdout, b"dlrow olleh\nslt revo tikcos\n")
-        # The send mode (sync API): one line frame per MESSAGE, to a name:
-        # "localhost" is resolved and the certificate checked against it.
-        # [::1]:port is held so that the name can only lead to s_server
-        # (when another test holds it there, the address is used instead).
         try:
-            hold = hold_v6_loopback(port)
-            host = "localhost"
-        except OSError:
-            hold, host = None, "127.0.0.1"
-        if hold is not None:
-            self.addCleanup(hold.close)
-        r = self.client("--tls", "--ca", self.ca, "-f", "line",
-                        "%s:%d" % (host, port), "abc", "stressed")
-        self.assertEqual(r.returncode, 0, r.stderr)
-        self.assertEqual(r.stdout, b"cba\ndesserts\n")
+            return p, s_server_port(out, p)
+        except BaseException:
+            stop_process(p)
+            raise
+
+    def test_client_with_openssl_s_server(self):
+        # "localhost": resolved, and the certificate checked against it;
+        # [::1]:port is held so that the name can only lead to s_server.
+        with localhost_listener(self.s_server_rev, stop_process) as (p, port):
+            # The pump: stdin, then close_notify + FIN, then the replies.
+            r = self.client("--tls", "--ca", self.ca, "127.0.0.1:%d" % port,
+                            input=b"hello world\nsockit over tls\n")
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertEqual(r.stdout, b"dlrow olleh\nslt revo tikcos\n")
+            # The send mode (sync API), by name: one line frame per MESSAGE.
+            r = self.client("--tls", "--ca", self.ca, "-f", "line",
+                            "localhost:%d" % port, "abc", "stressed")
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertEqual(r.stdout, b"cba\ndesserts\n")
 
     def test_python_ssl_client_verifies(self):
         srv = self.server()
